@@ -1,0 +1,31 @@
+# Two entry points on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+EXTRAS ?= dev,tr-data,datasets
+
+.PHONY: install demo test lint clean
+
+install: $(VENV)/.installed
+
+# The CPU build of torch is installed first and pinned: a bare `torch` requirement
+# would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: install
+	$(BIN)/fidan demo --force
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check fidan tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

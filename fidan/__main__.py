@@ -1,0 +1,5 @@
+import sys
+
+from fidan.cli import main
+
+sys.exit(main())

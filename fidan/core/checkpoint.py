@@ -1,0 +1,151 @@
+"""Checkpoints and run folders.
+
+A run folder holds ``config.yaml`` (resolved run settings), ``config.json`` + ``model.safetensors``
+(the latest weights), ``tokenizer/`` (a copy, so the run is self-contained), ``metrics.jsonl``,
+``plots/`` and ``checkpoints/step-NNNNNN/`` with weights plus optimizer, RNG and data state for an
+exact resume. Every checkpoint folder is written under a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model as load_safetensors_into
+from safetensors.torch import save_model
+
+from fidan.core.gpt import GPT, GPTConfig
+from fidan.core.io import atomic_dir, atomic_write_json, read_json
+from fidan.core.tokenizer_io import TokenizerBundle, load_tokenizer
+from fidan.errors import FidanError
+
+_STEP_DIR = re.compile(r"^step-(\d{6,})$")
+
+
+def save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = None) -> None:
+    """``model.safetensors`` + ``config.json`` (model config and fidan metadata)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".model.safetensors.tmp"
+    save_model(_unwrap(model), str(tmp))
+    tmp.replace(folder / "model.safetensors")
+    atomic_write_json(folder / "config.json", {"model_type": "fidan-gpt", **_unwrap(model).config.to_dict(), **(extra or {})})
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return getattr(model, "module", model)  # DistributedDataParallel
+
+
+def checkpoint_dirs(run: Path) -> list[Path]:
+    folder = Path(run) / "checkpoints"
+    if not folder.exists():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
+    return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
+
+
+def save_checkpoint(run: Path, step: int, model: torch.nn.Module, state: dict, keep: int) -> Path:
+    """Write ``checkpoints/step-N/`` atomically and keep only the newest ``keep`` checkpoints."""
+    target = Path(run) / "checkpoints" / f"step-{step:06d}"
+    with atomic_dir(target) as tmp:
+        save_weights(model, tmp)
+        torch.save(state, tmp / "state.pt")
+    for old in checkpoint_dirs(run)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def load_checkpoint_state(ckpt: Path) -> dict:
+    # weights_only: a checkpoint can hold only tensors and plain values, never code.
+    return torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
+
+
+def read_model_config(folder: Path) -> GPTConfig:
+    raw = read_json(folder / "config.json", "model config")
+    model_keys = set(GPTConfig.__dataclass_fields__)
+    return GPTConfig.from_dict({k: v for k, v in raw.items() if k in model_keys})
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A run folder, or one of its checkpoints: the folder that holds ``model.safetensors``."""
+    path = Path(path)
+    if not path.exists():
+        raise FidanError(f"model not found: {path}; pass a run folder made by `fidan pretrain`")
+    if (path / "model.safetensors").exists():
+        return path
+    ckpts = checkpoint_dirs(path)
+    if ckpts:
+        return ckpts[-1]
+    raise FidanError(f"{path} holds no model.safetensors and no checkpoints; is it a fidan run folder?")
+
+
+def find_tokenizer(model_dir: Path) -> Path:
+    for candidate in (model_dir / "tokenizer", model_dir.parent.parent / "tokenizer"):
+        if (candidate / "tokenizer.json").exists():
+            return candidate
+    raise FidanError(f"no tokenizer found next to {model_dir}; pass --tokenizer")
+
+
+def check_vocab(cfg: GPTConfig, tok: TokenizerBundle, where: Path) -> None:
+    if cfg.vocab_size != tok.vocab_size:
+        raise FidanError(
+            f"checkpoint {where} has a vocabulary of {cfg.vocab_size} tokens but tokenizer {tok.path} has "
+            f"{tok.vocab_size}; use the tokenizer the model was trained with"
+        )
+
+
+def load_weights(model: torch.nn.Module, folder: Path, device: str = "cpu") -> None:
+    try:
+        load_safetensors_into(_unwrap(model), str(Path(folder) / "model.safetensors"), device=device)
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types
+        raise FidanError(f"cannot load weights from {folder} ({str(e).splitlines()[0][:200]})") from None
+
+
+RUN_ARTIFACTS = ("config.yaml", "config.json", "model.safetensors", "metrics.jsonl", "checkpoints", "plots", "report.md")
+
+
+def is_run(folder: Path) -> bool:
+    return any((Path(folder) / name).exists() for name in RUN_ARTIFACTS)
+
+
+def clear_run(folder: Path) -> None:
+    """Remove a run's own artifacts (not other files a user keeps in the folder)."""
+    for name in RUN_ARTIFACTS:
+        path = Path(folder) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def load_model(path: str | Path, tokenizer: str | Path | None = None, device: str = "cpu"):
+    """Load a trained fidan model and its tokenizer from a run or checkpoint folder."""
+    folder = resolve_model_dir(path)
+    cfg = read_model_config(folder)
+    tok = load_tokenizer(tokenizer or find_tokenizer(folder))
+    check_vocab(cfg, tok, folder)
+    model = GPT(cfg)
+    load_weights(model, folder, device)
+    model.to(device).eval()
+    return model, tok
+
+
+def copy_tokenizer(tok: TokenizerBundle, run: Path) -> None:
+    dest = Path(run) / "tokenizer"
+    if dest.resolve() == tok.path.resolve():
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        src = tok.path / name
+        if src.exists():
+            shutil.copy2(src, dest / name)
+
+
+def read_metrics(run: str | Path) -> list[dict]:
+    path = Path(run) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,121 @@
+"""Small, safe file helpers: atomic writes, output-directory guards, hashing, JSONL."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fidan.errors import FidanError
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary sibling, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory under a temporary name and rename it into place when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def prepare_out_dir(path: str | os.PathLike, force: bool, what: str = "output") -> Path:
+    """Refuse to write into a non-empty directory unless the user passed --force."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FidanError(f"{what} path {path} is a file, not a directory; choose another --out")
+    if path.exists() and any(path.iterdir()):
+        if not force:
+            raise FidanError(
+                f"{what} directory {path} already exists and is not empty; "
+                "pass --force to replace it or choose another --out"
+            )
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def require_path(path: str | os.PathLike, what: str, hint: str = "") -> Path:
+    path = Path(path)
+    if not path.exists():
+        msg = f"{what} not found: {path}"
+        raise FidanError(msg + (f"; {hint}" if hint else ""))
+    return path
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def open_text(path: str | os.PathLike):
+    """Open a (possibly gzipped) UTF-8 text file strictly: decoding errors raise."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="strict", newline="")
+    return open(path, encoding="utf-8", errors="strict", newline="")
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    path = require_path(path, what)
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FidanError(f"{what} {path} is not valid JSON ({e}); regenerate or fix it") from None
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")

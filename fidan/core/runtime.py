@@ -1,0 +1,32 @@
+"""Device selection and process facts (RSS) shared by training, generation and benchmarks."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from fidan.errors import FidanError
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` → ``cuda`` when a GPU is present, else ``cpu``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FidanError(f"--device {device} asked for, but no CUDA GPU is available; use --device cpu")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise FidanError(f"unknown --device {device}; use auto, cpu or cuda")
+    return device
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    except ImportError:  # Windows
+        import psutil
+
+        return psutil.Process(os.getpid()).memory_info().peak_wset / 2**20

@@ -1,0 +1,96 @@
+"""Loading a tokenizer folder (``tokenizer.json`` + ``tokenizer_config.json``) fast, without transformers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from fidan.errors import FidanError
+
+EOS_TOKEN = "<|endoftext|>"
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """Inverse of the byte-level alphabet: printable bytes stand for themselves, the rest are shifted past 255."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    shift = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + shift)
+            shift += 1
+    return {chr(c): b for b, c in zip(keep, chars, strict=True)}
+
+
+@dataclass
+class TokenizerBundle:
+    """A loaded tokenizer with what training needs to know about it."""
+
+    path: Path
+    tokenizer: Tokenizer
+    config: dict
+    sha256: str
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    @property
+    def eos_id(self) -> int:
+        token = self.config.get("eos_token") or EOS_TOKEN
+        if isinstance(token, dict):
+            token = token.get("content", EOS_TOKEN)
+        tid = self.tokenizer.token_to_id(token)
+        if tid is None:
+            raise FidanError(f"tokenizer {self.path} has no end-of-text token {token!r}; retrain it with fidan")
+        return tid
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def token_bytes(self) -> np.ndarray:
+        """UTF-8 byte length of each token id (0 for special tokens), for bits-per-byte."""
+        n = self.vocab_size
+        out = np.zeros(n, dtype=np.int32)
+        special = {t.content for t in self.tokenizer.get_added_tokens_decoder().values() if t.special}
+        byte_level = "ByteLevel" in json.dumps(self.tokenizer_json_decoder())
+        dec = _byte_decoder()
+        for i in range(n):
+            tok = self.tokenizer.id_to_token(i)
+            if tok is None or tok in special:
+                continue
+            if byte_level and all(c in dec for c in tok):
+                out[i] = len(tok)
+            else:
+                out[i] = len(self.tokenizer.decode([i], skip_special_tokens=False).encode("utf-8"))
+        return out
+
+    def tokenizer_json_decoder(self) -> dict:
+        return json.loads(self.tokenizer.to_str()).get("decoder") or {}
+
+
+def load_tokenizer(path: str | Path) -> TokenizerBundle:
+    """Load a tokenizer folder written by ``fidan tokenizer train`` (or any HF fast-tokenizer folder)."""
+    path = Path(path)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.exists():
+        raise FidanError(f"tokenizer not found: {file}; train one with `fidan tokenizer train`")
+    raw = file.read_bytes()
+    try:
+        tok = Tokenizer.from_str(raw.decode("utf-8"))
+    except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exception
+        raise FidanError(f"{file} is not a valid tokenizer.json ({e}); retrain it") from None
+    cfg_file = file.parent / "tokenizer_config.json"
+    config = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.exists() else {}
+    return TokenizerBundle(file.parent, tok, config, hashlib.sha256(raw).hexdigest())

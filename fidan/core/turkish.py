@@ -1,0 +1,69 @@
+"""Turkish text rules: normalization for corpora and Turkish-correct casing.
+
+Python's ``str.lower()`` maps ``I`` to ``i`` and ``İ`` to ``i̇`` (i + combining dot), which is wrong
+for Turkish, where the dotted and dotless i are distinct letters: I↔ı and İ↔i.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+TURKISH_LOWER = "abcçdefgğhıijklmnoöprsştuüvyz"
+TURKISH_UPPER = "ABCÇDEFGĞHIİJKLMNOÖPRSŞTUÜVYZ"
+
+_LOWER_MAP = str.maketrans({"I": "ı", "İ": "i"})
+_UPPER_MAP = str.maketrans({"ı": "I", "i": "İ"})
+
+# Control characters (Unicode category Cc) except newline and tab, plus a few invisible format
+# characters that only add noise to a corpus. Zero-width joiners stay: emoji sequences need them.
+_DROP_FORMAT = {"\ufeff", "\u00ad", "\u200b", "\u2060"}
+_SPACES = re.compile(r"[^\S\n]+")  # any whitespace except newline
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+
+def lower_tr(text: str) -> str:
+    """Lowercase with Turkish rules: ``I`` → ``ı``, ``İ`` → ``i``."""
+    return text.translate(_LOWER_MAP).lower()
+
+
+def upper_tr(text: str) -> str:
+    """Uppercase with Turkish rules: ``ı`` → ``I``, ``i`` → ``İ``."""
+    return text.translate(_UPPER_MAP).upper()
+
+
+def capitalize_tr(text: str) -> str:
+    """First letter upper, the rest lower, with Turkish rules (``istanbul`` → ``İstanbul``)."""
+    return upper_tr(text[:1]) + lower_tr(text[1:]) if text else text
+
+
+def _keep_char(ch: str) -> bool:
+    if ch in "\n\t":
+        return True
+    if ch in _DROP_FORMAT:
+        return False
+    return unicodedata.category(ch) != "Cc"
+
+
+def normalize_text(text: str) -> str:
+    """Normalize a document: NFC, control characters removed, whitespace tidied.
+
+    Newlines are kept (paragraphs carry meaning); runs of other whitespace become one space,
+    spaces around line ends are trimmed, and more than one blank line becomes one.
+    """
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if not text.isprintable():
+        text = "".join(ch for ch in text if _keep_char(ch))
+    text = _SPACES.sub(" ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    text = _MANY_NEWLINES.sub("\n\n", text)
+    return text.strip()
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?|\d+(?:['’][^\W\d_]+)?", re.UNICODE)
+
+
+def words(text: str) -> list[str]:
+    """Words as a Turkish reader sees them: letter runs, with an apostrophe suffix kept attached
+    (``Ankara'da``, ``2023'te``)."""
+    return _WORD.findall(text)

@@ -1,0 +1,1 @@
+"""Corpus stage: load Turkish text from bundled packages, local files and HF datasets; clean, dedupe, split."""

@@ -1,0 +1,1 @@
+"""Generation stage: sampling text from trained models."""

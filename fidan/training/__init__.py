@@ -1,0 +1,1 @@
+"""Training stage: pretraining (and later instruction tuning) with exact resume."""

@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny Turkish corpus, data folder and tokenizer built once per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+TURKISH_LINES = [
+    "Türkiye Cumhuriyeti 1923 yılında kuruldu ve başkenti Ankara oldu.",
+    "Evlerimizden çıkıp İstanbul'un güzel sokaklarında yürüdük.",
+    "Öğretmenler çocuklara ılık süt ve çörek ikram ettiler.",
+    "Ağaçların gölgesinde oturan yaşlı adam gazetesini okuyordu.",
+    "Bilim ve sanat bir milletin en büyük hazinesidir, dedi konuşmacı.",
+    "Ankara'da kış soğuk geçer; İzmir'de ise hava ılıktır.",
+    "Kütüphanedeki kitapların çoğu Osmanlıca ve Türkçe yazılmıştı.",
+    "Çiftçiler tarlalarını sürdü, buğday ektiler ve yağmuru beklediler.",
+]
+
+
+def make_docs(n: int = 240) -> list[str]:
+    """Distinct little documents (so deduplication keeps them) from the lines above."""
+    docs = []
+    for i in range(n):
+        a, b, c = (TURKISH_LINES[(i * k) % len(TURKISH_LINES)] for k in (1, 3, 5))
+        docs.append(f"{a} {b} {c} Belge numarası {i}.")
+    return docs
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory):
+    import json
+
+    path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in make_docs()), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory, corpus_file):
+    from fidan.corpus.prepare import prepare_data
+
+    out = tmp_path_factory.mktemp("data") / "d"
+    prepare_data(source=[str(corpus_file)], out=str(out), val_fraction=0.2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, data_dir):
+    from fidan.tokenizer.train import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tok") / "t"
+    train_tokenizer(data=str(data_dir), out=str(out), vocab_size=400)
+    return out
