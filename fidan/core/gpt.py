@@ -76,13 +76,14 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) → (B, heads, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
         )
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.proj(y))
@@ -109,8 +110,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), attn_mask)
         return x + self.mlp(self.ln2(x))
 
 
@@ -146,15 +147,31 @@ class GPT(nn.Module):
         c = self.config
         return 6 * self.num_params(non_embedding=True) + 6 * c.n_embd * c.vocab_size + 12 * c.n_layer * c.n_embd * c.block_size
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"):
-        """Logits for every position; with targets, also the cross-entropy (positions with -100 are ignored)."""
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        reduction: str = "mean",
+        doc_ids: torch.Tensor | None = None,
+    ):
+        """Logits for every position; with targets, also the cross-entropy (positions with -100 are ignored).
+
+        ``doc_ids`` (B, T) marks packed examples: attention stays inside each example (a block-diagonal
+        causal mask) and positions restart at 0 for each one, so packed examples never see each other.
+        """
         B, T = idx.shape
         if T > self.config.block_size:
             raise FidanError(f"sequence of {T} tokens is longer than the model's block size {self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)
+        mask = None
+        if doc_ids is None:
+            pos = torch.arange(T, device=idx.device)
+        else:
+            pos = positions_in_documents(doc_ids)
+            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+            mask = (causal & (doc_ids[:, :, None] == doc_ids[:, None, :]))[:, None]  # (B, 1, T, T)
         x = self.drop(self.wte(idx) + self.wpe(pos))
         for block in self.blocks:
-            x = block(x)
+            x = block(x, mask)
         logits = self.lm_head(self.ln_f(x))
         if targets is None:
             return logits, None
@@ -188,6 +205,16 @@ class GPT(nn.Module):
                     break
         finally:
             self.train(was_training)
+
+
+def positions_in_documents(doc_ids: torch.Tensor) -> torch.Tensor:
+    """Position of each token within its own document: [0,1,2,0,1,0,...] for doc ids [a,a,a,b,b,c,...]."""
+    B, T = doc_ids.shape
+    idx = torch.arange(T, device=doc_ids.device).expand(B, T)
+    starts = torch.ones_like(doc_ids, dtype=torch.bool)
+    starts[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+    first = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values
+    return idx - first
 
 
 def sample_next(
