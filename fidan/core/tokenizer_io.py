@@ -64,12 +64,17 @@ class TokenizerBundle:
         n = self.vocab_size
         out = np.zeros(n, dtype=np.int32)
         special = {t.content for t in self.tokenizer.get_added_tokens_decoder().values() if t.special}
-        byte_level = "ByteLevel" in json.dumps(self.tokenizer_json_decoder())
+        spec = json.loads(self.tokenizer.to_str())
+        byte_level = "ByteLevel" in json.dumps(spec.get("decoder") or {})
+        # WordPiece (and BPE with a suffix/prefix) mark pieces with a string that is not text.
+        prefix = (spec.get("model") or {}).get("continuing_subword_prefix") or ""
         dec = _byte_decoder()
         for i in range(n):
             tok = self.tokenizer.id_to_token(i)
             if tok is None or tok in special:
                 continue
+            if prefix and tok.startswith(prefix) and len(tok) > len(prefix):
+                tok = tok[len(prefix):]
             if byte_level and all(c in dec for c in tok):
                 out[i] = len(tok)
             else:

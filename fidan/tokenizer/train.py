@@ -1,24 +1,91 @@
-"""`fidan tokenizer train`: byte-level BPE with the `tokenizers` library, saved in the HF format."""
+"""`fidan tokenizer train`: BPE, Unigram or WordPiece with the `tokenizers` library, saved in the HF format.
+
+Every algorithm runs on the byte-level alphabet, so any string encodes and decodes back exactly, and
+the pre-tokenizer (Turkish by default, see pretokenize.py) is part of tokenizer.json. With ``--morph``
+the training words are first cut into morphemes by the analyzer (morph.py) and BPE learns its merges
+inside morphemes only; the saved tokenizer is an ordinary BPE that needs no analyzer to encode.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from fidan.core.datadir import iter_split, load_manifest
 from fidan.core.io import atomic_dir, prepare_out_dir
 from fidan.core.tokenizer_io import EOS_TOKEN
+from fidan.core.turkish import words
 from fidan.errors import FidanError
+from fidan.tokenizer.pretokenize import PRETOKENIZERS, make_pretokenizer
+
+ALGORITHMS = ("bpe", "unigram", "wordpiece")
+UNK_TOKEN = "<|unk|>"  # WordPiece needs one in its vocabulary; fidan's alphabet means it is never produced
+# WordPiece marks word-inner pieces with a prefix; one that byte-level text can never contain keeps
+# decoding exact (the usual "##" could be real text).
+CONTINUATION = "▁"
+MORPH_SEP = "\ue000"  # private-use character: marks morpheme cuts in training text only
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?|\d+(?:['’][^\W\d_]+)?")
 
 
 def build_bpe() -> Tokenizer:
-    """An empty byte-level BPE: every string maps to tokens and decodes back exactly (no normalizer)."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
+    """An empty byte-level BPE with GPT-2's pre-tokenizer (no normalizer): the plain yardstick."""
+    return build_tokenizer("bpe", "bytelevel")
+
+
+def build_tokenizer(algorithm: str = "bpe", pretokenizer: str = "turkish") -> Tokenizer:
+    """An empty tokenizer of the given algorithm on the byte-level alphabet."""
+    if algorithm == "bpe":
+        tok = Tokenizer(models.BPE())
+        tok.decoder = decoders.ByteLevel()
+    elif algorithm == "unigram":
+        tok = Tokenizer(models.Unigram())
+        tok.decoder = decoders.ByteLevel()
+    elif algorithm == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token=UNK_TOKEN, continuing_subword_prefix=CONTINUATION,
+                                         max_input_chars_per_word=1 << 30))
+        tok.decoder = decoders.Sequence([decoders.Replace(CONTINUATION, ""), decoders.ByteLevel()])
+    else:
+        raise FidanError(f"unknown --algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    tok.pre_tokenizer = make_pretokenizer(pretokenizer)
     return tok
+
+
+def make_trainer(algorithm: str, vocab_size: int, min_frequency: int, specials: list[str]):
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if algorithm == "bpe":
+        return trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+                                   initial_alphabet=alphabet, show_progress=True)
+    if algorithm == "unigram":
+        return trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, initial_alphabet=alphabet,
+                                       max_piece_length=24, show_progress=True)
+    return trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                     special_tokens=[*specials, UNK_TOKEN], initial_alphabet=alphabet,
+                                     continuing_subword_prefix=CONTINUATION, show_progress=True)
+
+
+def complete_alphabet(tok: Tokenizer) -> Tokenizer:
+    """Make sure all 256 byte symbols are in the vocabulary (and, for WordPiece, their word-inner forms),
+    so no input ever needs an unknown token."""
+    spec = json.loads(tok.to_str())
+    model = spec["model"]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if model["type"] == "WordPiece":
+        vocab = model["vocab"]
+        for piece in sorted(alphabet) + [CONTINUATION + c for c in sorted(alphabet)]:
+            if piece not in vocab:
+                vocab[piece] = len(vocab)
+    elif model["type"] == "Unigram":
+        present = {p for p, _ in model["vocab"]}
+        floor = min((s for _, s in model["vocab"]), default=0.0) - 1.0
+        model["vocab"] += [[c, floor] for c in sorted(alphabet) if c not in present]
+    return Tokenizer.from_str(json.dumps(spec))
 
 
 def save_tokenizer(tok: Tokenizer, out: Path, extra_config: dict | None = None) -> None:
@@ -29,7 +96,7 @@ def save_tokenizer(tok: Tokenizer, out: Path, extra_config: dict | None = None) 
         tokenizer_object=tok,
         bos_token=EOS_TOKEN,
         eos_token=EOS_TOKEN,
-        unk_token=None,
+        unk_token=UNK_TOKEN if tok.token_to_id(UNK_TOKEN) is not None else None,
         pad_token=EOS_TOKEN,
         clean_up_tokenization_spaces=False,
         model_max_length=1 << 30,
@@ -39,43 +106,89 @@ def save_tokenizer(tok: Tokenizer, out: Path, extra_config: dict | None = None) 
     hf.save_pretrained(str(out))
 
 
+def morph_marked(docs: Iterator[str], segments: dict, keep_whole: set[str]) -> Iterator[str]:
+    """Training text with MORPH_SEP at every morpheme cut (except in words kept whole)."""
+    def mark(m: re.Match) -> str:
+        word = m.group(0)
+        cuts = None if word in keep_whole else segments.get(word)
+        if not cuts:
+            return word
+        bounds = [0, *cuts, len(word)]
+        return MORPH_SEP.join(word[a:b] for a, b in zip(bounds, bounds[1:], strict=False))
+
+    for doc in docs:
+        yield _WORD.sub(mark, doc.replace(MORPH_SEP, ""))
+
+
 def train_tokenizer(
     data: str,
     out: str,
     vocab_size: int = 8000,
     min_frequency: int = 2,
     special_tokens: list[str] | None = None,
+    algorithm: Literal["bpe", "unigram", "wordpiece"] = "bpe",
+    pretokenizer: Literal["turkish", "turkish-digits", "bytelevel"] = "turkish",
+    morph: bool = False,
+    morph_keep: int = 0,
     force: bool = False,
 ) -> Path:
-    """Train a byte-level BPE tokenizer on the train split of a data folder.
+    """Train a byte-level tokenizer on the train split of a data folder.
 
     Args:
         data: a data folder made by `fidan data prepare`.
         out: the tokenizer folder to write (tokenizer.json, tokenizer_config.json).
         vocab_size: target vocabulary size, special tokens included.
-        min_frequency: a pair must occur at least this often to be merged.
+        min_frequency: a pair must occur at least this often to be merged (bpe, wordpiece).
         special_tokens: extra special tokens to reserve (repeatable); <|endoftext|> is always first.
+        algorithm: bpe, unigram or wordpiece (all on the byte-level alphabet, all round-trip exactly).
+        pretokenizer: turkish (letters together, apostrophe suffixes apart, digit runs), turkish-digits
+            (the same with one token per digit) or bytelevel (GPT-2's English-tuned regex).
+        morph: cut training words into morphemes with zemberek (fidan[morph]) so that BPE merges never
+            cross a morpheme boundary; the saved tokenizer needs no analyzer.
+        morph_keep: with --morph, keep the N most frequent words of the training text whole (uncut), which
+            shortens sequences of common words at some cost in morphological purity.
         force: replace an existing non-empty output folder.
     """
     manifest = load_manifest(data)
     if vocab_size < 256 + 1 or vocab_size > 1_000_000:
         raise FidanError(f"--vocab-size must be between 257 (the 256 bytes + <|endoftext|>) and 1,000,000, got {vocab_size}")
+    if algorithm not in ALGORITHMS:
+        raise FidanError(f"unknown --algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    if pretokenizer not in PRETOKENIZERS:
+        raise FidanError(f"unknown --pretokenizer {pretokenizer!r}; choose one of {', '.join(PRETOKENIZERS)}")
+    if morph and algorithm != "bpe":
+        raise FidanError("--morph works with --algorithm bpe only (merges are what it constrains)")
+    if morph_keep < 0:
+        raise FidanError(f"--morph-keep must be 0 or more, got {morph_keep}")
     specials = [EOS_TOKEN] + [t for t in (special_tokens or []) if t != EOS_TOKEN]
     out_path = Path(out)
     if out_path.exists() and any(out_path.iterdir()) and not force:
         prepare_out_dir(out_path, force=False, what="tokenizer")
-    tok = build_bpe()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=True,
-    )
+    n_docs = manifest["splits"]["train"]["documents"]
+    tok = build_tokenizer(algorithm, pretokenizer)
+    trainer = make_trainer(algorithm, vocab_size, min_frequency, specials)
     start = time.time()
-    tok.train_from_iterator(iter_split(data, "train"), trainer, length=manifest["splits"]["train"]["documents"])
+    docs: Iterator[str] = iter_split(data, "train")
+    if morph:
+        from fidan.tokenizer.morph import Segmenter
+
+        counts = Counter(w for doc in iter_split(data, "train") for w in words(doc))
+        segments = Segmenter().segment_many(counts, progress=True)
+        keep_whole = {w for w, _ in counts.most_common(morph_keep)}
+        docs = morph_marked(docs, segments, keep_whole)
+        # Training only: the cut marks split pre-tokens (and vanish) before the Turkish split runs.
+        final_pretokenizer = tok.pre_tokenizer
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(MORPH_SEP), behavior="removed"), final_pretokenizer])
+        analyzed = sum(n for w, n in counts.items() if segments.get(w) is not None) / max(sum(counts.values()), 1)
+    tok.train_from_iterator(docs, trainer, length=n_docs)
+    if morph:
+        tok.pre_tokenizer = final_pretokenizer
+    tok = complete_alphabet(tok)
     seconds = time.time() - start
     with atomic_dir(out_path) as tmp:
         save_tokenizer(tok, tmp)
-    print(f"tokenizer: byte-level BPE, {tok.get_vocab_size():,} tokens, trained in {seconds:.1f}s → {out_path}")
+    kind = f"{algorithm}{' + morph' if morph else ''}, {pretokenizer} pre-tokenizer"
+    note = f" ({analyzed:.0%} of training words analyzed)" if morph else ""
+    print(f"tokenizer: {kind}, {tok.get_vocab_size():,} tokens, trained in {seconds:.1f}s{note} → {out_path}")
     return out_path
