@@ -6,13 +6,13 @@ Every source is a generator of raw document strings, so corpora of any size stre
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import importlib.resources
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from fidan.core.treebank import treebank_file  # in core: the tokenizer stage reads the treebank too
 from fidan.errors import FidanError
 
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".jsonl.gz", ".csv", ".parquet")
@@ -40,18 +40,6 @@ def speeches(lang: str = "tr") -> Iterator[dict]:
             yield {"id": sid, "year": year, "kind": kind, "title": title, "location": location, "text": body}
     finally:
         con.close()
-
-
-def treebank_file(section: str) -> Path:
-    """Path of a Turkish Web Treebank CoNLL-U file (installed outside the package, in site-packages/data)."""
-    try:
-        dist = importlib.metadata.distribution("turkish-treebanks")
-    except importlib.metadata.PackageNotFoundError:
-        raise FidanError(f"source tr-treebank needs the package turkish-treebanks; {TR_DATA_HINT}") from None
-    path = Path(str(dist.locate_file(f"data/{section}.conllu")))
-    if not path.exists():
-        raise FidanError(f"treebank file {path} is missing; reinstall turkish-treebanks")
-    return path
 
 
 def treebank_sentences(sections: tuple[str, ...] = ("wiki", "web")) -> Iterator[dict]:
