@@ -15,8 +15,12 @@ _API = {
     "prepare_data": "fidan.corpus.prepare",
     "train_tokenizer": "fidan.tokenizer.train",
     "encode_data": "fidan.tokenizer.encode",
+    "evaluate_tokenizers": "fidan.tokenizer.evaluate",
     "pretrain": "fidan.training.pretrain",
     "generate": "fidan.generation.generate",
+    "build_instructions": "fidan.corpus.instructions",
+    "sft": "fidan.training.sft",
+    "chat": "fidan.chat.repl",
     "demo": "fidan.demo",
 }
 

@@ -28,10 +28,15 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "data prepare": Command("fidan.corpus.prepare:prepare_data", "Load, clean, deduplicate and split a corpus."),
-    "tokenizer train": Command("fidan.tokenizer.train:train_tokenizer", "Train a byte-level BPE tokenizer on a data folder."),
+    "tokenizer train": Command("fidan.tokenizer.train:train_tokenizer", "Train a BPE, Unigram or WordPiece tokenizer (Turkish pre-tokenizer, optional --morph)."),
+    "tokenizer eval": Command("fidan.tokenizer.evaluate:evaluate_tokenizers", "Measure tokenizers on the same text: fertility, %Pure, boundary F1, speed."),
     "tokenizer encode": Command("fidan.tokenizer.encode:encode_data", "Tokenize a data folder into memory-mapped token files."),
     "pretrain": Command("fidan.training.pretrain:pretrain", "Pretrain a GPT on a tokenized data folder."),
     "generate": Command("fidan.generation.generate:generate", "Sample text from a trained model."),
+    "data instructions": Command("fidan.corpus.instructions:build_instructions",
+                                 "Build a Turkish instruction set offline (KeNet, dialogs, speech metadata)."),
+    "sft": Command("fidan.training.sft:sft", "Instruction-tune a model: answer-only loss, packing, early stopping."),
+    "chat": Command("fidan.chat.repl:chat", "Chat with an instruction-tuned model in the terminal."),
     "demo": Command("fidan.demo:demo", "Run the whole pipeline offline on the bundled Turkish corpus."),
 }
 

@@ -1,0 +1,157 @@
+"""`fidan chat`: talk to an instruction-tuned model in the terminal, with the answer streamed as it is made.
+
+Commands inside the REPL: ``/reset`` forgets the conversation, ``/system TEXT`` sets the system message
+(``/system`` alone clears it), ``/temp X`` sets the temperature, ``/help``, ``/exit``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import torch
+
+from fidan.core.chat_template import ChatTokens, encode_chat
+from fidan.core.checkpoint import load_model
+from fidan.core.runtime import pick_device
+from fidan.errors import FidanError
+
+HELP = ("commands: /reset (new conversation), /system TEXT (set the system message; /system alone clears it), "
+        "/temp X (temperature), /help, /exit")
+
+
+class ChatSession:
+    """A conversation with a model: history, system message and sampling settings."""
+
+    def __init__(self, model: torch.nn.Module, tok, system: str | None = None, temperature: float = 0.7,
+                 top_k: int | None = 50, top_p: float | None = 0.95, max_new_tokens: int = 200, seed: int = 0,
+                 device: str = "cpu"):
+        self.model, self.tok, self.device = model, tok, device
+        self.system = system
+        self.temperature, self.top_k, self.top_p, self.max_new_tokens = temperature, top_k, top_p, max_new_tokens
+        self.end_id = ChatTokens.of(tok).end_of_response
+        self.stop_ids = {self.end_id, tok.eos_id}
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.history: list[dict] = []
+
+    def reset(self) -> None:
+        self.history = []
+
+    def messages(self, user: str) -> list[dict]:
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return system + self.history + [{"role": "user", "content": user}]
+
+    def prompt_ids(self, user: str) -> list[int]:
+        """The conversation so far plus the new question, ending in <RESP>; the oldest turns are dropped
+        when it would not leave room for an answer in the model's context."""
+        block = self.model.config.block_size
+        room = max(1, block - min(self.max_new_tokens, block // 2))
+        while True:
+            ids, _ = encode_chat(self.tok, self.messages(user), add_generation_prompt=True)
+            if len(ids) <= room or not self.history:
+                return ids[-room:]
+            self.history = self.history[2:]
+
+    def reply(self, user: str, on_text: Callable[[str], None] | None = None) -> str:
+        """Generate the answer to ``user`` (streamed to ``on_text`` piece by piece) and remember both."""
+        ids = self.prompt_ids(user)
+        context = torch.tensor([ids], device=self.device)
+        new: list[int] = []
+        shown = ""
+        for token in self.model.generate(context, self.max_new_tokens, self.temperature, self.top_k, self.top_p,
+                                         self.generator, stop_ids=self.stop_ids):
+            if token in self.stop_ids:
+                break
+            new.append(token)
+            text = self.tok.decode(new)
+            # Multi-byte characters arrive in pieces: show text only once it decodes whole.
+            if on_text and not text.endswith("\ufffd"):
+                on_text(text[len(shown):])
+                shown = text
+        answer = self.tok.decode(new)
+        if on_text and len(answer) > len(shown):
+            on_text(answer[len(shown):])
+        self.history += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+        return answer
+
+
+def run_repl(session: ChatSession, read: Callable[[str], str] | None = None,
+             write: Callable[[str], None] | None = None) -> None:
+    """The read-answer loop; ``read`` (default: input) raises EOFError at the end of input."""
+    read = read or input
+    if write is None:
+        def write(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    write(f"fidan chat: {HELP}\n")
+    while True:
+        try:
+            line = read("> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            write("\n")
+            return
+        if not line:
+            continue
+        if line.startswith("/"):
+            cmd, _, arg = line.partition(" ")
+            arg = arg.strip()
+            if cmd in ("/exit", "/quit"):
+                return
+            if cmd == "/reset":
+                session.reset()
+                write("(new conversation)\n")
+            elif cmd == "/system":
+                session.system = arg or None
+                session.reset()
+                write(f"(system message {'set' if arg else 'cleared'}; new conversation)\n")
+            elif cmd == "/temp":
+                try:
+                    value = float(arg)
+                    if value < 0:
+                        raise ValueError
+                except ValueError:
+                    write(f"(/temp needs a number >= 0, got {arg!r})\n")
+                    continue
+                session.temperature = value
+                write(f"(temperature {value:g})\n")
+            elif cmd == "/help":
+                write(HELP + "\n")
+            else:
+                write(f"(unknown command {cmd}; {HELP})\n")
+            continue
+        session.reply(line, on_text=write)
+        write("\n")
+
+
+def chat(
+    model: str,
+    system: str | None = None,
+    temperature: float = 0.7,
+    top_k: int | None = 50,
+    top_p: float | None = 0.95,
+    max_new_tokens: int = 200,
+    seed: int = 0,
+    tokenizer: str | None = None,
+    device: str = "auto",
+) -> None:
+    """Chat with an instruction-tuned model in the terminal; answers stream as they are generated.
+
+    Args:
+        model: a run folder made by `fidan sft` (or one of its checkpoints).
+        system: a system message for the conversation (change it with /system).
+        temperature: 0 is greedy; higher is more varied (change it with /temp).
+        top_k: sample only among the k most likely tokens (0 disables).
+        top_p: nucleus sampling: the smallest set of tokens whose probability reaches p (1 disables).
+        max_new_tokens: the longest answer, in tokens; an answer ends earlier at </RESP>.
+        seed: random seed.
+        tokenizer: a tokenizer folder (default: the run's own copy).
+        device: auto, cpu or cuda.
+    """
+    if temperature < 0:
+        raise FidanError(f"--temperature must be >= 0, got {temperature}")
+    if max_new_tokens <= 0:
+        raise FidanError(f"--max-new-tokens must be positive, got {max_new_tokens}")
+    device = pick_device(device)
+    net, tok = load_model(model, tokenizer, device)
+    session = ChatSession(net, tok, system, temperature, top_k, top_p, max_new_tokens, seed, device)
+    run_repl(session)
