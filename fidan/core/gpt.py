@@ -24,6 +24,16 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.1
     bias: bool = True  # biases in linear layers and LayerNorms, as in GPT-2
+    # Architecture variants. The defaults are GPT-2's choices (and the `ders` lesson's), so config.json
+    # files written before these fields existed load unchanged.
+    pos_emb: str = "learned"  # "learned" position table, or "rope" (rotary, applied to queries and keys)
+    norm: str = "layernorm"  # "layernorm" or "rmsnorm"
+    mlp: str = "gelu"  # "gelu", "relu2" (ReLU squared) or "swiglu"
+    mlp_ratio: float = 4.0  # hidden width of the MLP as a multiple of n_embd
+    qk_norm: bool = False  # RMS-normalize queries and keys per head before attention
+    tie_embeddings: bool = False  # share the token embedding with the output head
+    zero_init: bool = False  # start residual output projections at zero (each block starts as identity)
+    rope_base: float = 10000.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -40,6 +50,18 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise FidanError(f"model config: dropout must be in [0, 1), got {self.dropout}")
+        for name, allowed in (("pos_emb", POS_EMBS), ("norm", NORMS), ("mlp", MLPS)):
+            if getattr(self, name) not in allowed:
+                raise FidanError(f"model config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.pos_emb == "rope" and (self.n_embd // self.n_head) % 2:
+            raise FidanError(f"model config: rotary positions need an even head size, got {self.n_embd // self.n_head}; "
+                             "change n_embd or n_head")
+        if self.mlp_ratio <= 0:
+            raise FidanError(f"model config: mlp_ratio must be positive, got {self.mlp_ratio}")
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(self.mlp_ratio * self.n_embd)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,34 +75,79 @@ class GPTConfig:
         return cls(**d)
 
 
+POS_EMBS = ("learned", "rope")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "relu2", "swiglu")
+
 # Presets set the architecture; the vocabulary size comes from the tokenizer.
 PRESETS: dict[str, dict] = {
     # The Turkish from-scratch lesson: ~0.94M parameters at vocab 500.
     "ders": dict(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.1, bias=True),
+    # Fastest to a given held-out bits per byte on a laptop CPU (see docs/speed.md): rotary positions,
+    # RMSNorm, QK-norm, ReLU² MLP, no biases, zero-init projections, no dropout; trained with Muon.
+    "hizli": dict(block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.0, bias=False, pos_emb="rope",
+                  norm="rmsnorm", mlp="relu2", qk_norm=True, tie_embeddings=False, zero_init=True),
 }
 
 
-def config_from_preset(preset: str, vocab_size: int, **overrides) -> GPTConfig:
+def depth_dims(depth: int) -> dict:
+    """The size dial: depth sets width (64 per layer) and heads (head size 64), as in nanochat."""
+    if depth <= 0:
+        raise FidanError(f"--depth must be positive, got {depth}")
+    n_embd = 64 * depth
+    return dict(n_layer=depth, n_embd=n_embd, n_head=max(1, n_embd // 64))
+
+
+def config_from_preset(preset: str, vocab_size: int, depth: int | None = None, **overrides) -> GPTConfig:
+    """A preset's architecture at a vocabulary size; ``depth`` rescales it, other overrides replace fields."""
     if preset not in PRESETS:
         raise FidanError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    values = dict(PRESETS[preset])
+    if depth is not None:
+        values.update(depth_dims(depth))
+    values.update({k: v for k, v in overrides.items() if v is not None})
     return GPTConfig(vocab_size=vocab_size, **values)
+
+
+def make_norm(cfg: GPTConfig) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.n_embd)
+    return nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+
+
+def rope_tables(head_dim: int, length: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of position × frequency, (length, head_dim / 2): the rotation angles of rotary positions."""
+    freqs = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), freqs)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (first half, second half) of every head's channels by its position's angle."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
 
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.n_head = cfg.n_head
+        self.qk_norm = cfg.qk_norm
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) → (B, heads, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if self.qk_norm:  # bounded attention logits: lets the model train at high learning rates
+            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
             dropout_p=self.dropout if self.training else 0.0,
@@ -90,14 +157,26 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
+    """GELU (GPT-2), ReLU² (cheap and sharp, from modded-nanogpt) or SwiGLU (gated, as in Llama)."""
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.kind = cfg.mlp
+        hidden = cfg.mlp_hidden
+        self.fc = nn.Linear(cfg.n_embd, hidden, bias=cfg.bias)
+        if cfg.mlp == "swiglu":
+            self.gate = nn.Linear(cfg.n_embd, hidden, bias=cfg.bias)
+        self.proj = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.proj(F.gelu(self.fc(x))))
+        if self.kind == "relu2":
+            h = F.relu(self.fc(x)).square()
+        elif self.kind == "swiglu":
+            h = F.silu(self.gate(x)) * self.fc(x)
+        else:
+            h = F.gelu(self.fc(x))
+        return self.drop(self.proj(h))
 
 
 class Block(nn.Module):
@@ -105,13 +184,14 @@ class Block(nn.Module):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln1 = make_norm(cfg)
         self.attn = CausalSelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln2 = make_norm(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), attn_mask)
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), attn_mask, rope)
         return x + self.mlp(self.ln2(x))
 
 
@@ -120,16 +200,27 @@ class GPT(nn.Module):
         super().__init__()
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        if cfg.pos_emb == "learned":
+            self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        else:  # rotary tables are derived, not learned: not saved with the weights
+            cos, sin = rope_tables(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln_f = make_norm(cfg)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.apply(self._init_weights)
-        # GPT-2: scale residual projections by 1/sqrt(2 * n_layer) so the residual stream stays O(1).
+        # GPT-2: scale residual projections by 1/sqrt(2 * n_layer) so the residual stream stays O(1);
+        # with zero_init they start at 0, so every block starts as the identity (modded-nanogpt).
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+                if cfg.zero_init:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -139,13 +230,18 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def num_params(self, non_embedding: bool = False) -> int:
-        n = sum(p.numel() for p in self.parameters())
-        return n - self.wpe.weight.numel() - self.wte.weight.numel() if non_embedding else n
+        n = sum(p.numel() for p in self.parameters())  # a tied weight is counted once
+        if non_embedding:
+            n -= self.wte.weight.numel() + (self.wpe.weight.numel() if self.config.pos_emb == "learned" else 0)
+            if self.config.tie_embeddings:  # the shared matrix also works as the output head: keep it
+                n += self.wte.weight.numel()
+        return n
 
     def flops_per_token(self) -> float:
-        """Training FLOPs per token: 6·N for the weights plus 12·L·d·T for attention scores."""
+        """Training FLOPs per token: 6 per weight used in a matmul (blocks and head), plus 12·L·d·T for attention."""
         c = self.config
-        return 6 * self.num_params(non_embedding=True) + 6 * c.n_embd * c.vocab_size + 12 * c.n_layer * c.n_embd * c.block_size
+        block_params = sum(p.numel() for p in self.blocks.parameters())
+        return 6 * (block_params + c.n_embd * c.vocab_size) + 12 * c.n_layer * c.n_embd * c.block_size
 
     def forward(
         self,
@@ -169,9 +265,17 @@ class GPT(nn.Module):
             pos = positions_in_documents(doc_ids)
             causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
             mask = (causal & (doc_ids[:, :, None] == doc_ids[:, None, :]))[:, None]  # (B, 1, T, T)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
+        x = self.wte(idx)
+        rope = None
+        if self.config.pos_emb == "learned":
+            x = x + self.wpe(pos)
+        else:  # (T, hd/2) or, per document, (B, 1, T, hd/2): broadcasts over heads
+            rope = (self.rope_cos[pos], self.rope_sin[pos])
+            if doc_ids is not None:
+                rope = (rope[0][:, None], rope[1][:, None])
+        x = self.drop(x)
         for block in self.blocks:
-            x = block(x, mask)
+            x = block(x, mask, rope)
         logits = self.lm_head(self.ln_f(x))
         if targets is None:
             return logits, None

@@ -1,0 +1,79 @@
+"""Speed facts shared by training and benchmarks: bf16 support, autocast, peak FLOP/s and MFU."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from pathlib import Path
+
+import torch
+
+from fidan.errors import FidanError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """bf16 matmuls beat fp32 on a CPU only with native bf16 instructions (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def bf16_supported(device: str) -> bool:
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device == "cpu":
+        return cpu_has_fast_bf16()
+    return False
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` → ``bf16`` where the hardware computes it natively, else ``fp32``."""
+    if precision not in PRECISIONS:
+        raise FidanError(f"unknown --precision {precision}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    if precision == "bf16" and device.startswith("cuda") and not bf16_supported(device):
+        raise FidanError("--precision bf16: this GPU has no bf16 support; use --precision fp32")
+    return precision
+
+
+def autocast(device: str, precision: str):
+    """bf16 autocast (weights and optimizer stay fp32) or a no-op context for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def measure_peak_flops(device: str = "cpu", precision: str = "fp32", size: int = 2048, seconds: float = 1.0) -> float:
+    """Best FLOP/s of square matmuls of ``size``, repeated for about ``seconds`` (the roofline for MFU)."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    a @ b  # warm-up: thread pools, kernels
+    sync()
+    best, start = 0.0, time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        best = max(best, 2 * size**3 / (time.perf_counter() - t0))
+        if time.perf_counter() - start > seconds:
+            return best
+
+
+@functools.cache
+def quick_peak_flops(device: str, precision: str) -> float:
+    """A fast peak estimate (a fraction of a second), measured once per process."""
+    return measure_peak_flops(device, precision, size=1024 if device == "cpu" else 4096, seconds=0.3)
+
+
+def mfu(flops_per_token: float, tokens_per_s: float, peak_flops: float) -> float:
+    """Model FLOPs utilization: achieved training FLOP/s over the peak."""
+    return flops_per_token * tokens_per_s / peak_flops if peak_flops > 0 else 0.0

@@ -1,0 +1,130 @@
+"""Data parallelism under `torchrun`: process group, model wrapping, and the few collectives training needs.
+
+`torchrun --nproc-per-node N -m fidan pretrain ...` starts N copies of the same command; each reads
+RANK / WORLD_SIZE / LOCAL_RANK from the environment. Backend: NCCL on GPUs, gloo on CPU. Every rank
+computes the same global batch of window starts from the shared seeded generator and reads only its
+own rows from the memory-mapped token file; DDP averages the gradients, so a step equals a
+single-process step on the same global batch. Rank 0 alone evaluates, logs and writes checkpoints.
+
+FSDP (``--fsdp``) shards parameters, gradients and optimizer state over the ranks with PyTorch's
+``fully_shard`` (one unit per transformer block plus the root), for models that do not fit one GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from fidan.errors import FidanError
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1); otherwise a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(device=device)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        if torch.cuda.device_count() <= local_rank:
+            raise FidanError(f"rank {rank} wants GPU {local_rank} but only {torch.cuda.device_count()} are visible; "
+                             "start torchrun with --nproc-per-node at most the number of GPUs")
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return DistInfo(rank, world, local_rank, device)
+
+
+def shutdown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_model(model: torch.nn.Module, info: DistInfo, fsdp: bool = False) -> torch.nn.Module:
+    """DDP (a full replica per rank) or FSDP2 (``fully_shard``: parameters sharded over ranks)."""
+    if not info.enabled:
+        return model
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        for block in model.blocks:
+            fully_shard(block)
+        return fully_shard(model)
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [info.local_rank] if info.device.startswith("cuda") else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def sync_gradients(model: torch.nn.Module, sync: bool):
+    """Context for one micro-batch: skip the gradient all-reduce on all but the last micro-batch."""
+    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
+        model.set_requires_gradient_sync(sync)
+    elif not sync and hasattr(model, "no_sync"):  # DDP
+        return model.no_sync()
+    return contextlib.nullcontext()
+
+
+def mean_over_ranks(value: float, info: DistInfo) -> float:
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=info.device)
+    dist.all_reduce(t)
+    return float(t) / info.world_size
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True on every rank when it is true on any (e.g. rank 0's clock says stop)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def full_model_state(model: torch.nn.Module, info: DistInfo, fsdp: bool) -> dict | None:
+    """Under FSDP, gather the full (unsharded) weights onto rank 0's CPU; a collective on all ranks."""
+    if not (fsdp and info.enabled):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def full_optimizer_state(model, optimizer, info: DistInfo, fsdp: bool) -> dict | None:
+    if not (fsdp and info.enabled):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_full_optimizer_state(model, optimizer, state: dict) -> None:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
