@@ -23,8 +23,8 @@ _MANY_NEWLINES = re.compile(r"\n{3,}")
 
 
 def lower_tr(text: str) -> str:
-    """Lowercase with Turkish rules: ``I`` → ``ı``, ``İ`` → ``i``."""
-    return text.translate(_LOWER_MAP).lower()
+    """Lowercase with Turkish rules: ``I`` → ``ı``, ``İ`` → ``i`` (also when written as I + U+0307)."""
+    return text.replace("I\u0307", "i").translate(_LOWER_MAP).lower()
 
 
 def upper_tr(text: str) -> str:
@@ -35,6 +35,21 @@ def upper_tr(text: str) -> str:
 def capitalize_tr(text: str) -> str:
     """First letter upper, the rest lower, with Turkish rules (``istanbul`` → ``İstanbul``)."""
     return upper_tr(text[:1]) + lower_tr(text[1:]) if text else text
+
+
+# A word with its apostrophe suffix (which stays lower case); a suffix after a number is left alone.
+_LETTER_RUN = re.compile(r"(?<![\w'’])[^\W\d_]+(?:['’][^\W\d_]+)?")
+
+
+def title_tr(text: str) -> str:
+    """Every word capitalized with Turkish rules (``ılık irmak`` → ``Ilık İrmak``); other characters kept."""
+    return _LETTER_RUN.sub(lambda m: capitalize_tr(m.group(0)), text)
+
+
+def casefold_tr(text: str) -> str:
+    """A caseless key for comparing Turkish words: NFC, then Turkish lowercase (``İSTANBUL`` ≡ ``istanbul``,
+    but ``ırmak`` ≠ ``irmak``)."""
+    return lower_tr(unicodedata.normalize("NFC", text))
 
 
 def _keep_char(ch: str) -> bool:
@@ -67,3 +82,8 @@ def words(text: str) -> list[str]:
     """Words as a Turkish reader sees them: letter runs, with an apostrophe suffix kept attached
     (``Ankara'da``, ``2023'te``)."""
     return _WORD.findall(text)
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` of :func:`words` in ``text``."""
+    return [m.span() for m in _WORD.finditer(text)]

@@ -111,7 +111,3 @@ def split_word(word: str, cuts: Segmentation | None) -> list[str]:
     bounds = [0, *cuts, len(word)]
     return [word[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
-
-def is_known_word(text: str) -> bool:
-    """Whether the analyzer accepts ``text`` as a Turkish word form."""
-    return bool(text) and bool(morphology().analyze(text).analysis_results)
