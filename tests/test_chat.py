@@ -1,0 +1,113 @@
+"""`fidan chat`: answers stop at </RESP>, history and the REPL commands."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fidan.chat.repl import ChatSession, chat, run_repl
+from fidan.core.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, RESP_END, encode_chat
+from fidan.core.checkpoint import copy_tokenizer, save_weights
+from fidan.core.gpt import GPT, GPTConfig
+from fidan.core.vocab import add_special_tokens
+
+
+@pytest.fixture(scope="module")
+def chat_tok(tmp_path_factory, tokenizer_dir):
+    return add_special_tokens(tokenizer_dir, tmp_path_factory.mktemp("chat_tok") / "t", CHAT_TOKENS, CHAT_TEMPLATE)
+
+
+@torch.no_grad()
+def rigged_model(vocab_size: int, favourite: int) -> GPT:
+    """A model whose next token is always ``favourite``: the final norm outputs a fixed vector and only
+    that token's output row points along it."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
+    model.ln_f.weight.zero_()
+    model.ln_f.bias.zero_()
+    model.ln_f.bias[0] = 1.0
+    model.lm_head.weight.zero_()
+    model.lm_head.weight[favourite, 0] = 20.0
+    return model.eval()
+
+
+def test_answer_stops_at_end_of_response(chat_tok):
+    end = chat_tok.tokenizer.token_to_id(RESP_END)
+    session = ChatSession(rigged_model(chat_tok.vocab_size, end), chat_tok, temperature=0.0, max_new_tokens=30)
+    calls = []
+    real = session.model.generate
+
+    def counting(*args, **kwargs):
+        for t in real(*args, **kwargs):
+            calls.append(t)
+            yield t
+
+    session.model.generate = counting
+    assert session.reply("Merhaba") == ""
+    assert calls == [end]  # one token, the end of the answer, and nothing after it
+    assert session.history[-1] == {"role": "assistant", "content": ""}
+
+
+def test_answer_runs_to_the_limit_without_end_token(chat_tok):
+    a = chat_tok.encode("a")[0]
+    session = ChatSession(rigged_model(chat_tok.vocab_size, a), chat_tok, temperature=0.0, max_new_tokens=7)
+    pieces: list[str] = []
+    answer = session.reply("Merhaba", on_text=pieces.append)
+    assert answer == chat_tok.decode([a] * 7)
+    assert "".join(pieces) == answer  # streamed text adds up to the answer
+
+
+def test_history_system_and_truncation(chat_tok):
+    a = chat_tok.encode("a")[0]
+    session = ChatSession(rigged_model(chat_tok.vocab_size, a), chat_tok, system="Kısa cevap ver.",
+                          temperature=0.0, max_new_tokens=4)
+    session.reply("Bir")
+    ids = session.prompt_ids("İki")
+    expected, _ = encode_chat(chat_tok, [{"role": "system", "content": "Kısa cevap ver."},
+                                         {"role": "user", "content": "Bir"},
+                                         {"role": "assistant", "content": chat_tok.decode([a] * 4)},
+                                         {"role": "user", "content": "İki"}], add_generation_prompt=True)
+    assert ids == expected
+    for _ in range(6):  # a long conversation: old turns are dropped to leave room for the answer
+        session.reply("Uzun bir soru daha soruyorum, cevap ver lütfen.")
+    assert len(session.prompt_ids("Son soru")) <= 64 - 4
+    assert len(session.history) < 14
+
+
+def test_repl_commands(chat_tok, tmp_path, monkeypatch, capsys):
+    end = chat_tok.tokenizer.token_to_id(RESP_END)
+    run = tmp_path / "run"
+    save_weights(rigged_model(chat_tok.vocab_size, end), run)
+    copy_tokenizer(chat_tok, run)
+    lines = iter(["/temp 0", "/temp x", "/system Sen bir asistansın.", "Merhaba", "/reset", "/nope", "/exit", "never"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    chat(model=str(run), device="cpu")
+    out = capsys.readouterr().out
+    assert "(temperature 0)" in out and "/temp needs a number" in out
+    assert "system message set" in out and "(new conversation)" in out and "unknown command /nope" in out
+    assert next(lines) == "never"  # /exit ended the loop
+
+    session = ChatSession(rigged_model(chat_tok.vocab_size, end), chat_tok)
+    feed = iter(["/system Kısa konuş.", "/temp 0.3", "soru"])
+
+    def read(prompt: str) -> str:
+        try:
+            return next(feed)
+        except StopIteration:
+            raise EOFError from None
+
+    written: list[str] = []
+    run_repl(session, read=read, write=written.append)
+    assert session.system == "Kısa konuş." and session.temperature == 0.3
+    assert [m["role"] for m in session.history] == ["user", "assistant"]
+
+
+def test_chat_needs_a_chat_model(tokenizer_dir, tmp_path):
+    from fidan.cli import main
+    from fidan.core.tokenizer_io import load_tokenizer
+
+    tok = load_tokenizer(tokenizer_dir)
+    run = tmp_path / "plain"
+    save_weights(GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16)), run)
+    copy_tokenizer(tok, run)
+    assert main(["chat", "--model", str(run), "--device", "cpu"]) == 2
