@@ -21,6 +21,9 @@ _API = {
     "build_instructions": "fidan.corpus.instructions",
     "sft": "fidan.training.sft",
     "chat": "fidan.chat.repl",
+    "bench_peak": "fidan.bench.peak",
+    "bench_train": "fidan.bench.train",
+    "bench_speedrun": "fidan.bench.speedrun",
     "demo": "fidan.demo",
 }
 

@@ -37,6 +37,11 @@ COMMANDS: dict[str, Command] = {
                                  "Build a Turkish instruction set offline (KeNet, dialogs, speech metadata)."),
     "sft": Command("fidan.training.sft:sft", "Instruction-tune a model: answer-only loss, packing, early stopping."),
     "chat": Command("fidan.chat.repl:chat", "Chat with an instruction-tuned model in the terminal."),
+    "bench peak": Command("fidan.bench.peak:bench_peak", "Measure the machine's peak matmul FLOP/s (fp32, bf16) for MFU."),
+    "bench train": Command("fidan.bench.train:bench_train",
+                           "Training tokens/s: fidan vs transformers' GPT-2 loop (fp32, bf16), side by side."),
+    "bench speedrun": Command("fidan.bench.speedrun:bench_speedrun",
+                              "Train a preset on the bundled corpus for M minutes: held-out bits/byte vs time."),
     "demo": Command("fidan.demo:demo", "Run the whole pipeline offline on the bundled Turkish corpus."),
 }
 

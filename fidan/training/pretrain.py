@@ -39,7 +39,7 @@ from fidan.core.datadir import load_manifest
 from fidan.core.gpt import GPT, config_from_preset
 from fidan.core.io import append_jsonl, atomic_write_text
 from fidan.core.metrics import evaluate_bpb
-from fidan.core.optim import lr_at, make_adamw, make_optimizer, set_lr
+from fidan.core.optim import lr_at, make_adamw, make_optimizer, set_lr  # noqa: F401 - make_adamw: kept for importers
 from fidan.core.perf import autocast, mfu, quick_peak_flops, resolve_precision
 from fidan.core.plots import plot_loss
 from fidan.core.runtime import peak_rss_mb, pick_device
@@ -401,16 +401,19 @@ def _plain_copy(cfg, state: dict) -> GPT:
     return model
 
 
-def estimate_step_seconds(cfg, batch_size: int, grad_accum: int = 1, device: str = "cpu", steps: int = 3) -> float:
+def estimate_step_seconds(cfg, batch_size: int, grad_accum: int = 1, device: str = "cpu", steps: int = 3,
+                          precision: str = "auto", optimizer: str = "adamw") -> float:
     """Time a few training steps of a throwaway model, to size a run to a time budget."""
     model = GPT(cfg).to(device)
-    opt = make_adamw(model, 1e-4, 0.0, (0.9, 0.95))
+    opt = make_optimizer(model, optimizer, 1e-4, 0.0, (0.9, 0.95))
+    ctx = autocast(device, resolve_precision(precision, device))
     x = torch.randint(0, cfg.vocab_size, (batch_size, cfg.block_size), device=device)
     times = []
     for i in range(steps + 1):
         t0 = time.time()
         for _ in range(grad_accum):
-            _, loss = model(x, x)
+            with ctx:
+                _, loss = model(x, x)
             loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -1,0 +1,206 @@
+"""`fidan bench train`: fidan's training step against a plain PyTorch loop over transformers' GPT-2.
+
+Three contestants train the same architecture (size, batch, sequence length, data) in turn, A B C
+A B C ..., each in its own worker process so that its peak memory is its own:
+
+- fidan: ``GPT`` with fidan's defaults (bf16 autocast where native, fused AdamW; ``--compile`` optional)
+- hf-fp32: ``GPT2LMHeadModel`` with ``torch.optim.AdamW``, the loop a user writes by default
+- hf-bf16: the same loop under bf16 autocast
+
+The figure is the median over rounds of the per-round ratio fidan / yardstick.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import statistics
+import time
+
+import torch
+
+from fidan.core.gpt import config_from_preset
+from fidan.core.io import atomic_write_json
+from fidan.core.perf import bf16_supported, measure_peak_flops, mfu, resolve_precision
+from fidan.core.runtime import pick_device
+from fidan.core.tokenizer_io import load_tokenizer
+from fidan.core.tokens import TokenSplit, encode_splits
+from fidan.errors import FidanError
+
+CONTESTANTS = ("fidan", "hf-fp32", "hf-bf16")
+
+
+def _build(name: str, cfg, device: str, compile: bool, lr: float = 1e-3):
+    """Model, optimizer and one training step for a contestant."""
+    from fidan.core.gpt import GPT
+    from fidan.core.optim import make_optimizer
+    from fidan.core.perf import autocast
+
+    torch.manual_seed(0)
+    if name == "fidan":
+        model = GPT(cfg).to(device)
+        opt = make_optimizer(model, "adamw", lr, 0.1, (0.9, 0.95))
+        ctx = autocast(device, resolve_precision("auto", device))
+        fwd = torch.compile(model) if compile else model
+
+        def loss_fn(x, y):
+            return fwd(x, y)[1]
+    else:
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd,
+                            n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout,
+                            attn_pdrop=cfg.dropout, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0)
+        model = GPT2LMHeadModel(hf_cfg).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+        ctx = (torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16) if name == "hf-bf16"
+               else torch.autocast(device_type=device.split(":")[0], enabled=False))
+
+        def loss_fn(x, y):
+            # The plain loop: logits from the model, next-token cross-entropy on our targets.
+            logits = model(input_ids=x).logits
+            return torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
+
+    def step(x, y):
+        with ctx:
+            loss = loss_fn(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return model, step
+
+
+def _worker(conn, name: str, cfg_dict: dict, token_dir: str, batch_size: int, device: str, compile: bool,
+            threads: int) -> None:
+    """Runs in its own process: answers ("steps", n) with the seconds of each of n training steps."""
+    from fidan.core.gpt import GPTConfig
+    from fidan.core.runtime import peak_rss_mb
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = GPTConfig.from_dict(cfg_dict)
+    split = TokenSplit(token_dir, "train")
+    gen = torch.Generator().manual_seed(1)  # every contestant sees the same batches in the same order
+    _, step = _build(name, cfg, device, compile)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    conn.send("ready")
+    while True:
+        msg = conn.recv()
+        if msg[0] == "stop":
+            conn.send({"peak_rss_mb": peak_rss_mb()})
+            return
+        times = []
+        for _ in range(msg[1]):
+            x, y = split.random_batch(batch_size, cfg.block_size, gen)
+            x, y = x.to(device), y.to(device)
+            t0 = time.perf_counter()
+            step(x, y)
+            sync()
+            times.append(time.perf_counter() - t0)
+        conn.send(times)
+
+
+def bench_train(
+    data: str,
+    tokenizer: str,
+    preset: str = "ders",
+    batch_size: int = 32,
+    block_size: int | None = None,
+    rounds: int = 5,
+    steps: int = 4,
+    warmup: int = 3,
+    compile: bool = False,
+    threads: int = 0,
+    device: str = "auto",
+    json: str | None = None,
+) -> dict:
+    """Tokens/s of fidan's training step against transformers' GPT-2 (fp32 and bf16), interleaved in one run.
+
+    Args:
+        data: a data folder (its train split supplies the batches).
+        tokenizer: the tokenizer folder (sets the vocabulary size).
+        preset: fidan model preset; the GPT-2 yardstick gets the same size.
+        batch_size: sequences per step.
+        block_size: sequence length (default: the preset's).
+        rounds: measured rounds; each runs every contestant once, in turn.
+        steps: training steps per contestant per round.
+        warmup: unmeasured steps per contestant first.
+        compile: run fidan's model under torch.compile.
+        threads: torch threads per worker (0: torch's default).
+        device: auto, cpu or cuda.
+        json: also write the results to this JSON file.
+    """
+    if rounds < 1 or steps < 1:
+        raise FidanError("--rounds and --steps must be at least 1")
+    device = pick_device(device)
+    tok = load_tokenizer(tokenizer)
+    cfg = config_from_preset(preset, tok.vocab_size, block_size=block_size)
+    if preset != "ders" and cfg.mlp != "gelu":
+        print(f"note: preset {preset} is not GPT-2 shaped; the yardstick keeps GPT-2's architecture at the same size")
+    token_dir = encode_splits(data, tok)
+    TokenSplit(token_dir, "train").check_block(cfg.block_size, "train")
+    names = [n for n in CONTESTANTS if n != "hf-bf16" or bf16_supported(device)]
+
+    ctx = mp.get_context("spawn")
+    workers = {}
+    for name in names:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child, name, cfg.to_dict(), str(token_dir), batch_size, device,
+                                                 compile, threads), daemon=True)
+        proc.start()
+        workers[name] = (parent, proc)
+    try:
+        for name, (conn, _) in workers.items():
+            if conn.recv() != "ready":
+                raise FidanError(f"bench worker {name} failed to start")
+            conn.send(("steps", warmup))
+            conn.recv()
+        tokens = batch_size * cfg.block_size
+        per_round: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(rounds):
+            for name, (conn, _) in workers.items():
+                conn.send(("steps", steps))
+                per_round[name].append(tokens * steps / sum(conn.recv()))
+            line = "  ".join(f"{n} {per_round[n][-1]:,.0f}" for n in names)
+            print(f"round {r + 1}/{rounds}: tokens/s  {line}")
+        rss = {}
+        for name, (conn, proc) in workers.items():
+            conn.send(("stop",))
+            rss[name] = round(conn.recv()["peak_rss_mb"], 1)
+            proc.join(timeout=30)
+    finally:
+        for _, proc in workers.values():
+            if proc.is_alive():
+                proc.terminate()
+
+    from fidan.core.gpt import GPT
+
+    flops_per_token = GPT(cfg).flops_per_token()
+    peaks = {p: measure_peak_flops(device, p, seconds=1.0) for p in ("fp32", "bf16")}
+    fidan_precision = resolve_precision("auto", device)
+    result = {"preset": preset, "vocab_size": cfg.vocab_size, "batch_size": batch_size, "block_size": cfg.block_size,
+              "rounds": rounds, "steps": steps, "compile": compile, "device": device, "torch": torch.__version__,
+              "threads": threads or torch.get_num_threads(), "fidan_precision": fidan_precision,
+              "flops_per_token": flops_per_token, "peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
+              "tokens_per_s": {}, "mfu": {}, "peak_rss_mb": rss, "ratios": {}}
+    for name in names:
+        tps = statistics.median(per_round[name])
+        precision = fidan_precision if name == "fidan" else name.split("-")[1]
+        result["tokens_per_s"][name] = round(tps, 1)
+        result["mfu"][name] = round(mfu(flops_per_token, tps, peaks[precision]), 4)
+    for name in names[1:]:
+        ratios = [a / b for a, b in zip(per_round["fidan"], per_round[name], strict=True)]
+        result["ratios"][f"fidan/{name}"] = round(statistics.median(ratios), 3)
+
+    print(f"\n{preset}: vocab {cfg.vocab_size}, batch {batch_size} x {cfg.block_size}, {device}, "
+          f"{result['threads']} threads, torch {torch.__version__}")
+    for name in names:
+        print(f"  {name:<8} {result['tokens_per_s'][name]:>10,.0f} tokens/s   MFU {result['mfu'][name]:6.1%}   "
+              f"peak RSS {rss[name]:,.0f} MiB")
+    for key, ratio in result["ratios"].items():
+        print(f"  {key}: {ratio:.2f}x (median of {rounds} per-round ratios)")
+    if json:
+        atomic_write_json(json, result)
+    return result
