@@ -44,6 +44,7 @@ def morphology():
     except ModuleNotFoundError as e:
         raise FidanError(f"morphology needs zemberek-python ({e.name} is missing); {MORPH_HINT}") from None
     logging.getLogger("zemberek").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="zemberek")  # notifyAll, per call
     return TurkishMorphology.create_with_defaults()
 
 
