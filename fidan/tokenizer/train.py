@@ -73,6 +73,8 @@ def make_trainer(algorithm: str, vocab_size: int, min_frequency: int, specials: 
 def complete_alphabet(tok: Tokenizer) -> Tokenizer:
     """Make sure all 256 byte symbols are in the vocabulary (and, for WordPiece, their word-inner forms),
     so no input ever needs an unknown token."""
+    if isinstance(tok.model, models.BPE):
+        return tok  # the BPE trainer's initial alphabet already holds them
     spec = json.loads(tok.to_str())
     model = spec["model"]
     alphabet = pre_tokenizers.ByteLevel.alphabet()
