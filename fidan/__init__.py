@@ -24,6 +24,10 @@ _API = {
     "bench_peak": "fidan.bench.peak",
     "bench_train": "fidan.bench.train",
     "bench_speedrun": "fidan.bench.speedrun",
+    "eval_bpb": "fidan.evaluation.bpb",
+    "eval_mc": "fidan.evaluation.mc",
+    "eval_samples": "fidan.evaluation.samples",
+    "report": "fidan.report.report",
     "demo": "fidan.demo",
 }
 

@@ -1,0 +1,198 @@
+"""`fidan eval bpb`: bits per byte and perplexity of a model on any text, streamed, with a sliding window.
+
+bits per byte = Σ nats over every token of the text / ln 2 / UTF-8 bytes of the text. Each document is
+conditioned on the model's start token (end-of-text for fidan, BOS for most HF models), so its first
+token is scored too and the byte count is exactly the text's. Long documents are scored with windows of
+``block_size`` tokens that advance by ``stride``: after the first window, every token is predicted with
+at least ``block_size - stride`` tokens of context, and every token is scored exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from fidan.core.datadir import iter_split
+from fidan.core.io import open_text, require_path
+from fidan.core.runtime import pick_device
+from fidan.errors import FidanError
+from fidan.evaluation.lm import LanguageModel, load_lm, pad_batch, result_path, save_result
+
+CHUNK_CHARS = 1 << 16  # a plain-text file is tokenized in pieces of about this many characters
+
+
+def iter_documents(text: str | Path, split: str = "val") -> Iterator[Iterator[str]]:
+    """Documents as streams of text pieces: a data folder's split, JSONL ``text`` records, or one text file."""
+    path = require_path(text, "text", "pass a .txt/.jsonl file or a data folder made by `fidan data prepare`")
+    if path.is_dir():
+        for doc in iter_split(path, split):
+            yield iter([doc])
+        return
+    name = path.name.removesuffix(".gz")
+    try:
+        with open_text(path) as f:
+            if name.endswith(".jsonl"):
+                for n, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        doc = json.loads(line)["text"]
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        raise FidanError(f"{path}:{n}: expected a JSON object with a \"text\" field; fix the line") from None
+                    if not isinstance(doc, str):
+                        raise FidanError(f"{path}:{n}: \"text\" must be a string")
+                    yield iter([doc])
+            else:
+                yield _line_chunks(f)
+    except UnicodeDecodeError as e:
+        raise FidanError(f"{path} is not UTF-8 ({e.reason} at byte {e.start}); convert it with iconv") from None
+
+
+def _line_chunks(f) -> Iterator[str]:
+    """A long file in pieces that end at line breaks, so memory stays bounded."""
+    buf: list[str] = []
+    size = 0
+    for line in f:
+        buf.append(line)
+        size += len(line)
+        if size >= CHUNK_CHARS:
+            yield "".join(buf)
+            buf, size = [], 0
+    if buf:
+        yield "".join(buf)
+
+
+def sliding_windows(pieces: Iterator[list[int]], start_id: int | None, block: int, stride: int):
+    """Windows over one document's token stream: yields (inputs, targets, first scored position).
+
+    Token 0 of the stream is the start token (only context). The first window scores targets 1..block;
+    each next one ends ``stride`` tokens later and scores only the targets not scored before.
+    """
+    buf: list[int] = [start_id] if start_id is not None else []
+    offset = 0  # absolute index of buf[0]: the consumed head of the stream is dropped
+    done = 1  # absolute index of the next target to score
+
+    def window(end: int):
+        s = max(0, end - block - 1)
+        w = buf[s - offset:end - offset]
+        return w[:-1], w[1:], done - s - 1
+
+    def next_end() -> int:
+        return max(done + stride, block + 1)
+
+    for piece in pieces:
+        buf.extend(piece)
+        while offset + len(buf) >= next_end():
+            end = next_end()
+            yield window(end)
+            done = end
+        keep_from = max(offset, done - block)  # the next window starts no earlier than this
+        del buf[:keep_from - offset]
+        offset = keep_from
+    total = offset + len(buf)
+    while done < total:
+        end = min(next_end(), total)
+        yield window(end)
+        done = end
+
+
+def score_text(lm: LanguageModel, docs: Iterator[Iterator[str]], stride: int, batch_size: int,
+               progress: bool = False) -> dict:
+    """Summed nats, scored tokens and UTF-8 bytes over all documents."""
+    nats, tokens, nbytes, ndocs = 0.0, 0, 0, 0
+    batch: list[tuple[list[int], list[int]]] = []
+    bar = tqdm(desc="bpb", unit="tok", disable=not progress, dynamic_ncols=True)
+
+    def flush() -> None:
+        nonlocal nats, tokens
+        x, y = pad_batch([(xs, ys) for xs, ys, _ in batch])
+        for i, (_, _, first) in enumerate(batch):
+            y[i, :first] = -100  # already scored by an earlier window
+        nll = lm.nll(x, y)
+        counted = int((y != -100).sum())
+        nats += float(nll.sum())
+        tokens += counted
+        bar.update(counted)
+        batch.clear()
+
+    for doc in docs:
+        ndocs += 1
+        first_piece = True
+
+        def encoded(doc=doc):
+            nonlocal nbytes, first_piece
+            for piece in doc:
+                nbytes += len(piece.encode("utf-8"))
+                ids = lm.encode(piece)
+                if first_piece and lm.start_id is None and ids:
+                    # No start token: the first token is context only, so its bytes are not counted.
+                    nbytes -= len(lm.decode(ids[:1]).encode("utf-8"))
+                first_piece = first_piece and not ids
+                yield ids
+
+        for xs, ys, first in sliding_windows(encoded(), lm.start_id, lm.block_size, stride):
+            batch.append((xs, ys, first))
+            if len(batch) == batch_size:
+                flush()
+    if batch:
+        flush()
+    bar.close()
+    return {"nats": nats, "tokens": tokens, "bytes": nbytes, "documents": ndocs}
+
+
+def eval_bpb(
+    model: str,
+    text: str,
+    split: str = "val",
+    block_size: int | None = None,
+    stride: int | None = None,
+    batch_size: int = 8,
+    tokenizer: str | None = None,
+    device: str = "auto",
+    out: str | None = None,
+    force: bool = False,
+) -> dict:
+    """Bits per byte and perplexity of a model on a text, with a sliding window for long documents.
+
+    Args:
+        model: a fidan run or checkpoint folder, or a local Hugging Face causal-LM folder.
+        text: a .txt file (one text), a .jsonl file (one document per "text" field), gzipped or not,
+            or a data folder made by `fidan data prepare`.
+        split: which split to read when --text is a data folder.
+        block_size: window length in tokens (default: the model's context, at most 1024 for HF models).
+        stride: how far each window advances (default: half the window); every token after the first
+            window keeps at least block_size - stride tokens of context.
+        batch_size: windows per forward pass.
+        tokenizer: a tokenizer folder (default: the model's own).
+        device: auto, cpu or cuda.
+        out: where to write the result JSON (default: MODEL/eval/bpb-<text name>.json).
+        force: replace an existing result file.
+    """
+    started = time.time()
+    if batch_size <= 0:
+        raise FidanError(f"--batch-size must be positive, got {batch_size}")
+    path = result_path(model, "bpb", Path(text).name.split(".")[0] or "text", out, force)
+    lm = load_lm(model, tokenizer, pick_device(device), block_size)
+    stride = stride or max(1, lm.block_size // 2)
+    if not 1 <= stride <= lm.block_size:
+        raise FidanError(f"--stride must be between 1 and the block size {lm.block_size}, got {stride}")
+    s = score_text(lm, iter_documents(text, split), stride, batch_size, progress=True)
+    if s["tokens"] == 0 or s["bytes"] <= 0:
+        raise FidanError(f"{text} holds no text to score; pass a non-empty file")
+    loss = s["nats"] / s["tokens"]
+    result = {
+        "task": "bpb", "model": str(model), "model_kind": lm.kind, "text": str(text),
+        "split": split if Path(text).is_dir() else None,
+        "bpb": s["nats"] / math.log(2) / s["bytes"], "loss": loss, "perplexity": math.exp(min(loss, 50)),
+        "tokens": s["tokens"], "bytes": s["bytes"], "documents": s["documents"],
+        "bytes_per_token": s["bytes"] / s["tokens"], "block_size": lm.block_size, "stride": stride,
+    }
+    result = save_result(path, result, started)
+    print(f"bits per byte {result['bpb']:.4f} | perplexity {result['perplexity']:.2f} per token "
+          f"({result['tokens']:,} tokens, {result['bytes']:,} bytes, {result['documents']} documents) → {path}")
+    return result

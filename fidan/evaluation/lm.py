@@ -1,0 +1,137 @@
+"""One face for the models an evaluation scores: fidan runs and Hugging Face causal LMs in local folders.
+
+Every task needs the same four things from a model: encode text, a start token to condition the first
+token on, a context length, and per-token negative log-likelihoods. ``LanguageModel`` gives exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fidan.core.checkpoint import load_model, resolve_model_dir
+from fidan.core.environment import environment
+from fidan.core.io import atomic_write_json
+from fidan.errors import FidanError
+
+# Scoring a long context on a CPU is slow; HF models with huge windows are capped unless asked otherwise.
+HF_DEFAULT_MAX_BLOCK = 1024
+
+
+@dataclass
+class LanguageModel:
+    kind: str  # "fidan" or "hf"
+    path: Path
+    net: torch.nn.Module
+    encode: Callable[[str], list[int]]
+    decode: Callable[[list[int]], str]
+    start_id: int | None  # the token every document is conditioned on (end-of-text / BOS)
+    stop_ids: set[int]
+    block_size: int  # the window scored at once
+    device: str
+    max_context: int = 0  # the model's own context length
+
+    def __post_init__(self) -> None:
+        self.max_context = self.max_context or self.block_size
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, T, V) for a batch of token ids (B, T)."""
+        if self.kind == "fidan":
+            return self.net(x)[0]
+        return self.net(input_ids=x).logits
+
+    @torch.no_grad()
+    def nll(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood in nats of each target (B, T); targets of -100 give 0."""
+        logits = self.logits(x.to(self.device)).float()
+        y = y.to(self.device)
+        out = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100, reduction="none")
+        return out.view(y.shape).cpu()
+
+
+def _is_hf_folder(path: Path) -> bool:
+    cfg = path / "config.json"
+    if not cfg.exists():
+        return False
+    try:
+        model_type = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise FidanError(f"{cfg} is not valid JSON; is {path} a model folder?") from None
+    return model_type != "fidan-gpt"
+
+
+def load_lm(model: str, tokenizer: str | None = None, device: str = "cpu", block_size: int | None = None) -> LanguageModel:
+    """A fidan run/checkpoint folder, or a local Hugging Face causal-LM folder (never fetched, no remote code)."""
+    path = Path(model)
+    if not path.exists():
+        raise FidanError(f"model not found: {path}; pass a run folder made by `fidan pretrain` or a local HF model folder")
+    if _is_hf_folder(path):
+        lm = _load_hf(path, tokenizer, device)
+    else:
+        net, tok = load_model(path, tokenizer, device)
+        lm = LanguageModel("fidan", resolve_model_dir(path), net, tok.encode, tok.decode, tok.eos_id, {tok.eos_id},
+                           net.config.block_size, device)
+    if block_size is not None:
+        if not 1 <= block_size <= lm.max_context:
+            raise FidanError(f"--block-size {block_size} is outside 1..{lm.max_context}, the model's context length")
+        lm.block_size = block_size
+    return lm
+
+
+def _load_hf(path: Path, tokenizer: str | None, device: str) -> LanguageModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(tokenizer or path), local_files_only=True, trust_remote_code=False)
+        net = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as e:
+        raise FidanError(f"cannot load a causal LM from {path} ({str(e).splitlines()[0][:200]}); "
+                         "pass a folder with config.json, weights and a tokenizer") from None
+    net.to(device).eval()
+    cfg = net.config
+    context = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or HF_DEFAULT_MAX_BLOCK
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    stops = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+
+    def encode(text: str) -> list[int]:
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    def decode(ids: list[int]) -> str:
+        return tok.decode(ids, skip_special_tokens=False)
+
+    return LanguageModel("hf", path, net, encode, decode, start, stops, min(context, HF_DEFAULT_MAX_BLOCK), device,
+                         max_context=context)
+
+
+def pad_batch(rows: list[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad (inputs, targets) pairs; padded targets are -100. Causal models never look right,
+    so padding cannot change the scores of real positions."""
+    width = max(len(x) for x, _ in rows)
+    xs = torch.zeros(len(rows), width, dtype=torch.long)
+    ys = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (x, y) in enumerate(rows):
+        xs[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+        ys[i, :len(y)] = torch.tensor(y, dtype=torch.long)
+    return xs, ys
+
+
+def result_path(model: str, task: str, name: str, out: str | None, force: bool) -> Path:
+    """Where a task's result JSON goes (default ``MODEL/eval/<task>-<name>.json``); never overwrite without --force."""
+    path = Path(out) if out else Path(model) / "eval" / f"{task}-{name}.json"
+    if path.exists() and not force:
+        raise FidanError(f"result {path} already exists; pass --force to replace it or choose another --out")
+    return path
+
+
+def save_result(path: Path, result: dict, started: float) -> dict:
+    result = {**result, "seconds": round(time.time() - started, 2), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "environment": environment()}
+    atomic_write_json(path, result)
+    return result

@@ -1,0 +1,152 @@
+"""`fidan eval mc`: multiple choice by likelihood.
+
+Each record has a ``context``, a list of ``choices`` and the index (``answer``) of the right one. Each
+choice is scored by the log-likelihood of its tokens given the context: summed (favours short choices)
+and normalized by the choice's UTF-8 bytes (the same for every tokenizer). The prediction is the
+highest-scoring choice (the first one on a tie); accuracy under both scores is reported with the chance
+level, the mean of 1 / number of choices.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from fidan.core.io import open_text, require_path
+from fidan.core.runtime import pick_device
+from fidan.errors import FidanError
+from fidan.evaluation.harmony import harmony_items
+from fidan.evaluation.lm import LanguageModel, load_lm, pad_batch, result_path, save_result
+
+BUILTIN = {"tr-harmony": harmony_items}
+
+
+def read_mc(data: str) -> list[dict]:
+    """Records from a JSONL file (or a built-in set's name), validated one line at a time."""
+    if data in BUILTIN:
+        return BUILTIN[data]()
+    path = require_path(data, "multiple-choice file", f"pass a JSONL file or a built-in set ({', '.join(BUILTIN)})")
+    items = []
+    try:
+        with open_text(path) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise FidanError(f"{path}:{n}: not valid JSON ({e.msg}); fix the line") from None
+                items.append(_check_record(rec, f"{path}:{n}"))
+    except UnicodeDecodeError as e:
+        raise FidanError(f"{path} is not UTF-8 ({e.reason} at byte {e.start}); convert it with iconv") from None
+    if not items:
+        raise FidanError(f"{path} holds no records; each line needs context, choices and answer")
+    return items
+
+
+def _check_record(rec, where: str) -> dict:
+    need = 'each line needs {"context": str, "choices": [str, ...], "answer": index}'
+    if not isinstance(rec, dict) or not {"context", "choices", "answer"} <= rec.keys():
+        raise FidanError(f"{where}: {need}")
+    ctx, choices, answer = rec["context"], rec["choices"], rec["answer"]
+    if not isinstance(ctx, str) or not isinstance(choices, list) or len(choices) < 2 \
+            or not all(isinstance(c, str) and c for c in choices):
+        raise FidanError(f"{where}: context must be a string and choices a list of at least 2 non-empty strings")
+    if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < len(choices):
+        raise FidanError(f"{where}: answer must be an index between 0 and {len(choices) - 1}, got {answer!r}")
+    return rec
+
+
+def continuation_ids(lm: LanguageModel, context: str, choice: str) -> tuple[list[int], list[int]]:
+    """Tokens of the context and of the choice as they fall when the two are written together.
+
+    Encoding the joined text keeps the tokenization the model saw in training; when the context's own
+    tokens are not a prefix of it (a merge across the seam), the choice is encoded on its own.
+    """
+    ctx = lm.encode(context) if context else []
+    whole = lm.encode(context + choice)
+    if whole[:len(ctx)] == ctx and len(whole) > len(ctx):
+        return ctx, whole[len(ctx):]
+    return ctx, lm.encode(choice)
+
+
+def choice_logprobs(lm: LanguageModel, items: list[dict], batch_size: int = 16) -> list[list[float]]:
+    """Summed log-likelihood of every choice of every item, in nats."""
+    rows, owners = [], []
+    for i, item in enumerate(items):
+        for j, choice in enumerate(item["choices"]):
+            ctx, cont = continuation_ids(lm, item["context"], choice)
+            seq = ([lm.start_id] if lm.start_id is not None else []) + ctx + cont
+            if len(seq) - len(cont) < 1:
+                raise FidanError(f"item {i}: an empty context needs a model with a start token")
+            if len(cont) > lm.block_size:
+                raise FidanError(f"item {i}, choice {j}: {len(cont)} tokens is longer than the window {lm.block_size}")
+            seq = seq[-(lm.block_size + 1):]  # keep the end: a long context loses its beginning
+            rows.append((seq[:-1], seq[1:], len(seq) - 1 - len(cont)))
+            owners.append((i, j))
+    scores = [[0.0] * len(item["choices"]) for item in items]
+    for b in range(0, len(rows), batch_size):
+        chunk = rows[b:b + batch_size]
+        x, y = pad_batch([(xs, ys) for xs, ys, _ in chunk])
+        for k, (_, _, first) in enumerate(chunk):
+            y[k, :first] = -100  # the context is given, not scored
+        nll = lm.nll(x, y).sum(dim=1)
+        for k in range(len(chunk)):
+            i, j = owners[b + k]
+            scores[i][j] = -float(nll[k])
+    return scores
+
+
+def mc_accuracy(items: list[dict], scores: list[list[float]]) -> dict:
+    """Accuracy under summed and byte-normalized log-likelihood, and the chance level."""
+    right_sum = right_norm = 0
+    preds = []
+    for item, s in zip(items, scores, strict=True):
+        norm = [v / len(c.encode("utf-8")) for v, c in zip(s, item["choices"], strict=True)]
+        p_sum = max(range(len(s)), key=lambda j: (s[j], -j))
+        p_norm = max(range(len(norm)), key=lambda j: (norm[j], -j))
+        right_sum += p_sum == item["answer"]
+        right_norm += p_norm == item["answer"]
+        preds.append({"answer": item["answer"], "pred": p_sum, "pred_norm": p_norm,
+                      "logprobs": [round(v, 4) for v in s]})
+    n = len(items)
+    return {"items": n, "accuracy": right_sum / n, "accuracy_norm": right_norm / n,
+            "chance": sum(1 / len(item["choices"]) for item in items) / n, "predictions": preds}
+
+
+def eval_mc(
+    model: str,
+    data: str,
+    block_size: int | None = None,
+    batch_size: int = 16,
+    tokenizer: str | None = None,
+    device: str = "auto",
+    out: str | None = None,
+    force: bool = False,
+) -> dict:
+    """Multiple-choice accuracy by likelihood, for fidan models and Hugging Face causal LMs.
+
+    Args:
+        model: a fidan run or checkpoint folder, or a local Hugging Face causal-LM folder.
+        data: a JSONL file, one {"context", "choices", "answer"} record per line, or a built-in set:
+            tr-harmony (the right Turkish suffix form among wrong vowel-harmony forms).
+        block_size: longest context in tokens (default: the model's; longer contexts lose their start).
+        batch_size: sequences per forward pass.
+        tokenizer: a tokenizer folder (default: the model's own).
+        device: auto, cpu or cuda.
+        out: where to write the result JSON (default: MODEL/eval/mc-<data name>.json).
+        force: replace an existing result file.
+    """
+    started = time.time()
+    if batch_size <= 0:
+        raise FidanError(f"--batch-size must be positive, got {batch_size}")
+    path = result_path(model, "mc", Path(data).name.split(".")[0], out, force)
+    items = read_mc(data)
+    lm = load_lm(model, tokenizer, pick_device(device), block_size)
+    result = {"task": "mc", "model": str(model), "model_kind": lm.kind, "data": str(data),
+              **mc_accuracy(items, choice_logprobs(lm, items, batch_size))}
+    result = save_result(path, result, started)
+    print(f"accuracy {result['accuracy']:.3f} (summed log-likelihood), {result['accuracy_norm']:.3f} "
+          f"(per byte); chance {result['chance']:.3f}; {result['items']} items → {path}")
+    return result

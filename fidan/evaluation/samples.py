@@ -1,0 +1,130 @@
+"""`fidan eval samples`: generations for a fixed list of prompts with fixed seeds, saved for the report.
+
+Prompt i is sampled with seed ``seed + i``, so the same model gives the same samples every time and two
+checkpoints can be compared on the same draws.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from fidan.core.gpt import sample_next
+from fidan.core.io import open_text, require_path
+from fidan.core.runtime import pick_device
+from fidan.errors import FidanError
+from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result
+
+
+def read_prompts(path: str) -> list[str]:
+    """One prompt per line of a text file, or a ``prompt`` field per line of a JSONL file."""
+    file = require_path(path, "prompts file", "one prompt per line (.txt) or {\"prompt\": ...} per line (.jsonl)")
+    prompts = []
+    try:
+        with open_text(file) as f:
+            for n, line in enumerate(f, 1):
+                line = line.rstrip("\n")
+                if not line.strip():
+                    continue
+                if file.name.removesuffix(".gz").endswith(".jsonl"):
+                    try:
+                        line = json.loads(line)["prompt"]
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        raise FidanError(f"{file}:{n}: expected a JSON object with a \"prompt\" field") from None
+                prompts.append(line)
+    except UnicodeDecodeError as e:
+        raise FidanError(f"{file} is not UTF-8 ({e.reason} at byte {e.start}); convert it with iconv") from None
+    return prompts
+
+
+@torch.no_grad()
+def sample(lm: LanguageModel, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
+           top_p: float | None, seed: int) -> str:
+    """One continuation; stops at the end-of-text token."""
+    ids = lm.encode(prompt) if prompt else []
+    if lm.start_id is not None and (lm.kind == "hf" or not ids):
+        # HF models expect their BOS first; fidan models (like `fidan generate`) only need it for an empty prompt.
+        ids = [lm.start_id] + ids
+    if not ids:
+        raise FidanError("an empty prompt needs a model with a start token")
+    n_prefix = len(ids)
+    gen = torch.Generator(device=lm.device).manual_seed(seed)
+    x = torch.tensor([ids], device=lm.device)
+    if lm.kind == "fidan":
+        new = []
+        for token in lm.net.generate(x, max_new_tokens, temperature, top_k, top_p, gen, stop_ids=lm.stop_ids):
+            if token in lm.stop_ids:
+                break
+            new.append(token)
+    else:  # a plain loop over logits, without a KV cache: samples here are short
+        for _ in range(max_new_tokens):
+            logits = lm.logits(x[:, -lm.block_size:])[:, -1, :]
+            nxt = sample_next(logits, temperature, top_k, top_p, gen)
+            if int(nxt) in lm.stop_ids:
+                break
+            x = torch.cat([x, nxt], dim=1)
+        new = x[0, n_prefix:].tolist()
+    return prompt + lm.decode(new)
+
+
+def eval_samples(
+    model: str,
+    prompts: str | None = None,
+    prompt: list[str] | None = None,
+    max_new_tokens: int = 60,
+    temperature: float = 0.8,
+    top_k: int | None = 50,
+    top_p: float | None = 0.95,
+    seed: int = 0,
+    tokenizer: str | None = None,
+    device: str = "auto",
+    out: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """Generations for a fixed prompt list with fixed seeds (prompt i uses seed + i).
+
+    Args:
+        model: a fidan run or checkpoint folder, or a local Hugging Face causal-LM folder.
+        prompts: a file with one prompt per line (.txt) or {"prompt": ...} per line (.jsonl).
+        prompt: a prompt given directly (repeatable; added after those of --prompts).
+        max_new_tokens: how many tokens to generate at most per prompt.
+        temperature: 0 is greedy; higher is more random.
+        top_k: sample only among the k most likely tokens (0 disables).
+        top_p: nucleus sampling threshold (1 disables).
+        seed: seed of the first prompt; prompt i uses seed + i.
+        tokenizer: a tokenizer folder (default: the model's own).
+        device: auto, cpu or cuda.
+        out: where to write the result JSON (default: MODEL/eval/samples-<prompts name>.json).
+        force: replace an existing result file.
+        quiet: do not print the samples.
+    """
+    started = time.time()
+    if max_new_tokens <= 0:
+        raise FidanError(f"--max-new-tokens must be positive, got {max_new_tokens}")
+    if temperature < 0:
+        raise FidanError(f"--temperature must be >= 0, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise FidanError(f"--top-p must be in (0, 1], got {top_p}")
+    texts = (read_prompts(prompts) if prompts else []) + list(prompt or [])
+    if not texts:
+        raise FidanError("no prompts: pass --prompts FILE or --prompt TEXT")
+    name = Path(prompts).name.split(".")[0] if prompts else "prompts"
+    path = result_path(model, "samples", name, out, force)
+    lm = load_lm(model, tokenizer, pick_device(device))
+    samples = []
+    for i, p in enumerate(texts):
+        text = sample(lm, p, max_new_tokens, temperature, top_k, top_p, seed + i)
+        samples.append({"prompt": p, "seed": seed + i, "text": text})
+        if not quiet:
+            print(f"  » {text!r}")
+    result = {"task": "samples", "model": str(model), "model_kind": lm.kind, "prompts": prompts,
+              "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+              "samples": samples}
+    result = save_result(path, result, started)
+    if not quiet:
+        print(f"{len(samples)} samples → {path}")
+    return result

@@ -1,0 +1,1 @@
+"""Report stage: a run's report.md with plots, from its files."""
