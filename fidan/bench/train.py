@@ -43,7 +43,7 @@ def _build(name: str, cfg, device: str, compile: bool, lr: float = 1e-3):
         fwd = torch.compile(model) if compile else model
 
         def loss_fn(x, y):
-            return fwd(x, y)[1]
+            return fwd(x, y, return_logits=False)[1]
     else:
         from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -249,11 +249,14 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         reduction: str = "mean",
         doc_ids: torch.Tensor | None = None,
+        return_logits: bool = True,
     ):
         """Logits for every position; with targets, also the cross-entropy (positions with -100 are ignored).
 
         ``doc_ids`` (B, T) marks packed examples: attention stays inside each example (a block-diagonal
         causal mask) and positions restart at 0 for each one, so packed examples never see each other.
+        ``return_logits=False`` (training) returns ``(None, loss)`` and computes the output head and the
+        mean loss chunk by chunk, never holding the full (B, T, vocab) logits.
         """
         B, T = idx.shape
         if T > self.config.block_size:
@@ -276,7 +279,10 @@ class GPT(nn.Module):
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, mask, rope)
-        logits = self.lm_head(self.ln_f(x))
+        x = self.ln_f(x)
+        if targets is not None and not return_logits and reduction == "mean":
+            return None, chunked_cross_entropy(x.view(B * T, -1), self.lm_head.weight, targets.reshape(-1))
+        logits = self.lm_head(x)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
@@ -309,6 +315,55 @@ class GPT(nn.Module):
                     break
         finally:
             self.train(was_training)
+
+
+class _ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of ``h @ weight.T`` against targets, in row chunks, gradients included.
+
+    The (rows, vocab) logits are the largest tensor of a small model's step: materialized in full,
+    cast to fp32 and kept for the backward pass, they cost more memory traffic than the matmuls that
+    make them. Here each chunk's logits are made, turned into loss and gradient (softmax - one-hot),
+    and dropped at once; the backward pass only scales the saved gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, dtype, chunk):
+        w = weight.to(dtype)
+        hd = h.to(dtype)
+        valid = targets != -100
+        n = valid.sum().clamp(min=1).to(torch.float32)
+        loss = torch.zeros((), dtype=torch.float32, device=h.device)
+        grad_h = torch.empty_like(hd)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        for i in range(0, h.size(0), chunk):
+            hc, tc, vc = hd[i:i + chunk], targets[i:i + chunk], valid[i:i + chunk]
+            logits = (hc @ w.T).float()
+            lse = logits.logsumexp(dim=-1)
+            safe_t = tc.clamp(min=0)[:, None]
+            loss += ((lse - logits.gather(1, safe_t)[:, 0]) * vc).sum()
+            # d loss / d logits = (softmax - one_hot) / n, zero for ignored rows
+            g = logits.sub_(lse[:, None]).exp_()
+            g.scatter_add_(1, safe_t, torch.full_like(safe_t, -1, dtype=g.dtype))
+            g.mul_((vc / n)[:, None])
+            g = g.to(dtype)
+            grad_h[i:i + chunk] = g @ w
+            grad_w += (g.T @ hc).float()
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.h_dtype, ctx.w_dtype = h.dtype, weight.dtype
+        return loss / n
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.saved_tensors
+        return (grad_h * grad_out).to(ctx.h_dtype), (grad_w * grad_out).to(ctx.w_dtype), None, None, None
+
+
+def chunked_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 1024):
+    """Mean next-token loss of hidden states ``h`` (N, d) through the output head ``weight`` (V, d)."""
+    device = h.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
+    with torch.autocast(device_type=device, enabled=False):
+        return _ChunkedLinearCrossEntropy.apply(h, weight, targets, dtype, chunk)
 
 
 def positions_in_documents(doc_ids: torch.Tensor) -> torch.Tensor:

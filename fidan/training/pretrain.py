@@ -338,7 +338,7 @@ def _pretrain(data, tokenizer, out, preset, max_steps, until_step, max_minutes, 
             x, y = train_split.windows(starts[row:row + batch_size], cfg.block_size)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with dist_util.sync_gradients(model, sync=micro == grad_accum - 1), ctx:
-                _, loss = train_model(x, y)
+                _, loss = train_model(x, y, return_logits=False)
                 (loss / grad_accum).backward()
             loss_sum += loss.item()
         grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), grad_clip if grad_clip > 0 else float("inf"))
@@ -413,7 +413,7 @@ def estimate_step_seconds(cfg, batch_size: int, grad_accum: int = 1, device: str
         t0 = time.time()
         for _ in range(grad_accum):
             with ctx:
-                _, loss = model(x, x)
+                _, loss = model(x, x, return_logits=False)
             loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
