@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+from fidan.chat.repl import ChatSession
+from fidan.core.checkpoint import load_model, read_model_config, resolve_model_dir
+from fidan.core.conversations import read_conversations
 from fidan.core.gpt import config_from_preset
 from fidan.core.io import prepare_out_dir
 from fidan.core.runtime import pick_device
 from fidan.core.tokenizer_io import load_tokenizer
+from fidan.corpus.instructions import build_instructions
 from fidan.corpus.prepare import prepare_data
 from fidan.generation.generate import generate
 from fidan.tokenizer.train import train_tokenizer
 from fidan.training.pretrain import estimate_step_seconds, pretrain
+from fidan.training.sft import estimate_sft_step_seconds, sft
 
 DEMO_PROMPTS = ["Türkiye'nin başkenti", "Cumhuriyet", "Efendiler, bugün", "Bilim ve sanat"]
 
@@ -25,8 +31,9 @@ def demo(
     seed: int = 1337,
     device: str = "auto",
     force: bool = False,
+    sft_minutes: float = 1.5,
 ) -> dict:
-    """Run the whole pipeline offline: bundled corpus → tokenizer → pretraining → samples.
+    """Run the whole pipeline offline: bundled corpus → tokenizer → pretraining → samples → chat tuning.
 
     Args:
         out: the folder for everything the demo makes (data/, tokenizer/, the run itself).
@@ -37,18 +44,19 @@ def demo(
         seed: random seed.
         device: auto, cpu or cuda.
         force: replace an existing demo folder.
+        sft_minutes: CPU minutes for instruction tuning (0 skips it).
     """
     timings: dict[str, float] = {}
     root = prepare_out_dir(out, force=force, what="demo")
     device = pick_device(device)
 
     t = time.time()
-    print("== 1/4 corpus: Turkish speeches 1906-1938 + Turkish Web Treebank (offline packages)")
+    print("== 1/5 corpus: Turkish speeches 1906-1938 + Turkish Web Treebank (offline packages)")
     prepare_data(source=["tr-speeches", "tr-treebank"], out=str(root / "data"), val_fraction=0.05)
     timings["corpus"] = time.time() - t
 
     t = time.time()
-    print(f"== 2/4 tokenizer: byte-level BPE, vocab {vocab_size}")
+    print(f"== 2/5 tokenizer: byte-level BPE, vocab {vocab_size}")
     train_tokenizer(data=str(root / "data"), out=str(root / "tokenizer"), vocab_size=vocab_size)
     timings["tokenizer"] = time.time() - t
 
@@ -58,7 +66,7 @@ def demo(
     step_s = estimate_step_seconds(cfg, batch_size, device=device)
     # Size the schedule to the time budget (evaluation takes a few percent of it).
     max_steps = max(50, int(minutes * 60 * 0.93 / step_s))
-    print(f"== 3/4 pretraining `{preset}` for ~{minutes:g} min: {max_steps} steps at ~{step_s:.2f} s/step")
+    print(f"== 3/5 pretraining `{preset}` for ~{minutes:g} min: {max_steps} steps at ~{step_s:.2f} s/step")
     summary = pretrain(
         data=str(root / "data"),
         tokenizer=str(root / "tokenizer"),
@@ -76,7 +84,7 @@ def demo(
     timings["pretrain"] = time.time() - t
 
     t = time.time()
-    print("== 4/4 samples")
+    print("== 4/5 samples")
     samples = []
     for i, prompt in enumerate(DEMO_PROMPTS):
         text = generate(model=str(root), prompt=prompt, max_new_tokens=40, temperature=0.8, top_k=50,
@@ -88,6 +96,54 @@ def demo(
     print(f"\nval bits per byte: {summary['val_bpb']:.3f} (val loss {summary['val_loss']:.3f} nats/token, "
           f"{summary['step']} steps, peak RSS {summary['peak_rss_mb']:.0f} MiB)")
     print(f"everything is in {root}/: metrics.jsonl, plots/loss.png, model.safetensors, checkpoints/")
-    return {**summary, "samples": samples, "timings": {k: round(v, 1) for k, v in timings.items()}}
+
+    tuned = None
+    if sft_minutes > 0:
+        t = time.time()
+        print("\n== 5/5 instruction tuning: KeNet definitions, Turkish dialogs, questions on the speeches")
+        tuned = instruction_tuning(root, sft_minutes, seed, device)
+        timings["sft"] = time.time() - t
+    return {**summary, "samples": samples, "sft": tuned, "timings": {k: round(v, 1) for k, v in timings.items()}}
 
 
+
+
+# Instruction tuning: a higher learning rate than `fidan sft`'s default, since the demo has ~90 s of CPU.
+SFT_LR = 1e-3
+SFT_BATCH = 16
+SHOWCASE = [  # one held-out question of each kind
+    lambda q: q.endswith("hangi yıla aittir?"),
+    lambda q: q.endswith("nerede yapılmıştır?"),
+    lambda q: q.endswith(("ne demektir?", "anlamı nedir?", "ne demek?")),
+    lambda q: not q.startswith('"'),
+]
+
+
+def instruction_tuning(root: Path, minutes: float, seed: int, device: str) -> dict:
+    """Build the offline instruction set, tune the pretrained model in ``root``, show held-out exchanges."""
+    data = root / "sft-data"
+    build_instructions(out=str(data), skip_missing=True, force=True)
+    cfg = read_model_config(resolve_model_dir(root))
+    step_s = estimate_sft_step_seconds(cfg, SFT_BATCH, device=device)
+    max_steps = max(20, int(minutes * 60 * 0.85 / step_s))
+    print(f"   tuning for ~{minutes:g} min: {max_steps} steps at ~{step_s:.2f} s/step, lr {SFT_LR:g}")
+    summary = sft(model=str(root), data=str(data), out=str(root / "chat"), max_steps=max_steps,
+                  max_minutes=minutes * 1.15, batch_size=SFT_BATCH, lr=SFT_LR, warmup_steps=max(5, max_steps // 20),
+                  eval_every=max(10, max_steps // 4), checkpoint_every=max_steps, seed=seed, device=device)
+    net, tok = load_model(root / "chat", device=device)
+    val = read_conversations(data / "val.jsonl")
+    exchanges = []
+    for wanted in SHOWCASE:
+        chat = next((c for c in val if wanted(c[0]["content"]) and c not in [e[0] for e in exchanges]), None)
+        if chat is None:
+            continue
+        session = ChatSession(net, tok, temperature=0.0, max_new_tokens=48, device=device)
+        answer = session.reply(chat[0]["content"])
+        exchanges.append((chat, answer))
+        print(f"  soru:   {chat[0]['content']}\n  model:  {answer}\n  kaynak: {chat[1]['content']}\n")
+    before, after = summary["val_loss_before"], summary["val_loss"]
+    print(f"held-out answer loss {before:.3f} → {after:.3f} nats/token ({after / before:.2f}x), "
+          f"{summary['val_bpb_before']:.3f} → {summary['val_bpb']:.3f} bits/byte; chat with it: "
+          f"fidan chat --model {root / 'chat'}")
+    return {**summary, "exchanges": [{"question": c[0]["content"], "answer": a, "reference": c[1]["content"]}
+                                     for c, a in exchanges]}

@@ -487,3 +487,21 @@ def sft(
         after = f", held-out response loss {final['val_loss']:.3f}" if final else ""
         print(f"done: step {step}/{max_steps}{why}{after} → {run}")
     return summary
+
+
+def estimate_sft_step_seconds(cfg: GPTConfig, batch_size: int, device: str = "cpu", steps: int = 3) -> float:
+    """Time a few packed training steps (document-masked attention) of a throwaway model."""
+    model = GPT(cfg).to(device)
+    opt = make_adamw(model, 1e-4, 0.0, (0.9, 0.95))
+    x = torch.randint(0, cfg.vocab_size, (batch_size, cfg.block_size), device=device)
+    doc = (torch.arange(cfg.block_size, device=device) // 24).expand(batch_size, -1)
+    times = []
+    for i in range(steps + 1):
+        t0 = time.time()
+        _, loss = model(x, x, doc_ids=doc)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i:  # the first step warms up allocators and kernels
+            times.append(time.time() - t0)
+    return sorted(times)[len(times) // 2]
