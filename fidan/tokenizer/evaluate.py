@@ -144,7 +144,8 @@ def measure(tok: Measured, lines: list[str], segments: dict | None, gold_ig: dic
         "vocab_size": tok.vocab_size,
         "tokens": n_tokens,
         "words": n_words,
-        "fertility": word_tokens / max(n_words, 1),
+        "fertility": n_tokens / max(n_words, 1),
+        "pieces_per_word": word_tokens / max(n_words, 1),
         "bytes_per_token": n_bytes / max(n_tokens, 1),
         "continued_words": continued / max(n_words, 1),
         "vocab_used": len(used),
@@ -185,9 +186,9 @@ def _treebank_gold(lines: list[str]) -> dict[str, list[int]]:
 
 
 def markdown_table(results: list[dict]) -> str:
-    head = ("| tokenizer | vocab | tokens/word | bytes/token | continued | vocab used | MB/s | %Pure | %TR "
-            "| F1 morph (P/R) | F1 treebank (P/R) |")
-    rows = [head, "|" + "---|" * 11]
+    head = ("| tokenizer | vocab | tokens/word | pieces/word | bytes/token | continued | vocab used | MB/s "
+            "| %Pure | %TR | F1 morph (P/R) | F1 treebank (P/R) |")
+    rows = [head, "|" + "---|" * 12]
 
     def prf(d: dict | None) -> str:
         return f"{d['f1']:.3f} ({d['precision']:.2f}/{d['recall']:.2f})" if d else "n/a"
@@ -196,7 +197,8 @@ def markdown_table(results: list[dict]) -> str:
         return f"{100 * x:.1f}" if x is not None else "n/a"
 
     for r in results:
-        rows.append(f"| {r['name']} | {r['vocab_size']:,} | {r['fertility']:.3f} | {r['bytes_per_token']:.2f} "
+        rows.append(f"| {r['name']} | {r['vocab_size']:,} | {r['fertility']:.3f} | {r['pieces_per_word']:.3f} "
+                    f"| {r['bytes_per_token']:.2f} "
                     f"| {pct(r['continued_words'])}% | {r['vocab_used']:,} | {r['encode_mb_s']:.2f} "
                     f"| {pct(r['pure'])} | {pct(r['tr'])} | {prf(r['boundaries_morph'])} "
                     f"| {prf(r['boundaries_treebank'])} |")
@@ -280,7 +282,10 @@ def evaluate_tokenizers(
 
         segmenter = Segmenter()
         text_words = {line[a:b] for line in lines for a, b in word_spans(line)}
-        segments = segmenter.segment_many(text_words, progress=True)
+        try:
+            segments = segmenter.segment_many(text_words, progress=True)
+        except FidanError as e:
+            raise FidanError(f"{e}; or pass --no-morph to skip the morphology figures") from None
         morphs = morpheme_sets(segments)
     gold_ig: dict[str, list[int]] = {}
     if treebank:

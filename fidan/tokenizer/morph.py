@@ -34,18 +34,24 @@ def default_cache() -> Path:
     return Path(os.environ.get("FIDAN_CACHE", "~/.cache/fidan")).expanduser() / "zemberek-segments.json"
 
 
-@lru_cache(maxsize=1)
-def morphology():
-    """The zemberek analyzer, loaded once per process (about 11 s)."""
+def import_zemberek():
+    """The analyzer's class, or a FidanError naming the extra to install."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zemberek imports the deprecated pkg_resources
             from zemberek import TurkishMorphology
     except ModuleNotFoundError as e:
         raise FidanError(f"morphology needs zemberek-python ({e.name} is missing); {MORPH_HINT}") from None
+    return TurkishMorphology
+
+
+@lru_cache(maxsize=1)
+def morphology():
+    """The zemberek analyzer, loaded once per process (about 11 s)."""
+    cls = import_zemberek()
     logging.getLogger("zemberek").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="zemberek")  # notifyAll, per call
-    return TurkishMorphology.create_with_defaults()
+    return cls.create_with_defaults()
 
 
 def surfaces_to_cuts(word: str, surfaces: list[str]) -> Segmentation | None:

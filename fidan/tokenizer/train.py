@@ -21,7 +21,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from fidan.core.datadir import iter_split, load_manifest
 from fidan.core.io import atomic_dir, prepare_out_dir
 from fidan.core.tokenizer_io import EOS_TOKEN
-from fidan.core.turkish import words
+from fidan.core.turkish import WORD_RE, words
 from fidan.errors import FidanError
 from fidan.tokenizer.pretokenize import PRETOKENIZERS, make_pretokenizer
 
@@ -31,7 +31,6 @@ UNK_TOKEN = "<|unk|>"  # WordPiece needs one in its vocabulary; fidan's alphabet
 # decoding exact (the usual "##" could be real text).
 CONTINUATION = "▁"
 MORPH_SEP = "\ue000"  # private-use character: marks morpheme cuts in training text only
-_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?|\d+(?:['’][^\W\d_]+)?")
 
 
 def build_bpe() -> Tokenizer:
@@ -119,7 +118,7 @@ def morph_marked(docs: Iterator[str], segments: dict, keep_whole: set[str]) -> I
         return MORPH_SEP.join(word[a:b] for a, b in zip(bounds, bounds[1:], strict=False))
 
     for doc in docs:
-        yield _WORD.sub(mark, doc.replace(MORPH_SEP, ""))
+        yield WORD_RE.sub(mark, doc.replace(MORPH_SEP, ""))
 
 
 def train_tokenizer(
