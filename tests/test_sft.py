@@ -223,3 +223,16 @@ def test_sft_refuses_to_overwrite_and_reports_bad_data(tmp_path, base_run, sft_f
     empty = tmp_path / "none.jsonl"
     empty.write_text('{"instruction": ""}\n', encoding="utf-8")
     assert main(["sft", "--model", str(base_run), "--data", str(empty), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_hf_datasets_by_name(monkeypatch, capsys):
+    datasets = pytest.importorskip("datasets")
+    from fidan.core.conversations import load_conversations
+
+    rows = [{"instruction": "Selam ver.", "input": "", "output": "Merhaba!"}, {"text": "düz"}]
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: rows if name == "ornek/tr-alpaca" else 1 / 0)
+    convs = load_conversations("hf:ornek/tr-alpaca")
+    assert convs == [[{"role": "user", "content": "Selam ver."}, {"role": "assistant", "content": "Merhaba!"}]]
+    assert "ornek/tr-alpaca[train][1]" in capsys.readouterr().err
+    with pytest.raises(FidanError, match="could not load Hugging Face dataset 'baska/veri'"):
+        load_conversations("hf:baska/veri")
