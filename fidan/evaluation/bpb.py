@@ -33,36 +33,43 @@ def iter_documents(text: str | Path, split: str = "val") -> Iterator[Iterator[st
         for doc in iter_split(path, split):
             yield iter([doc])
         return
-    name = path.name.removesuffix(".gz")
+    if not path.name.removesuffix(".gz").endswith(".jsonl"):
+        yield _line_chunks(path)
+        return
     try:
         with open_text(path) as f:
-            if name.endswith(".jsonl"):
-                for n, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        doc = json.loads(line)["text"]
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        raise FidanError(f"{path}:{n}: expected a JSON object with a \"text\" field; fix the line") from None
-                    if not isinstance(doc, str):
-                        raise FidanError(f"{path}:{n}: \"text\" must be a string")
-                    yield iter([doc])
-            else:
-                yield _line_chunks(f)
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    doc = json.loads(line)["text"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise FidanError(f"{path}:{n}: expected a JSON object with a \"text\" field; fix the line") from None
+                if not isinstance(doc, str):
+                    raise FidanError(f"{path}:{n}: \"text\" must be a string")
+                yield iter([doc])
     except UnicodeDecodeError as e:
-        raise FidanError(f"{path} is not UTF-8 ({e.reason} at byte {e.start}); convert it with iconv") from None
+        raise _not_utf8(path, e) from None
 
 
-def _line_chunks(f) -> Iterator[str]:
+def _not_utf8(path: Path, e: UnicodeDecodeError) -> FidanError:
+    return FidanError(f"{path} is not UTF-8 ({e.reason}); convert it, e.g. iconv -f cp1254 -t utf-8")
+
+
+def _line_chunks(path: Path) -> Iterator[str]:
     """A long file in pieces that end at line breaks, so memory stays bounded."""
     buf: list[str] = []
     size = 0
-    for line in f:
-        buf.append(line)
-        size += len(line)
-        if size >= CHUNK_CHARS:
-            yield "".join(buf)
-            buf, size = [], 0
+    try:
+        with open_text(path) as f:
+            for line in f:
+                buf.append(line)
+                size += len(line)
+                if size >= CHUNK_CHARS:
+                    yield "".join(buf)
+                    buf, size = [], 0
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from None
     if buf:
         yield "".join(buf)
 
