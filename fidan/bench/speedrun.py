@@ -113,7 +113,7 @@ def bench_speedrun(
           f"for {minutes:g} min of training")
     summary = pretrain(
         data=data, tokenizer=tokenizer, out=str(run), preset=preset, depth=depth, block_size=block_size,
-        max_steps=max_steps, max_minutes=minutes * 2 + 1, batch_size=batch_size, lr=lr, muon_lr=muon_lr,
+        max_steps=max_steps, max_minutes=minutes * 4 + 2, batch_size=batch_size, lr=lr, muon_lr=muon_lr,
         optimizer=opt_name, precision=precision, compile=compile, warmup_steps=max(1, max_steps // 20),
         eval_every=max(1, max_steps // EVALS_PER_RUN), eval_windows=eval_windows, checkpoint_every=max_steps,
         keep_checkpoints=1, seed=seed, device=device, force=force, quiet=True,

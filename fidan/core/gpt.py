@@ -147,7 +147,8 @@ class CausalSelfAttention(nn.Module):
         if self.qk_norm:  # bounded attention logits: lets the model train at high learning rates
             q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
         if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            cos, sin = (t.to(q.dtype) for t in rope)  # stay in bf16 under autocast: no round trips to fp32
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
             dropout_p=self.dropout if self.training else 0.0,

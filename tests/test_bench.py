@@ -1,0 +1,54 @@
+"""`fidan bench`: peak FLOP/s, the side-by-side training benchmark, and the speedrun report."""
+
+from __future__ import annotations
+
+import json
+
+from fidan.bench.speedrun import bench_speedrun, time_to_target
+from fidan.bench.train import bench_train
+from fidan.cli import main
+
+
+def test_bench_peak_cli_writes_json(tmp_path):
+    out = tmp_path / "peak.json"
+    assert main(["bench", "peak", "--size", "128", "--seconds", "0.05", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["fp32_gflops"] > 0 and result["bf16_gflops"] > 0
+    assert result["device"] == "cpu" and result["threads"] >= 1
+
+
+def test_bench_train_side_by_side(tmp_path, data_dir, tokenizer_dir):
+    out = tmp_path / "train.json"
+    r = bench_train(data=str(data_dir), tokenizer=str(tokenizer_dir), batch_size=2, block_size=16, rounds=2,
+                    steps=1, warmup=1, json=str(out))
+    assert json.loads(out.read_text()) == json.loads(json.dumps(r))
+    names = set(r["tokens_per_s"])
+    assert {"fidan", "hf-fp32"} <= names
+    for name in names:
+        assert r["tokens_per_s"][name] > 0 and 0 < r["mfu"][name] < 1 and r["peak_rss_mb"][name] > 50
+    assert set(r["ratios"]) == {f"fidan/{n}" for n in names - {"fidan"}}
+    assert all(v > 0 for v in r["ratios"].values())
+    assert r["flops_per_token"] > 0 and r["vocab_size"] == 400
+
+
+def test_time_to_target():
+    evals = [{"train_s": 10.0, "val_bpb": 3.0}, {"train_s": 20.0, "val_bpb": 2.5}, {"train_s": 30.0, "val_bpb": 2.6}]
+    assert time_to_target(evals, 2.7) == 20.0
+    assert time_to_target(evals, 3.0) == 10.0
+    assert time_to_target(evals, 2.0) is None
+
+
+def test_speedrun_reports_bpb_against_time(tmp_path, data_dir, tokenizer_dir):
+    common = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), work=str(tmp_path), block_size=32, batch_size=4,
+                  depth=1, eval_windows=4)
+    first = bench_speedrun(preset="hizli", minutes=0.05, out=str(tmp_path / "a"), **common)
+    assert first["steps"] == first["max_steps"] >= 20 and len(first["curve"]) >= 10
+    assert [t for t, _ in first["curve"]] == sorted(t for t, _ in first["curve"])
+    assert first["curve"][-1][1] < first["curve"][0][1]  # bits per byte went down
+    target = first["curve"][3][1] + 1e-9
+    second = bench_speedrun(preset="hizli", minutes=0.05, out=str(tmp_path / "b"), target_bpb=target,
+                            compare=[str(tmp_path / "a")], **common)
+    assert second["seconds_to_target"] is not None and second["seconds_to_target"] <= second["train_seconds"]
+    assert (tmp_path / "b" / "plots" / "speedrun.png").stat().st_size > 1000
+    saved = json.loads((tmp_path / "b" / "speedrun.json").read_text())
+    assert saved["final_bpb"] == second["final_bpb"] and saved["target_bpb"] == target
