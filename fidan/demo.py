@@ -14,7 +14,10 @@ from fidan.core.runtime import pick_device
 from fidan.core.tokenizer_io import load_tokenizer
 from fidan.corpus.instructions import build_instructions
 from fidan.corpus.prepare import prepare_data
-from fidan.generation.generate import generate
+from fidan.evaluation.bpb import eval_bpb
+from fidan.evaluation.mc import eval_mc
+from fidan.evaluation.samples import eval_samples
+from fidan.report.report import report, save_timings
 from fidan.tokenizer.train import train_tokenizer
 from fidan.training.pretrain import estimate_step_seconds, pretrain
 from fidan.training.sft import estimate_sft_step_seconds, sft
@@ -84,14 +87,13 @@ def demo(
     timings["pretrain"] = time.time() - t
 
     t = time.time()
-    print("== 4/5 samples")
-    samples = []
-    for i, prompt in enumerate(DEMO_PROMPTS):
-        text = generate(model=str(root), prompt=prompt, max_new_tokens=40, temperature=0.8, top_k=50,
-                        seed=seed + i, device=device, stream=False)[0]
-        samples.append(text)
-        print(f"  » {text!r}")
-    timings["samples"] = time.time() - t
+    print("== 4/5 samples and evaluation (fixed prompts and seeds; held-out bits per byte; vowel-harmony choices)")
+    result = eval_samples(model=str(root), prompt=DEMO_PROMPTS, max_new_tokens=40, temperature=0.8, top_k=50,
+                          seed=seed, device=device)
+    samples = [s["text"] for s in result["samples"]]
+    eval_bpb(model=str(root), text=str(root / "data"), split="val", batch_size=32, device=device)
+    eval_mc(model=str(root), data="tr-harmony", device=device)
+    timings["samples+eval"] = time.time() - t
 
     print(f"\nval bits per byte: {summary['val_bpb']:.3f} (val loss {summary['val_loss']:.3f} nats/token, "
           f"{summary['step']} steps, peak RSS {summary['peak_rss_mb']:.0f} MiB)")
@@ -103,7 +105,12 @@ def demo(
         print("\n== 5/5 instruction tuning: KeNet definitions, Turkish dialogs, questions on the speeches")
         tuned = instruction_tuning(root, sft_minutes, seed, device)
         timings["sft"] = time.time() - t
-    return {**summary, "samples": samples, "sft": tuned, "timings": {k: round(v, 1) for k, v in timings.items()}}
+
+    save_timings(root, timings)
+    report_path = report(str(root))
+    print(f"\nthe run's report card: {report_path}")
+    return {**summary, "samples": samples, "sft": tuned, "timings": {k: round(v, 1) for k, v in timings.items()},
+            "report": str(report_path)}
 
 
 

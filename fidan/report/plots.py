@@ -53,8 +53,9 @@ def plot_mc(results: list[dict], out: str | Path) -> Path | None:
     for x, r in zip(xs, results, strict=True):
         ax.hlines(r["chance"], x - 0.45, x + 0.45, colors="k", linestyles="--", label="chance" if x == 0 else None)
     ax.set_xticks(list(xs), [Path(r["data"]).name.split(".")[0] for r in results])
-    ax.set(ylim=(0, 1), ylabel="accuracy", title="multiple choice")
-    ax.legend(fontsize=8)
+    ax.set(ylim=(0, 1.25), ylabel="accuracy", title="multiple choice")
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     out = Path(out)

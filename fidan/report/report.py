@@ -203,7 +203,8 @@ def report(run: str, out: str | None = None) -> Path:
     if "mfu" in tput:
         card.append(("MFU (median)", f"{tput['mfu']:.1%}"))
     for r in results["bpb"]:
-        card.append((f"bits per byte on {Path(r['text']).name}", f"{r['bpb']:.3f}"))
+        split = f" ({r['split']})" if r.get("split") else ""
+        card.append((f"bits per byte on {Path(r['text']).name}{split}", f"{r['bpb']:.3f}"))
     for r in results["mc"]:
         card.append((f"multiple choice {Path(r['data']).name}",
                      f"{r['accuracy']:.1%} (per byte {r['accuracy_norm']:.1%}; chance {r['chance']:.1%})"))
@@ -277,7 +278,7 @@ def _rel(png: Path, root: Path, out: str | None) -> str:
 def _eval_section(results: dict, evals: list[dict], mc_png, root: Path, out: str | None) -> list[str]:
     L = ["## Evaluation", ""]
     if results["bpb"]:
-        L += _table([(Path(r["text"]).name + (f" ({r['split']})" if r.get("split") else ""), r["bpb"], r["perplexity"],
+        L += _table([(Path(r["text"]).name + (f" ({r['split']})" if r.get("split") else ""), r["bpb"], round(r["perplexity"], 1),
                       r["tokens"], r["bytes"], f"{r['block_size']}/{r['stride']}") for r in results["bpb"]],
                     ("text", "bits per byte", "perplexity / token", "tokens", "bytes", "window/stride"))
     if results["mc"]:
