@@ -127,3 +127,19 @@ def test_page_commands_run(page, tmp_path, monkeypatch, corpus_file):
             assert main(argv) == 0, f"{page.name}:{line}: `fidan {' '.join(argv)}` failed"
             ran += 1
     assert ran, f"{page.name} has markers but no commands"
+
+
+def test_markers_and_tiny_overrides(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text("\n".join([
+        "<!-- fidan-test: --max-steps 2 -->", "```bash", "fidan pretrain --data d \\", "    --tokenizer t --out r  # x",
+        "```", "````markdown", "<!-- fidan-test -->", "```bash", "fidan demo", "```", "````",
+        "<!-- fidan-test: file a.txt -->", "```text", "Merhaba", "```", "```bash", "fidan generate --model r", "```",
+    ]) + "\n", encoding="utf-8")
+    found = blocks(page)
+    assert [(arg, line) for arg, _, line in found] == [("--max-steps 2", 1), ("file a.txt", 12)]  # the quoted one is not run
+    assert shlex.split(commands(found[0][1])[0], comments=True) == ["fidan", "pretrain", "--data", "d", "--tokenizer", "t", "--out", "r"]
+    argv = tiny(shlex.split(commands(found[0][1])[0], comments=True)[1:], ["--max-steps", "2"], tmp_path / "c.jsonl")
+    assert argv[argv.index("--max-steps") + 1] == "2" and argv[argv.index("--block-size") + 1] == "32"
+    src = tiny(["data", "prepare", "--source", "tr-speeches", "--source", "tr-treebank", "--out", "d"], [], tmp_path / "c")
+    assert src.count("--source") == 1 and src[src.index("--source") + 1] == str(tmp_path / "c")

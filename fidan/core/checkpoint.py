@@ -104,7 +104,8 @@ def load_weights(model: torch.nn.Module, folder: Path, device: str = "cpu") -> N
         raise FidanError(f"cannot load weights from {folder} ({str(e).splitlines()[0][:200]})") from None
 
 
-RUN_ARTIFACTS = ("config.yaml", "config.json", "model.safetensors", "metrics.jsonl", "checkpoints", "plots", "report.md")
+RUN_ARTIFACTS = ("config.yaml", "config.json", "model.safetensors", "metrics.jsonl", "checkpoints", "plots", "report.md",
+                 "eval", "timings.json")
 
 
 def is_run(folder: Path) -> bool:
