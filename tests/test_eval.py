@@ -253,3 +253,16 @@ def test_samples_are_fixed_by_seed_and_match_generate(fidan_run, tmp_path):
     again = eval_samples(model=str(fidan_run), prompts=str(prompts), seed=7, max_new_tokens=12, quiet=True, force=True)
     assert again["samples"] == r["samples"]
     assert main(["eval", "samples", "--model", str(fidan_run)]) == 2  # no prompts: one clear line
+
+
+def test_bpb_without_a_start_token_scores_from_the_second_token(fidan_run):
+    from dataclasses import replace
+
+    from fidan.evaluation.bpb import score_text
+
+    lm = replace(load_lm(str(fidan_run)), start_id=None)
+    ids = lm.encode(TEXT)
+    s = score_text(lm, iter([iter([TEXT])]), stride=1, batch_size=4)
+    assert s["tokens"] == len(ids) - 1  # the first token is context only ...
+    assert s["bytes"] == len(TEXT.encode("utf-8")) - len(lm.decode(ids[:1]).encode("utf-8"))  # ... and not counted
+    assert s["nats"] == pytest.approx(direct_nats(lm, ids, lm.block_size), rel=1e-4)
