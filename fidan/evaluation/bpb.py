@@ -177,13 +177,15 @@ def eval_bpb(
         batch_size: windows per forward pass.
         tokenizer: a tokenizer folder (default: the model's own).
         device: auto, cpu or cuda.
-        out: where to write the result JSON (default: MODEL/eval/bpb-<text name>.json).
+        out: where to write the result JSON (default: MODEL/eval/bpb-<text name>.json, or
+            bpb-<folder>-<split>.json for a data folder).
         force: replace an existing result file.
     """
     started = time.time()
     if batch_size <= 0:
         raise FidanError(f"--batch-size must be positive, got {batch_size}")
-    path = result_path(model, "bpb", Path(text).name.split(".")[0] or "text", out, force)
+    name = Path(text).name.split(".")[0] or "text"
+    path = result_path(model, "bpb", f"{name}-{split}" if Path(text).is_dir() else name, out, force)
     lm = load_lm(model, tokenizer, pick_device(device), block_size)
     stride = stride or max(1, lm.block_size // 2)
     if not 1 <= stride <= lm.block_size:
