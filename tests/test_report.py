@@ -98,3 +98,17 @@ def test_report_of_a_bare_run_folder(tmp_path, capsys):
     assert (run / "plots" / "training.png").read_bytes()[:8] == PNG
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "config.yaml" in capsys.readouterr().err
+
+
+def test_report_reads_another_stage_manifest(tmp_path):
+    """An instruction-tuning run points at a data folder whose manifest has another shape."""
+    data = tmp_path / "sft-data"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"split": "hash rule", "train": 30, "val": 3,
+                                                    "sources": {"dialogs": {"description": "diyaloglar", "train": 30, "val": 3}}}))
+    run = tmp_path / "chat"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"stage": "sft", "data": str(data), "model": {"n_layer": 1}}))
+    (run / "metrics.jsonl").write_text(json.dumps({"kind": "eval", "step": 0, "val_loss": 3.0, "val_bpb": 2.5}) + "\n")
+    md = report(str(run)).read_text(encoding="utf-8")
+    assert "| dialogs | 30 | 3 | diyaloglar |" in md and "| val | 3 |" in md and "| model | sft:" in md

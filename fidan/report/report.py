@@ -189,7 +189,7 @@ def report(run: str, out: str | None = None) -> Path:
 
     L += ["## Summary", ""]
     card = [
-        ("model", f"{cfg.get('train', {}).get('preset', '?')}: {model.get('n_layer')} layers, "
+        ("model", f"{cfg.get('train', {}).get('preset') or cfg.get('stage', '?')}: {model.get('n_layer')} layers, "
                   f"{model.get('n_embd')} wide, {model.get('n_head')} heads, block {model.get('block_size')}, "
                   f"vocab {model.get('vocab_size')}"),
         ("parameters", n_params),
@@ -314,12 +314,21 @@ def _data_section(cfg: dict, root: Path) -> list[str]:
     if data and cfg.get("tokenizer_sha256"):
         meta = _read_json(data / "tokens" / cfg["tokenizer_sha256"][:12] / "meta.json")
     if manifest:
-        L += [f"Data folder `{data}` (manifest created {manifest.get('created', '?')}, split rule: "
-              f"{manifest.get('split_rule', '?')}).", ""]
-        L += _table([(s.get("spec"), s.get("read"), s.get("kept")) for s in manifest.get("sources", [])],
-                    ("source", "documents read", "kept"))
-        L += _table([(name, s["documents"], s["characters"], s["bytes"], meta["splits"][name]["tokens"] if meta and name in meta.get("splits", {}) else None)
-                     for name, s in manifest.get("splits", {}).items()], ("split", "documents", "characters", "bytes", "tokens"))
+        facts = [f"manifest created {manifest['created']}" if manifest.get("created") else "",
+                 f"split rule: {manifest.get('split_rule') or manifest.get('split')}"
+                 if manifest.get("split_rule") or manifest.get("split") else ""]
+        facts = [f for f in facts if f]
+        L += [f"Data folder `{data}`" + (f" ({', '.join(facts)})." if facts else "."), ""]
+        L += _sources_table(manifest.get("sources"))
+        splits = manifest.get("splits")
+        if isinstance(splits, dict) and all(isinstance(v, dict) for v in splits.values()):
+            tokens = (meta or {}).get("splits", {})
+            L += _table([(name, sp.get("documents"), sp.get("characters"), sp.get("bytes"), tokens.get(name, {}).get("tokens"))
+                         for name, sp in splits.items()], ("split", "documents", "characters", "bytes", "tokens"))
+        else:
+            counts = [(k, manifest[k]) for k in ("train", "val") if isinstance(manifest.get(k), int)]
+            if counts:
+                L += _table(counts, ("split", "examples"))
         dropped = manifest.get("dropped")
         if dropped:
             L += ["Dropped while cleaning: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in dropped.items()) + ".", ""]
@@ -329,7 +338,8 @@ def _data_section(cfg: dict, root: Path) -> list[str]:
     L += ["## Tokenizer", ""]
     tok_dir = root / "tokenizer"
     if (tok_dir / "tokenizer.json").exists():
-        st = tokenizer_stats(tok_dir, data if manifest else None, meta)
+        corpus = manifest and isinstance(manifest.get("splits"), dict) and "val" in manifest["splits"]
+        st = tokenizer_stats(tok_dir, data if corpus else None, meta)
         rows = [("type", st.get("model")), ("vocabulary", st["vocab_size"]),
                 ("special tokens", ", ".join(f"`{t}`" for t in st["special_tokens"]) or "–")]
         for split in ("train", "val"):
@@ -345,6 +355,17 @@ def _data_section(cfg: dict, root: Path) -> list[str]:
     else:
         L += ["The run holds no tokenizer/ folder.", ""]
     return L
+
+
+def _sources_table(sources) -> list[str]:
+    """Sources as a data folder lists them (a list of {spec, read, kept}) or as another stage does (a mapping)."""
+    if isinstance(sources, list) and all(isinstance(x, dict) for x in sources):
+        return _table([(x.get("spec"), x.get("read"), x.get("kept")) for x in sources], ("source", "documents read", "kept"))
+    if isinstance(sources, dict):
+        rows = [(name, *(v.get(k) for k in ("train", "val")), v.get("description")) if isinstance(v, dict) else (name, v, None, None)
+                for name, v in sources.items()]
+        return _table(rows, ("source", "train", "val", "what"))
+    return []
 
 
 def _subruns_section(root: Path) -> list[str]:
