@@ -92,7 +92,7 @@ def demo(
                           seed=seed, device=device)
     samples = [s["text"] for s in result["samples"]]
     eval_bpb(model=str(root), text=str(root / "data"), split="val", batch_size=32, device=device)
-    eval_mc(model=str(root), data="tr-harmony", device=device)
+    eval_mc(model=str(root), data="tr-harmony", batch_size=64, device=device)
     timings["samples+eval"] = time.time() - t
 
     print(f"\nval bits per byte: {summary['val_bpb']:.3f} (val loss {summary['val_loss']:.3f} nats/token, "

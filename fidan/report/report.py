@@ -278,7 +278,7 @@ def _rel(png: Path, root: Path, out: str | None) -> str:
 def _eval_section(results: dict, evals: list[dict], mc_png, root: Path, out: str | None) -> list[str]:
     L = ["## Evaluation", ""]
     if results["bpb"]:
-        L += _table([(Path(r["text"]).name + (f" ({r['split']})" if r.get("split") else ""), r["bpb"], round(r["perplexity"], 1),
+        L += _table([(Path(r["text"]).name + (f" ({r['split']})" if r.get("split") else ""), r["bpb"], f"{r['perplexity']:,.1f}",
                       r["tokens"], r["bytes"], f"{r['block_size']}/{r['stride']}") for r in results["bpb"]],
                     ("text", "bits per byte", "perplexity / token", "tokens", "bytes", "window/stride"))
     if results["mc"]:
