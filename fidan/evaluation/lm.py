@@ -50,10 +50,12 @@ class LanguageModel:
     @torch.no_grad()
     def nll(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood in nats of each target (B, T); targets of -100 give 0."""
-        logits = self.logits(x.to(self.device)).float()
+        logits = self.logits(x.to(self.device))
         y = y.to(self.device)
-        out = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100, reduction="none")
-        return out.view(y.shape).cpu()
+        keep = y != -100  # context positions are given, not scored: skip their softmax
+        out = torch.zeros(y.shape, dtype=torch.float32, device=self.device)
+        out[keep] = F.cross_entropy(logits[keep].float(), y[keep], reduction="none")
+        return out.cpu()
 
 
 def _is_hf_folder(path: Path) -> bool:
