@@ -297,7 +297,8 @@ def _eval_section(results: dict, evals: list[dict], mc_png, root: Path, out: str
     with_samples = [e for e in evals if e.get("sample")]
     if with_samples:
         L += ["Samples written during training (same prompt and seed each time):", ""]
-        picks = with_samples if len(with_samples) <= 4 else [with_samples[0], *with_samples[1:-1][::max(1, len(with_samples) // 3)][:2], with_samples[-1]]
+        n = len(with_samples)
+        picks = [with_samples[i] for i in sorted({0, n // 3, 2 * n // 3, n - 1})]  # at most four, first and last
         L += [f"- step {e['step']}: {_quote(e['sample'])}" for e in picks] + [""]
     return L
 
