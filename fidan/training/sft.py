@@ -463,14 +463,16 @@ def sft(
             break
     bar.close()
 
-    if patience > 0 and 0 <= best["step"] != step and (best_dir / "model.safetensors").exists():
-        load_weights(net, best_dir, device)  # keep the weights that did best on held-out data
-        last_eval, last_eval_step = evaluate(), step
-        if not quiet:
-            print(f"kept the best weights, from step {best['step']}")
-    elif val_ex and last_eval_step != step:  # ended between evaluations: measure where it stopped
+    if val_ex and last_eval_step != step:  # ended between evaluations: measure where it stopped
         last_eval = evaluate()
         log({"kind": "eval", "step": step, **last_eval})
+        if last_eval["val_loss"] < best["loss"]:  # (the checkpoint above already holds the resumable state)
+            best = {"loss": last_eval["val_loss"], "step": step, "bad_evals": 0}
+    if patience > 0 and 0 <= best["step"] != step and (best_dir / "model.safetensors").exists():
+        load_weights(net, best_dir, device)  # keep the weights that did best on held-out data
+        last_eval = evaluate()
+        if not quiet:
+            print(f"kept the best weights, from step {best['step']}")
     final = last_eval
     save_weights(net, run, {"fidan_step": step, "fidan_stage": "sft", "fidan_best_step": best["step"]})
     plot_loss(read_metrics(run), run / "plots" / "loss.png", title=f"sft · {net.num_params():,} parameters")
