@@ -66,6 +66,23 @@ def hf_dir(tmp_path_factory, tokenizer_dir):
     return out
 
 
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory, tokenizer_dir):
+    """A tiny Llama (rotary positions, BOS first) saved locally with the fidan tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = load_tokenizer(tokenizer_dir)
+    torch.manual_seed(0)
+    net = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=16, intermediate_size=32,
+                                       num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                       max_position_embeddings=24, bos_token_id=tok.eos_id, eos_token_id=tok.eos_id))
+    out = tmp_path_factory.mktemp("llama") / "llama"
+    net.save_pretrained(out)
+    for f in tokenizer_dir.iterdir():
+        shutil.copy2(f, out / f.name)
+    return out
+
+
 def direct_nats(lm: LanguageModel, ids: list[int], context: int) -> float:
     """Σ -log p(ids[t] | ids[max(0, t - context):t]) for t >= 1, one forward pass per token."""
     total = 0.0
@@ -214,11 +231,12 @@ def test_mc_construction_checks(fidan_run, tmp_path):
     assert all(p["logprobs"][p["pred"]] == max(p["logprobs"]) for p in preds)
 
 
-def test_mc_scores_equal_a_direct_computation(fidan_run, hf_dir):
+def test_mc_scores_equal_a_direct_computation(fidan_run, hf_dir, llama_dir):
     items = [{"context": "Çocuklar bahçede", "choices": [" oynuyor", " oynuyorlar.", " uyudu"], "answer": 1},
              {"context": "", "choices": ["Evlerde", "Evlarda"], "answer": 0}]
-    for model in (fidan_run, hf_dir):
+    for model in (fidan_run, hf_dir, llama_dir):
         lm = load_lm(str(model))
+        assert lm.block_size == {fidan_run: 16, hf_dir: 32, llama_dir: 24}[model]
         scores = choice_logprobs(lm, items, batch_size=2)  # batches mix lengths: padding must not matter
         for it, row in zip(items, scores, strict=True):
             for choice, got in zip(it["choices"], row, strict=True):
