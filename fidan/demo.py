@@ -135,7 +135,7 @@ def instruction_tuning(root: Path, minutes: float, seed: int, device: str) -> di
     build_instructions(out=str(data), kenet_max=SFT_KENET, skip_missing=True, force=True)
     cfg = read_model_config(resolve_model_dir(root))
     step_s = estimate_sft_step_seconds(cfg, SFT_BATCH, device=device)
-    max_steps = max(20, int(minutes * 60 * 0.85 / step_s))
+    max_steps = max(100, int(minutes * 60 * 0.85 / step_s))  # the time limit still applies
     print(f"   tuning for ~{minutes:g} min: {max_steps} steps at ~{step_s:.2f} s/step, lr {SFT_LR:g}")
     summary = sft(model=str(root), data=str(data), out=str(root / "chat"), max_steps=max_steps,
                   max_minutes=minutes * 1.15, batch_size=SFT_BATCH, lr=SFT_LR, dropout=0.0,
