@@ -140,7 +140,7 @@ def instruction_tuning(root: Path, minutes: float, seed: int, device: str) -> di
     summary = sft(model=str(root), data=str(data), out=str(root / "chat"), max_steps=max_steps,
                   max_minutes=minutes * 1.15, batch_size=SFT_BATCH, lr=SFT_LR, dropout=0.0,
                   warmup_steps=max(5, max_steps // 20), eval_every=max(10, max_steps // 5), patience=2,
-                  checkpoint_every=max_steps, seed=seed, device=device)
+                  checkpoint_every=max_steps, seed=seed, device=device, force=True)
     net, tok = load_model(root / "chat", device=device)
     val = read_conversations(data / "val.jsonl")
     exchanges = []
