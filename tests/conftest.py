@@ -10,6 +10,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tiny test models run fastest on one thread, and a busy machine cannot stall a second one."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TURKISH_LINES = [
     "Türkiye Cumhuriyeti 1923 yılında kuruldu ve başkenti Ankara oldu.",
     "Evlerimizden çıkıp İstanbul'un güzel sokaklarında yürüdük.",

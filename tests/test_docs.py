@@ -17,21 +17,12 @@ import shlex
 from pathlib import Path
 
 import pytest
-import torch
 
 from fidan.cli import _match_command, main
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 MARKER = re.compile(r"^<!--\s*fidan-test(?::\s*(.*?))?\s*-->\s*$")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy machine cannot stall a second one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # Applied to every runnable command: an option the command has is replaced, and options listed under a

@@ -29,14 +29,6 @@ TEXT = ("Ankara'da kış soğuk geçer; İzmir'de ise hava ılıktır. Öğretme
         "ettiler. Çiftçiler tarlalarını sürdü, buğday ektiler ve yağmuru beklediler.")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy machine cannot stall a second one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def fidan_run(tmp_path_factory, tokenizer_dir):

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from fidan.cli import main
@@ -20,14 +19,6 @@ from fidan.training.pretrain import pretrain
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy machine cannot stall a second one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
