@@ -59,7 +59,7 @@ def demo(
     timings["corpus"] = time.time() - t
 
     t = time.time()
-    print(f"== 2/5 tokenizer: byte-level BPE, vocab {vocab_size}")
+    print(f"== 2/5 tokenizer: byte-level BPE with the Turkish pre-tokenizer, vocab {vocab_size}")
     train_tokenizer(data=str(root / "data"), out=str(root / "tokenizer"), vocab_size=vocab_size)
     timings["tokenizer"] = time.time() - t
 
@@ -111,8 +111,6 @@ def demo(
     print(f"\nthe run's report card: {report_path}")
     return {**summary, "samples": samples, "sft": tuned, "timings": {k: round(v, 1) for k, v in timings.items()},
             "report": str(report_path)}
-
-
 
 
 # Instruction tuning in ~90 s of CPU: a higher learning rate than `fidan sft`'s default and no dropout,
