@@ -61,8 +61,8 @@ def bench_speedrun(
     batch_size: int = 32,
     depth: int | None = None,
     block_size: int | None = None,
-    lr: float = 1e-3,
-    muon_lr: float = 0.02,
+    lr: float | None = None,
+    muon_lr: float | None = None,
     optimizer: str = "auto",
     precision: str = "auto",
     compile: bool = False,
@@ -86,8 +86,8 @@ def bench_speedrun(
         batch_size: sequences per step.
         depth: the size dial (layers; width 64 per layer).
         block_size: sequence length (default: the preset's).
-        lr: peak AdamW learning rate.
-        muon_lr: peak Muon learning rate (with --optimizer muon).
+        lr: peak AdamW learning rate (default: the preset's).
+        muon_lr: peak Muon learning rate with --optimizer muon (default: the preset's).
         optimizer: auto (the preset's), adamw or muon.
         precision: auto, fp32 or bf16.
         compile: compile the model with torch.compile.

@@ -49,8 +49,10 @@ from fidan.errors import FidanError
 from fidan.training import distributed as dist_util
 
 SAMPLE_PROMPT = "Türkiye"
-# The optimizer each preset was tuned with (``--optimizer auto``).
+# The optimizer each preset was tuned with (``--optimizer auto``), and its learning rates (``--lr``,
+# ``--muon-lr`` when not given). hizli's were picked from 2-minute speedruns (benchmarks/RESULTS.md).
 PRESET_OPTIMIZER = {"ders": "adamw", "hizli": "muon"}
+PRESET_LR = {"ders": (1e-3, 0.02), "hizli": (3e-3, 0.04)}
 
 
 @dataclass
@@ -104,13 +106,13 @@ def pretrain(
     block_size: int | None = None,
     dropout: float | None = None,
     depth: int | None = None,
-    lr: float = 1e-3,
+    lr: float | None = None,
     min_lr_ratio: float = 0.1,
     warmup_steps: int = 50,
     weight_decay: float = 0.1,
     grad_clip: float = 1.0,
     optimizer: Literal["auto", "adamw", "muon"] = "auto",
-    muon_lr: float = 0.02,
+    muon_lr: float | None = None,
     precision: Literal["auto", "fp32", "bf16"] = "auto",
     compile: bool = False,
     fsdp: bool = False,
@@ -140,13 +142,14 @@ def pretrain(
         block_size: sequence length (default: the preset's).
         dropout: dropout rate (default: the preset's).
         depth: the size dial: layers; width is 64 per layer, heads of size 64 (default: the preset's size).
-        lr: peak learning rate (of AdamW; with --optimizer muon, of the embeddings, head and norms).
+        lr: peak learning rate of AdamW (with --optimizer muon, of the embeddings, head and norms);
+            default: the preset's (1e-3 for ders, 3e-3 for hizli).
         min_lr_ratio: the cosine schedule ends at lr * min_lr_ratio.
         warmup_steps: linear warmup steps.
         weight_decay: weight decay on matrices and embeddings.
         grad_clip: clip the global gradient norm to this (0 disables).
         optimizer: adamw, muon (Muon for block matrices + AdamW for the rest), or auto (the preset's).
-        muon_lr: peak learning rate of the Muon matrices.
+        muon_lr: peak learning rate of the Muon matrices (default: the preset's, 0.04 for hizli).
         precision: auto (bf16 autocast where the hardware supports it), fp32 or bf16.
         compile: compile the model with torch.compile (slower start, faster steps).
         fsdp: under torchrun, shard the model with FSDP instead of replicating it (DDP).
@@ -166,6 +169,9 @@ def pretrain(
                         ("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
         if value <= 0:
             raise FidanError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    default_lr, default_muon_lr = PRESET_LR.get(preset, (1e-3, 0.02))
+    lr = default_lr if lr is None else lr
+    muon_lr = default_muon_lr if muon_lr is None else muon_lr
     if lr <= 0 or muon_lr <= 0:
         raise FidanError(f"--lr and --muon-lr must be positive, got {lr} and {muon_lr}")
     if optimizer == "auto":
@@ -178,7 +184,7 @@ def pretrain(
     device = dist.device
     if fsdp and optimizer != "adamw":
         raise FidanError("--fsdp shards every parameter, which Muon cannot orthogonalize; use --optimizer adamw")
-    args.update(optimizer=optimizer, precision=precision, device=device, dist=dist)
+    args.update(optimizer=optimizer, precision=precision, device=device, dist=dist, lr=lr, muon_lr=muon_lr)
     try:
         return _pretrain(**args)
     finally:
