@@ -38,7 +38,11 @@ def test_time_to_target():
     assert time_to_target(evals, 2.0) is None
 
 
-def test_speedrun_reports_bpb_against_time(tmp_path, data_dir, tokenizer_dir):
+def test_speedrun_reports_bpb_against_time(tmp_path, data_dir, tokenizer_dir, monkeypatch):
+    # A fixed step-time estimate makes the schedule (and so the curve) independent of machine load.
+    import fidan.bench.speedrun as speedrun
+
+    monkeypatch.setattr(speedrun, "estimate_step_seconds", lambda *a, **k: 0.05)
     common = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), work=str(tmp_path), block_size=32, batch_size=4,
                   depth=1, eval_windows=4)
     first = bench_speedrun(preset="hizli", minutes=0.05, out=str(tmp_path / "a"), **common)

@@ -6,6 +6,7 @@ import csv
 import gzip
 import hashlib
 import json
+import os
 import unicodedata
 
 import pytest
@@ -40,6 +41,11 @@ def test_manifest_counts_and_hashes(tmp_path):
         for f in info["files"]:
             assert hashlib.sha256((out / f["name"]).read_bytes()).hexdigest() == f["sha256"]
     assert "hash" in manifest["split_rule"] or "blake2b" in manifest["split_rule"]
+    # Atomic writes still give files and folders the usual permissions (not mkstemp's private 0600).
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out / "manifest.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert out.stat().st_mode & 0o777 == 0o777 & ~mask
 
 
 def test_split_is_by_content_not_position(tmp_path):

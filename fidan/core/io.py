@@ -16,6 +16,13 @@ from typing import Any
 from fidan.errors import FidanError
 
 
+def _umask_mode(base: int) -> int:
+    # mkstemp/mkdtemp create private (0600/0700) entries; give results the usual permissions.
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -35,6 +42,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode(0o666))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -57,6 +65,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, _umask_mode(0o777))
     try:
         yield tmp
         if path.exists():
