@@ -377,6 +377,16 @@ def positions_in_documents(doc_ids: torch.Tensor) -> torch.Tensor:
     return idx - first
 
 
+def check_sampling(max_new_tokens: int, temperature: float, top_p: float | None) -> None:
+    """Validate user-facing sampling settings with one clear error each."""
+    if max_new_tokens <= 0:
+        raise FidanError(f"--max-new-tokens must be positive, got {max_new_tokens}")
+    if temperature < 0:
+        raise FidanError(f"--temperature must be >= 0, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise FidanError(f"--top-p must be in (0, 1], got {top_p}")
+
+
 def sample_next(
     logits: torch.Tensor,
     temperature: float = 1.0,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from fidan.core.gpt import sample_next
+from fidan.core.gpt import check_sampling, sample_next
 from fidan.core.io import open_text, require_path
 from fidan.core.runtime import pick_device
 from fidan.errors import FidanError
@@ -103,12 +103,7 @@ def eval_samples(
         quiet: do not print the samples.
     """
     started = time.time()
-    if max_new_tokens <= 0:
-        raise FidanError(f"--max-new-tokens must be positive, got {max_new_tokens}")
-    if temperature < 0:
-        raise FidanError(f"--temperature must be >= 0, got {temperature}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise FidanError(f"--top-p must be in (0, 1], got {top_p}")
+    check_sampling(max_new_tokens, temperature, top_p)
     texts = (read_prompts(prompts) if prompts else []) + list(prompt or [])
     if not texts:
         raise FidanError("no prompts: pass --prompts FILE or --prompt TEXT")

@@ -7,8 +7,8 @@ import sys
 import torch
 
 from fidan.core.checkpoint import load_model
+from fidan.core.gpt import check_sampling
 from fidan.core.runtime import pick_device
-from fidan.errors import FidanError
 
 
 def generate(
@@ -39,12 +39,7 @@ def generate(
         device: auto, cpu or cuda.
         stream: print tokens as they are generated.
     """
-    if max_new_tokens <= 0:
-        raise FidanError(f"--max-new-tokens must be positive, got {max_new_tokens}")
-    if temperature < 0:
-        raise FidanError(f"--temperature must be >= 0, got {temperature}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise FidanError(f"--top-p must be in (0, 1], got {top_p}")
+    check_sampling(max_new_tokens, temperature, top_p)
     device = pick_device(device)
     net, tok = load_model(model, tokenizer, device)
     ids = tok.encode(prompt) if prompt else [tok.eos_id]
