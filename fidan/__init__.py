@@ -9,27 +9,9 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from fidan.registry import API as _API  # one table feeds the CLI and these functions
 
-_API = {
-    "prepare_data": "fidan.corpus.prepare",
-    "train_tokenizer": "fidan.tokenizer.train",
-    "encode_data": "fidan.tokenizer.encode",
-    "evaluate_tokenizers": "fidan.tokenizer.evaluate",
-    "pretrain": "fidan.training.pretrain",
-    "generate": "fidan.generation.generate",
-    "build_instructions": "fidan.corpus.instructions",
-    "sft": "fidan.training.sft",
-    "chat": "fidan.chat.repl",
-    "bench_peak": "fidan.bench.peak",
-    "bench_train": "fidan.bench.train",
-    "bench_speedrun": "fidan.bench.speedrun",
-    "eval_bpb": "fidan.evaluation.bpb",
-    "eval_mc": "fidan.evaluation.mc",
-    "eval_samples": "fidan.evaluation.samples",
-    "report": "fidan.report.report",
-    "demo": "fidan.demo",
-}
+__version__ = "0.1.0"
 
 __all__ = sorted(_API) + ["FidanError", "__version__"]
 

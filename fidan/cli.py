@@ -1,78 +1,62 @@
-"""The command line: one table from command name to stage function; parsing only.
+"""The command line: one table from command name to stage function (``fidan.registry``); parsing only.
 
-Each command's options are read from its function's signature, type hints and docstring, so the
-CLI and the Python API (``fidan.pretrain(...)``) always take the same arguments.
+Each command's options are read from its function's signature, type hints and Google-style docstring,
+so the CLI and the Python API (``fidan.pretrain(...)``) always take the same arguments. Every command
+also takes ``--config FILE.yaml``: the file gives argument values by their Python names (under a
+top-level ``args:`` mapping when it has one, as a run's ``config.yaml`` does), flags on the command line
+override them, so ``fidan pretrain --config runs/x/config.yaml`` replays a run.
+
+The parser is a small argparse builder rather than a typed-CLI library: the spellings users and docs
+rely on (``--max-steps``, ``--no-stream``, bare ``--force``, repeated ``--source``) are not what
+jsonargparse derives from a signature (``--max_steps``, ``--force true``, ``--source+``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import re
 import sys
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 
-from fidan.errors import FidanError
+from fidan.errors import BadConfig, FidanError
+from fidan.registry import COMMANDS, Command, load_function
 
+__all__ = ["COMMANDS", "Command", "build_command_parser", "load_config", "load_function", "main", "parse_command"]
 
-@dataclass(frozen=True)
-class Command:
-    target: str  # "module:function"
-    summary: str
-    positional: tuple[str, ...] = ()
-
-
-COMMANDS: dict[str, Command] = {
-    "data prepare": Command("fidan.corpus.prepare:prepare_data", "Load, clean, deduplicate and split a corpus."),
-    "tokenizer train": Command("fidan.tokenizer.train:train_tokenizer", "Train a BPE, Unigram or WordPiece tokenizer (Turkish pre-tokenizer, optional --morph)."),
-    "tokenizer eval": Command("fidan.tokenizer.evaluate:evaluate_tokenizers", "Measure tokenizers on the same text: fertility, %Pure, boundary F1, speed."),
-    "tokenizer encode": Command("fidan.tokenizer.encode:encode_data", "Tokenize a data folder into memory-mapped token files."),
-    "pretrain": Command("fidan.training.pretrain:pretrain", "Pretrain a GPT on a tokenized data folder."),
-    "generate": Command("fidan.generation.generate:generate", "Sample text from a trained model."),
-    "data instructions": Command("fidan.corpus.instructions:build_instructions",
-                                 "Build a Turkish instruction set offline (KeNet, dialogs, speech metadata)."),
-    "sft": Command("fidan.training.sft:sft", "Instruction-tune a model: answer-only loss, packing, early stopping."),
-    "chat": Command("fidan.chat.repl:chat", "Chat with an instruction-tuned model in the terminal."),
-    "bench peak": Command("fidan.bench.peak:bench_peak", "Measure the machine's peak matmul FLOP/s (fp32, bf16) for MFU."),
-    "bench train": Command("fidan.bench.train:bench_train",
-                           "Training tokens/s: fidan vs transformers' GPT-2 loop (fp32, bf16), side by side."),
-    "bench speedrun": Command("fidan.bench.speedrun:bench_speedrun",
-                              "Train a preset on the bundled corpus for M minutes: held-out bits/byte vs time."),
-    "eval bpb": Command("fidan.evaluation.bpb:eval_bpb", "Bits per byte and perplexity on any text (sliding window)."),
-    "eval mc": Command("fidan.evaluation.mc:eval_mc", "Multiple-choice accuracy by likelihood (fidan or HF models)."),
-    "eval samples": Command("fidan.evaluation.samples:eval_samples", "Generations for fixed prompts with fixed seeds."),
-    "report": Command("fidan.report.report:report", "Write a run's report.md with plots, from its files.",
-                      positional=("run",)),
-    "demo": Command("fidan.demo:demo", "Run the whole pipeline offline on the bundled Turkish corpus."),
-}
-
-
-def load_function(name: str) -> Callable:
-    module, func = COMMANDS[name].target.split(":")
-    return getattr(importlib.import_module(module), func)
+_PARAM_RE = re.compile(r"^(\s*)(\w+)(?:\s*\([^)]*\))?:\s*(.*)$")
 
 
 def _doc_params(doc: str | None) -> tuple[str, dict[str, str]]:
-    """Split a Google-style docstring into its summary and its ``Args:`` descriptions."""
+    """Split a Google-style docstring into its summary and its ``Args:`` descriptions.
+
+    A parameter line sits at the Args block's own indentation; deeper lines continue the description
+    above them (even when they look like ``default: ...``); a line back at the margin ends the block.
+    """
     if not doc:
         return "", {}
     doc = inspect.cleandoc(doc)
     head, _, args = doc.partition("\nArgs:\n")
     params: dict[str, str] = {}
-    current = None
+    current: str | None = None
+    indent: int | None = None
     for line in args.splitlines():
-        m = re.match(r"^\s{2,8}(\w+):\s*(.*)$", line)
-        if m:
-            current = m.group(1)
-            params[current] = m.group(2)
-        elif current and line.strip():
-            params[current] += " " + line.strip()
-        elif not line.strip():
-            current = None
+        if not line.strip():
+            continue
+        width = len(line) - len(line.lstrip())
+        if width == 0:  # the next section (Returns:, Raises:, ...) or prose after the block
+            break
+        if indent is None:
+            indent = width
+        m = _PARAM_RE.match(line)
+        if width == indent and m:
+            current = m.group(2)
+            params[current] = m.group(3).strip()
+        elif current is not None:
+            params[current] = (params[current] + " " + line.strip()).strip()
     return head.strip(), params
 
 
@@ -85,20 +69,33 @@ def _unwrap_optional(tp):
     return tp
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def _add_param(parser: argparse.ArgumentParser, name: str, param: inspect.Parameter, tp, help_text: str,
-               positional: bool) -> None:
+               positional: bool, preset: bool = False) -> None:
+    """One parameter as an argument. Nothing is stored unless given, so a --config file's values and the
+    function's own defaults fill the rest (``preset``: the config file gives this one)."""
     tp = _unwrap_optional(tp)
     origin = typing.get_origin(tp)
-    kwargs: dict = {"help": help_text or None}
-    required = param.default is inspect.Parameter.empty
-    if not required and param.default is not None and tp is not bool:
-        kwargs["help"] = f"{help_text} (default: {param.default})" if help_text else f"default: {param.default}"
+    help_text = help_text.strip()
+    required = param.default is inspect.Parameter.empty and not preset
+    if param.default is not inspect.Parameter.empty and param.default is not None and tp is not bool:
+        help_text = f"{help_text} (default: {param.default})" if help_text else f"default: {param.default}"
+    kwargs: dict = {"help": help_text or None, "default": argparse.SUPPRESS}
     if tp is bool:
-        flag = "--" + name.replace("_", "-")
+        on, off = _flag(name), "--no-" + name.replace("_", "-")
+        what = help_text.rstrip(".") or name.replace("_", " ")
         if param.default is True:
-            parser.add_argument("--no-" + name.replace("_", "-"), dest=name, action="store_false", **kwargs)
+            parser.add_argument(off, dest=name, action="store_false", default=argparse.SUPPRESS,
+                                help=f"turn this off (it is on by default): {what}")
+            parser.add_argument(on, dest=name, action="store_true", default=argparse.SUPPRESS,
+                                help=f"{what} (the default; overrides a --config file)")
         else:
-            parser.add_argument(flag, dest=name, action="store_true", **kwargs)
+            parser.add_argument(on, dest=name, action="store_true", default=argparse.SUPPRESS, help=help_text or None)
+            parser.add_argument(off, dest=name, action="store_false", default=argparse.SUPPRESS,
+                                help=f"turn {on} off (the default; overrides a --config file)")
         return
     if origin is typing.Literal:
         kwargs["choices"] = list(typing.get_args(tp))
@@ -111,28 +108,113 @@ def _add_param(parser: argparse.ArgumentParser, name: str, param: inspect.Parame
     if positional:
         if not required:
             kwargs["nargs"] = "?"
-            kwargs["default"] = param.default
         parser.add_argument(name, metavar=name.upper(), **kwargs)
         return
-    kwargs["dest"] = name
-    if required:
-        kwargs["required"] = True
-    else:
-        kwargs["default"] = param.default
-    parser.add_argument("--" + name.replace("_", "-"), **kwargs)
+    parser.add_argument(_flag(name), dest=name, required=required, **kwargs)
 
 
-def build_command_parser(parser: argparse.ArgumentParser, name: str) -> Callable:
+def _parameters(func: Callable) -> dict[str, tuple[inspect.Parameter, object]]:
+    hints = typing.get_type_hints(func)
+    return {n: (p, hints.get(n, str)) for n, p in inspect.signature(func).parameters.items() if not n.startswith("_")}
+
+
+def build_command_parser(parser: argparse.ArgumentParser, name: str, preset: dict | None = None) -> Callable:
+    """Add the command's arguments (and ``--config``) to ``parser``; return the stage function."""
     func = load_function(name)
     summary, docs = _doc_params(func.__doc__)
     parser.description = summary or COMMANDS[name].summary
-    hints = typing.get_type_hints(func)
-    for pname, param in inspect.signature(func).parameters.items():
-        if pname.startswith("_"):
-            continue
-        _add_param(parser, pname, param, hints.get(pname, str), docs.get(pname, ""),
-                   pname in COMMANDS[name].positional)
+    for pname, (param, tp) in _parameters(func).items():
+        _add_param(parser, pname, param, tp, docs.get(pname, ""), pname in COMMANDS[name].positional,
+                   preset=pname in (preset or {}))
+    parser.add_argument("--config", metavar="FILE.yaml",
+                        help="read argument values from a YAML file (a run's config.yaml replays the run); "
+                             "flags given here override it")
     return func
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(where: str, name: str, value, tp):
+    """A value from a config file, checked against the parameter's type hint."""
+    if value is None:
+        return None
+    inner = _unwrap_optional(tp)
+    origin = typing.get_origin(inner)
+    bad = BadConfig(f"{where}: `{name}` must be {_type_name(inner)}, got {value!r}; fix the value in the file")
+    if origin is typing.Literal:
+        choices = typing.get_args(inner)
+        if value not in choices:
+            raise BadConfig(f"{where}: `{name}` must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        item = (typing.get_args(inner) or (str,))[0]
+        values = [value] if isinstance(value, str | int | float) else value
+        if not isinstance(values, list):
+            raise bad
+        return [_coerce(where, name, v, item) for v in values]
+    if inner is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if inner is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if inner is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if inner is str and isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    if inner in (int, float, str):
+        raise bad
+    return value
+
+
+def load_config(path: str | Path, name: str) -> dict:
+    """Argument values for command ``name`` from a YAML file, by Python name (``args:`` if present)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadConfig(f"config file not found: {path}; pass the path of a YAML file (e.g. a run's config.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BadConfig(f"config file {path} is not valid YAML ({first}); fix it") from None
+    if data is None:
+        return {}
+    if isinstance(data, dict) and isinstance(data.get("args"), dict):
+        data = data["args"]
+    if not isinstance(data, dict):
+        raise BadConfig(f"config file {path} must hold a mapping of argument names to values (or an `args:` mapping)")
+    params = _parameters(load_function(name))
+    values = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(k for k in values if k not in params)
+    if unknown:
+        raise BadConfig(f"config file {path}: unknown key(s) {', '.join(unknown)} for `fidan {name}`; "
+                        f"valid names: {', '.join(params)}")
+    return {k: _coerce(str(path), k, v, params[k][1]) for k, v in values.items()}
+
+
+def _config_path(argv: list[str]) -> str | None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    return known.config
+
+
+def parse_command(name: str, argv: list[str]) -> tuple[Callable, dict]:
+    """The stage function of ``name`` and its keyword arguments from ``argv`` (and any --config file).
+
+    argparse exits on bad flags and on --help, as usual.
+    """
+    config = _config_path(argv)
+    preset = load_config(config, name) if config else {}
+    parser = argparse.ArgumentParser(prog=f"fidan {name}")
+    func = build_command_parser(parser, name, preset)
+    given = vars(parser.parse_args(argv))
+    given.pop("config", None)
+    return func, {**preset, **given}
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -140,7 +222,8 @@ def _top_parser() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
         prog="fidan",
         description="fidan grows Turkish language models from seed to chat.",
-        epilog="commands:\n" + "\n".join(lines) + "\n\nRun `fidan COMMAND --help` for a command's options.",
+        epilog="commands:\n" + "\n".join(lines) + "\n\nRun `fidan COMMAND --help` for a command's options; "
+               "every command also takes --config FILE.yaml.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -162,22 +245,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = _match_command(argv)
     if name is None:
-        top = _top_parser()
         if not argv or argv[0] in ("-h", "--help"):
-            top.print_help()
+            _top_parser().print_help()
             return 0
-        groups = sorted({n.split()[0] for n in COMMANDS if n.split()[0] == argv[0]})
-        if groups:
-            subs = ", ".join(n for n in COMMANDS if n.startswith(argv[0] + " "))
+        subs = ", ".join(n for n in COMMANDS if n.startswith(argv[0] + " "))
+        if subs:
             print(f"fidan: error: `{argv[0]}` needs a subcommand: {subs}", file=sys.stderr)
         else:
             print(f"fidan: error: unknown command `{argv[0]}`; run `fidan --help` for the list", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog=f"fidan {name}")
     try:
-        func = build_command_parser(parser, name)
-        args = vars(parser.parse_args(rest))
-        func(**args)
+        func, kwargs = parse_command(name, rest)
+        func(**kwargs)
     except FidanError as e:
         print(f"fidan: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -6,17 +6,23 @@ import os
 
 import torch
 
-from fidan.errors import FidanError
+from fidan.errors import BadInput
 
 
 def pick_device(device: str = "auto") -> str:
-    """``auto`` → ``cuda`` when a GPU is present, else ``cpu``."""
+    """``auto`` → ``cuda`` when a GPU is present, else ``cpu``; ``mps`` (Apple GPUs) only when asked for."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FidanError(f"--device {device} asked for, but no CUDA GPU is available; use --device cpu")
-    if device not in ("cpu", "mps") and not device.startswith("cuda"):
-        raise FidanError(f"unknown --device {device}; use auto, cpu or cuda")
+        raise BadInput(f"--device {device} asked for, but no CUDA GPU is available; use --device cpu")
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise BadInput("--device mps asked for, but Apple's Metal (MPS) backend is not available on this "
+                           "machine or in this torch build; use --device cpu")
+        return device
+    if device != "cpu" and not device.startswith("cuda"):
+        raise BadInput(f"unknown --device {device}; use auto, cpu, cuda or mps")
     return device
 
 

@@ -1,0 +1,62 @@
+"""The one table of fidan's commands: CLI name → stage function.
+
+``fidan.cli`` builds its parsers from it and ``fidan.<function>`` resolves through it, so a command and
+its Python twin cannot drift apart. This module imports nothing heavy: ``import fidan`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Command:
+    target: str  # "module:function"
+    summary: str
+    positional: tuple[str, ...] = ()
+
+    @property
+    def module(self) -> str:
+        return self.target.split(":")[0]
+
+    @property
+    def function(self) -> str:
+        return self.target.split(":")[1]
+
+
+COMMANDS: dict[str, Command] = {
+    "data prepare": Command("fidan.corpus.prepare:prepare_data", "Load, clean, deduplicate and split a corpus."),
+    "tokenizer train": Command("fidan.tokenizer.train:train_tokenizer",
+                               "Train a BPE, Unigram or WordPiece tokenizer (Turkish pre-tokenizer, optional --morph)."),
+    "tokenizer eval": Command("fidan.tokenizer.evaluate:evaluate_tokenizers",
+                              "Measure tokenizers on the same text: fertility, %Pure, boundary F1, speed."),
+    "tokenizer encode": Command("fidan.tokenizer.encode:encode_data", "Tokenize a data folder into memory-mapped token files."),
+    "pretrain": Command("fidan.training.pretrain:pretrain", "Pretrain a GPT on a tokenized data folder."),
+    "generate": Command("fidan.generation.generate:generate", "Sample text from a trained model."),
+    "data instructions": Command("fidan.corpus.instructions:build_instructions",
+                                 "Build a Turkish instruction set offline (KeNet, dialogs, speech metadata)."),
+    "sft": Command("fidan.training.sft:sft", "Instruction-tune a model: answer-only loss, packing, early stopping."),
+    "chat": Command("fidan.chat.repl:chat", "Chat with an instruction-tuned model in the terminal."),
+    "bench peak": Command("fidan.bench.peak:bench_peak", "Measure the machine's peak matmul FLOP/s (fp32, bf16) for MFU."),
+    "bench train": Command("fidan.bench.train:bench_train",
+                           "Training tokens/s: fidan vs transformers' GPT-2 loop (fp32, bf16), side by side."),
+    "bench speedrun": Command("fidan.bench.speedrun:bench_speedrun",
+                              "Train a preset on the bundled corpus for M minutes: held-out bits/byte vs time."),
+    "eval bpb": Command("fidan.evaluation.bpb:eval_bpb", "Bits per byte and perplexity on any text (sliding window)."),
+    "eval mc": Command("fidan.evaluation.mc:eval_mc", "Multiple-choice accuracy by likelihood (fidan or HF models)."),
+    "eval samples": Command("fidan.evaluation.samples:eval_samples", "Generations for fixed prompts with fixed seeds."),
+    "report": Command("fidan.report.report:report", "Write a run's report.md with plots, from its files.",
+                      positional=("run",)),
+    "demo": Command("fidan.demo:demo", "Run the whole pipeline offline on the bundled Turkish corpus."),
+}
+
+# Python name → module, for ``fidan.<function>``: the same functions, by their own names.
+API: dict[str, str] = {cmd.function: cmd.module for cmd in COMMANDS.values()}
+
+
+def load_function(name: str) -> Callable:
+    """The stage function behind a CLI command name such as ``"data prepare"``."""
+    cmd = COMMANDS[name]
+    return getattr(importlib.import_module(cmd.module), cmd.function)
