@@ -54,8 +54,21 @@ def test_run_folder_artifacts(tmp_path, data_dir, tokenizer_dir):
     evals = [r for r in read_metrics(run) if r["kind"] == "eval"]
     assert [r["step"] for r in evals] == [4, 8]
     assert all(r["val_bpb"] > 0 and isinstance(r["sample"], str) for r in evals)
-    assert summary["val_bpb"] == evals[-1]["val_bpb"]
+    final = [r for r in read_metrics(run) if r["kind"] == "final"]
+    assert [r["step"] for r in final] == [8] and summary["val_bpb"] == final[0]["val_bpb"]
     assert not list(run.rglob("*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_final_bpb_equals_eval_bpb(tmp_path, data_dir, tokenizer_dir):
+    """One scoring rule: the run's last figure is `fidan eval bpb` on the same split."""
+    from fidan.evaluation.bpb import eval_bpb
+
+    run = tmp_path / "run"
+    summary = pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=3,
+                       precision="fp32", **TINY)
+    result = eval_bpb(model=str(run), text=str(data_dir), split="val", batch_size=4)
+    assert summary["val_bpb"] == pytest.approx(result["bpb"], rel=1e-6)
+    assert summary["val_loss"] == pytest.approx(result["loss"], rel=1e-6)
 
 
 def test_loss_goes_down(tmp_path, data_dir, tokenizer_dir):

@@ -11,7 +11,7 @@ import torch
 
 from fidan.errors import FidanError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @functools.cache
@@ -39,20 +39,24 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
     if precision == "bf16" and device.startswith("cuda") and not bf16_supported(device):
-        raise FidanError("--precision bf16: this GPU has no bf16 support; use --precision fp32")
+        raise FidanError("--precision bf16: this GPU has no bf16 support; use --precision fp16 or fp32")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise FidanError(f"--precision fp16 needs a CUDA GPU (it trains with loss scaling there); on {device} use "
+                         "bf16 or fp32")
     return precision
 
 
 def autocast(device: str, precision: str):
-    """bf16 autocast (weights and optimizer stay fp32) or a no-op context for fp32."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+    """bf16 or fp16 autocast (weights and optimizer stay fp32), or a no-op context for fp32."""
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
     return contextlib.nullcontext()
 
 
 def measure_peak_flops(device: str = "cpu", precision: str = "fp32", size: int = 2048, seconds: float = 1.0) -> float:
     """Best FLOP/s of square matmuls of ``size``, repeated for about ``seconds`` (the roofline for MFU)."""
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)

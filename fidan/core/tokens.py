@@ -79,7 +79,9 @@ class TokenSplit:
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text())
         self.meta = meta
-        self.tokens = np.memmap(folder / f"{split}.bin", dtype=np.dtype(meta["dtype"]), mode="r")
+        path, dtype = folder / f"{split}.bin", np.dtype(meta["dtype"])
+        # An empty split (e.g. data prepared with --val-fraction 0) cannot be memory-mapped.
+        self.tokens = np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype)
 
     def __len__(self) -> int:
         return len(self.tokens)

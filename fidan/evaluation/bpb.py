@@ -4,7 +4,8 @@ bits per byte = Σ nats over every token of the text / ln 2 / UTF-8 bytes of the
 conditioned on the model's start token (end-of-text for fidan, BOS for most HF models), so its first
 token is scored too and the byte count is exactly the text's. Long documents are scored with windows of
 ``block_size`` tokens that advance by ``stride``: after the first window, every token is predicted with
-at least ``block_size - stride`` tokens of context, and every token is scored exactly once.
+at least ``block_size - stride`` tokens of context, and every token is scored exactly once. The windows
+and sums are those of fidan.core.metrics, the routine that also scores held-out text during training.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from tqdm.auto import tqdm
 
 from fidan.core.datadir import iter_split
 from fidan.core.io import open_text, require_path
+from fidan.core.metrics import BitsPerByte, pad_windows, sliding_windows
 from fidan.core.runtime import pick_device
 from fidan.errors import FidanError
-from fidan.evaluation.lm import LanguageModel, load_lm, pad_batch, result_path, save_result
+from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result
 
 CHUNK_CHARS = 1 << 16  # a plain-text file is tokenized in pieces of about this many characters
 
@@ -74,57 +76,19 @@ def _line_chunks(path: Path) -> Iterator[str]:
         yield "".join(buf)
 
 
-def sliding_windows(pieces: Iterator[list[int]], start_id: int | None, block: int, stride: int):
-    """Windows over one document's token stream: yields (inputs, targets, first scored position).
-
-    Token 0 of the stream is the start token (only context). The first window scores targets 1..block;
-    each next one ends ``stride`` tokens later and scores only the targets not scored before.
-    """
-    buf: list[int] = [start_id] if start_id is not None else []
-    offset = 0  # absolute index of buf[0]: the consumed head of the stream is dropped
-    done = 1  # absolute index of the next target to score
-
-    def window(end: int):
-        s = max(0, end - block - 1)
-        w = buf[s - offset:end - offset]
-        return w[:-1], w[1:], done - s - 1
-
-    def next_end() -> int:
-        return max(done + stride, block + 1)
-
-    for piece in pieces:
-        buf.extend(piece)
-        while offset + len(buf) >= next_end():
-            end = next_end()
-            yield window(end)
-            done = end
-        keep_from = max(offset, done - block)  # the next window starts no earlier than this
-        del buf[:keep_from - offset]
-        offset = keep_from
-    total = offset + len(buf)
-    while done < total:
-        end = min(next_end(), total)
-        yield window(end)
-        done = end
-
-
 def score_text(lm: LanguageModel, docs: Iterator[Iterator[str]], stride: int, batch_size: int,
                progress: bool = False) -> dict:
     """Summed nats, scored tokens and UTF-8 bytes over all documents."""
-    nats, tokens, nbytes, ndocs = 0.0, 0, 0, 0
-    batch: list[tuple[list[int], list[int]]] = []
+    meter = BitsPerByte()  # bytes are counted from the text itself, not from a token table
+    nbytes, ndocs = 0, 0
+    batch: list = []
     bar = tqdm(desc="bpb", unit="tok", disable=not progress, dynamic_ncols=True)
 
     def flush() -> None:
-        nonlocal nats, tokens
-        x, y = pad_batch([(xs, ys) for xs, ys, _ in batch])
-        for i, (_, _, first) in enumerate(batch):
-            y[i, :first] = -100  # already scored by an earlier window
-        nll = lm.nll(x, y)
-        counted = int((y != -100).sum())
-        nats += float(nll.sum())
-        tokens += counted
-        bar.update(counted)
+        x, y = pad_windows(batch)
+        before = meter.tokens
+        meter.add(lm.nll(x, y), y)
+        bar.update(meter.tokens - before)
         batch.clear()
 
     for doc in docs:
@@ -142,14 +106,14 @@ def score_text(lm: LanguageModel, docs: Iterator[Iterator[str]], stride: int, ba
                 first_piece = first_piece and not ids
                 yield ids
 
-        for xs, ys, first in sliding_windows(encoded(), lm.start_id, lm.block_size, stride):
-            batch.append((xs, ys, first))
+        for window in sliding_windows(encoded(), lm.start_id, lm.block_size, stride):
+            batch.append(window)
             if len(batch) == batch_size:
                 flush()
     if batch:
         flush()
     bar.close()
-    return {"nats": nats, "tokens": tokens, "bytes": nbytes, "documents": ndocs}
+    return {"nats": meter.nats, "tokens": meter.tokens, "bytes": nbytes, "documents": ndocs}
 
 
 def eval_bpb(

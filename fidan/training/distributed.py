@@ -102,6 +102,15 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     return bool(t.item() > 0)
 
 
+def broadcast_int(value: int, info: DistInfo) -> int:
+    """Rank 0's value on every rank (e.g. a schedule length planned from rank 0's clock)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=info.device)
+    dist.broadcast(t, src=0)
+    return int(t.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

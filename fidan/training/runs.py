@@ -1,0 +1,76 @@
+"""Run folders for training stages: start, resume or refuse; the metrics log; the replayable config.
+
+A run folder holds ``config.yaml`` (an ``args`` block that `--config` replays, then the resolved run:
+model, settings in groups, data and tokenizer hashes), ``config.json`` + ``model.safetensors``,
+``tokenizer/``, ``metrics.jsonl`` (the source of truth for every logger and plot), ``plots/`` and
+``checkpoints/step-N/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from fidan.core.checkpoint import checkpoint_dirs, clear_run, is_run
+from fidan.core.io import atomic_write_text
+from fidan.errors import FidanError
+
+
+def open_run(run: Path, resume: bool, force: bool, main: bool = True) -> Path | None:
+    """The checkpoint to resume from, or None for a fresh start (the folder is then cleared on rank 0).
+
+    Refuses with one line when the choice is ambiguous: an existing run without --resume or --force, or
+    --resume with nothing to resume.
+    """
+    if resume:
+        ckpts = checkpoint_dirs(run)
+        if not ckpts:
+            raise FidanError(f"--resume: no checkpoint in {run}/checkpoints; start without --resume "
+                             "(add --force if the folder holds an unfinished run)")
+        return ckpts[-1]
+    if is_run(run) and not force:
+        raise FidanError(f"run folder {run} already exists; pass --resume to continue it, --force to replace it, "
+                         "or choose another --out")
+    return None
+
+
+def start_fresh(run: Path) -> None:
+    clear_run(run)
+    run.mkdir(parents=True, exist_ok=True)
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop records logged after the checkpoint: the steps are trained, and logged, again.
+    A line cut short by a crash is dropped too."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= step:
+            keep.append(line)
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def write_config(run: Path, args: dict, resolved: dict) -> None:
+    """``config.yaml``: ``args`` (the command's arguments, replayed by ``--config``) and the resolved run."""
+    replay = {k: v for k, v in args.items() if not k.startswith("_")}
+    replay.update(resume=False, force=False)  # replaying never overwrites or continues by accident
+    doc = {"args": _plain(replay), **_plain(resolved)}
+    atomic_write_text(run / "config.yaml", yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+def _plain(value):
+    """Values YAML can write safely: paths and tuples become strings and lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
