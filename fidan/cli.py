@@ -61,11 +61,13 @@ def _doc_params(doc: str | None) -> tuple[str, dict[str, str]]:
 
 
 def _unwrap_optional(tp):
+    """``X | None`` → ``X``; ``list[str] | str`` → ``list[str]`` (one string is a list of one)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
+        lists = [a for a in args if typing.get_origin(a) in (list, tuple)]
+        if len(args) == 1 or lists:
+            return (lists or args)[0]
     return tp
 
 

