@@ -158,3 +158,57 @@ def test_cli_bad_input_exit_code_and_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("fidan: error:") and "nope.txt" in err[0]
+
+
+def test_one_document_rule_for_plain_text(tmp_path):
+    """A .txt file's documents are its blank-line-separated paragraphs, for every stage that reads it."""
+    from fidan.core.documents import read_documents
+    from fidan.tokenizer.evaluate import read_texts
+
+    first, second = f"{DOCS[0]}\nikinci satır aynı belgede.", DOCS[1]
+    text = tmp_path / "two.txt"
+    text.write_text(f"\n{first}\n \t\n\n{second}\n", encoding="utf-8")  # a whitespace-only line is blank
+    assert list(read_documents(text)) == [first, second]
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes(f"{first}\n\n{second}\n".replace("\n", "\r\n").encode("utf-8"))
+    packed = tmp_path / "two.txt.gz"
+    with gzip.open(packed, "wt", encoding="utf-8") as f:
+        f.write(f"{first}\n\n{second}")
+    assert list(read_documents(crlf)) == list(read_documents(packed)) == [first, second]
+    assert read_texts(str(text)) == [first, second]  # tokenizer eval
+    manifest = prepare_data(source=[str(text)], out=str(tmp_path / "d"), val_fraction=0)  # data prepare
+    assert manifest["documents_read"] == 2
+    assert list(iter_split(tmp_path / "d", "train")) == [first, second]
+
+
+def test_source_may_be_one_string(tmp_path):
+    import fidan
+
+    src = write_jsonl(tmp_path / "a.jsonl", DOCS)
+    manifest = fidan.prepare_data(source=str(src), out=str(tmp_path / "d"), val_fraction=0.2)
+    assert [s["spec"] for s in manifest["sources"]] == [str(src)]  # not one source per letter
+    manifest = fidan.prepare_data(source=tmp_path / "a.jsonl", out=str(tmp_path / "e"), val_fraction=0.2)
+    assert manifest["documents_read"] == len(DOCS)
+    with pytest.raises(FidanError, match="unknown source 'tr-unknown'"):
+        fidan.prepare_data(source="tr-unknown", out=str(tmp_path / "f"))
+
+
+def test_val_fraction_zero_holds_out_nothing(tmp_path):
+    from fidan.core.tokenizer_io import load_tokenizer
+    from fidan.core.tokens import encode_splits
+    from fidan.tokenizer.train import train_tokenizer
+
+    src = write_jsonl(tmp_path / "a.jsonl", DOCS)
+    assert main(["data", "prepare", "--source", str(src), "--out", str(tmp_path / "d"), "--val-fraction", "0"]) == 0
+    manifest = load_manifest(tmp_path / "d")
+    assert manifest["val_fraction"] == 0
+    assert manifest["splits"]["val"] == {"documents": 0, "characters": 0, "bytes": 0, "files": []}
+    assert manifest["splits"]["train"]["documents"] == len(DOCS)
+    assert list(iter_split(tmp_path / "d", "val")) == []
+    tok = train_tokenizer(data=str(tmp_path / "d"), out=str(tmp_path / "t"), vocab_size=300)
+    meta = json.loads((encode_splits(tmp_path / "d", load_tokenizer(tok)) / "meta.json").read_text(encoding="utf-8"))
+    assert meta["splits"]["val"]["tokens"] == 0 and meta["splits"]["train"]["tokens"] > 0
+    for bad in ("1", "-0.1"):
+        with pytest.raises(FidanError, match=f"--val-fraction must be at least 0 and below 1, got {float(bad)}"):
+            prepare_data(source=[str(src)], out=str(tmp_path / "x"), val_fraction=float(bad))
+    assert not (tmp_path / "x").exists()

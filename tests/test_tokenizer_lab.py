@@ -69,7 +69,7 @@ def test_autotokenizer_loads_the_same_tokenizer(trained, algorithm):
         assert hf.decode(tok.encode(s)) == s
 
 
-def test_bad_training_options_are_clear_errors(data_dir, tmp_path):
+def test_bad_training_options_are_clear_errors(data_dir, tmp_path, capsys):
     with pytest.raises(FidanError, match="--algorithm"):
         train_tokenizer(data=str(data_dir), out=str(tmp_path / "a"), vocab_size=400, algorithm="bytepair")
     with pytest.raises(FidanError, match="--morph works with --algorithm bpe"):
@@ -77,6 +77,10 @@ def test_bad_training_options_are_clear_errors(data_dir, tmp_path):
     with pytest.raises(SystemExit) as exit_info:  # argparse rejects an unknown choice
         main(["tokenizer", "train", "--data", str(data_dir), "--out", str(tmp_path / "c"), "--pretokenizer", "x"])
     assert exit_info.value.code == 2
+    assert "argument --pretokenizer: invalid choice: 'x'" in capsys.readouterr().err
+    with pytest.raises(FidanError, match="--vocab-size must be between 257"):
+        train_tokenizer(data=str(data_dir), out=str(tmp_path / "d"), vocab_size=100)
+    assert not (tmp_path / "d").exists()
 
 
 def test_morph_marks_cut_words_except_the_kept_ones():
@@ -127,18 +131,27 @@ def test_treebank_gold_joins_fall_inside_words():
     assert gold[text][:2] == [3, 6]  # Bir|leş|miş
 
 
-def test_eval_cli_writes_json_and_plot_and_refuses_to_overwrite(tokenizer_dir, tmp_path):
+def test_eval_cli_writes_json_and_plot_and_refuses_to_overwrite(tokenizer_dir, tmp_path, capsys):
     text = tmp_path / "held.txt"
-    text.write_text("Evlerimizden çıktık.\nAnkara'da kış soğuk geçer.\n", encoding="utf-8")
+    text.write_text("Evlerimizden çıktık.\nAnkara'da kış soğuk geçer.\n\nÇiçekler açtı.\n", encoding="utf-8")
     args = ["tokenizer", "eval", "--tokenizer", str(tokenizer_dir), "--text", str(text), "--no-morph",
             "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png"), "--repeats", "1"]
     assert main(args) == 0
-    result = json.loads((tmp_path / "r.json").read_text())["results"][0]
-    assert result["words"] == 6 and result["fertility"] >= 1 and result["pure"] is None
+    saved = json.loads((tmp_path / "r.json").read_text())
+    result = saved["results"][0]
+    assert saved["documents"] == 2  # blank-line-separated paragraphs, as `data prepare` reads a .txt file
+    assert result["words"] == 8 and result["fertility"] >= 1 and result["pure"] is None
     assert (tmp_path / "r.png").stat().st_size > 1000
+    capsys.readouterr()
     assert main(args) == 2  # exists: needs --force
+    assert capsys.readouterr().err == f"fidan: error: {tmp_path / 'r.json'} already exists; pass --force to replace it or choose another path\n"
     assert main([*args, "--force"]) == 0
+    capsys.readouterr()
     assert main(["tokenizer", "eval", "--tokenizer", "nope-tok", "--text", str(text)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fidan: error: tokenizer not found: nope-tok; pass a tokenizer folder") and err.count("\n") == 1
+    assert main(["tokenizer", "eval", "--tokenizer", str(tokenizer_dir), "--text", str(tmp_path / "none.txt")]) == 2
+    assert "text not found" in capsys.readouterr().err
 
 
 def test_missing_reference_package_names_the_extra(monkeypatch):
@@ -237,3 +250,25 @@ def test_a_tokenizer_cutting_at_morphemes_scores_perfectly(analyzer_cache, token
     # Through the command: the shares are computed, and a pure token is always a Turkish one.
     r = evaluate_tokenizers([str(tokenizer_dir)], str(text), repeats=1)[0]
     assert 0 < r["pure"] <= r["tr"] <= 1
+
+
+def test_list_arguments_accept_one_string(data_dir, tokenizer_dir, tmp_path):
+    out = train_tokenizer(data=str(data_dir), out=str(tmp_path / "t"), vocab_size=300, special_tokens="<|user|>")
+    assert load_tokenizer(out).tokenizer.token_to_id("<|user|>") is not None
+    text = tmp_path / "t.txt"
+    text.write_text("Evlerimizden çıktık.\n", encoding="utf-8")
+    (r,) = evaluate_tokenizers(tokenizer=str(tokenizer_dir), text=str(text), morph=False, repeats=1)
+    assert r["words"] == 2
+
+
+def test_treebank_gold_joins_inside_a_paragraph():
+    from fidan.core.treebank import ig_sentences
+    from fidan.tokenizer.evaluate import _treebank_gold
+
+    sentence, joins = next((t, j) for t, j in ig_sentences(("wiki",)) if t.startswith("Birleşmiş Milletler'e göre"))
+    prefix = "Önce başka bir satır."
+    doc = f"{prefix}\n{sentence}"
+    gold = _treebank_gold([doc, sentence, "Treebank'te olmayan bir cümle."])
+    assert gold[sentence] == joins
+    assert gold[doc] == [len(prefix) + 1 + j for j in joins]  # offsets move with the line
+    assert "Treebank'te olmayan bir cümle." not in gold
