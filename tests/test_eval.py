@@ -108,6 +108,7 @@ def test_bpb_matches_a_direct_computation(fidan_run, tmp_path, tokenizer_dir):
     text.write_text(TEXT, encoding="utf-8")
     ids = [lm.start_id] + lm.encode(TEXT)
     assert len(ids) > 3 * lm.block_size  # long enough that the window must slide
+    direct_bpb = {}
     for stride in (1, 6, 16):
         r = eval_bpb(model=str(fidan_run), text=str(text), stride=stride, out=str(tmp_path / f"r{stride}.json"))
         # Each token t is scored once, in the window that ends where it was first reached: that window's
@@ -126,8 +127,13 @@ def test_bpb_matches_a_direct_computation(fidan_run, tmp_path, tokenizer_dir):
         assert r["perplexity"] == pytest.approx(math.exp(expected / r["tokens"]), rel=1e-4)
         if stride == 1:  # the densest window gives every token its full block of context, one pass per token
             assert expected == pytest.approx(direct_nats(lm, ids, lm.block_size), rel=1e-4)
-    saved = json.loads((tmp_path / "r1.json").read_text(encoding="utf-8"))
-    assert saved["bpb"] == pytest.approx(r["bpb"], rel=0.5) and saved["environment"]["torch"]
+        direct_bpb[stride] = expected / math.log(2) / len(TEXT.encode("utf-8"))
+    # The strides give figures apart by far more than the 1e-4 tolerance, so a file of the wrong stride fails.
+    assert abs(direct_bpb[1] - direct_bpb[16]) > 5e-4 * direct_bpb[1]
+    for stride, want in direct_bpb.items():  # the saved file holds its own stride's figure
+        saved = json.loads((tmp_path / f"r{stride}.json").read_text(encoding="utf-8"))
+        assert saved["bpb"] == pytest.approx(want, rel=1e-4) and saved["stride"] == stride
+    assert saved["environment"]["torch"] == torch.__version__
 
 
 def test_bpb_reads_jsonl_documents_and_data_folders(fidan_run, tmp_path, data_dir):
@@ -247,7 +253,6 @@ def test_hf_model_through_every_task(hf_dir, tmp_path, capsys):
     r = eval_bpb(model=str(hf_dir), text=str(text), block_size=16, stride=8, out=str(tmp_path / "b.json"))
     lm = load_lm(str(hf_dir), block_size=16)
     assert lm.kind == "hf" and r["model_kind"] == "hf" and r["tokens"] == len(lm.encode(TEXT))
-    assert 0 < r["bpb"] < 20
     m = eval_mc(model=str(hf_dir), data="tr-harmony", out=str(tmp_path / "m.json"))
     assert m["items"] == len(harmony_items()) and 0 <= m["accuracy"] <= 1
     with pytest.raises(FidanError, match="block size|context length"):
@@ -255,6 +260,27 @@ def test_hf_model_through_every_task(hf_dir, tmp_path, capsys):
     s1 = eval_samples(model=str(hf_dir), prompt=["Ankara"], max_new_tokens=8, out=str(tmp_path / "s1.json"))
     s2 = eval_samples(model=str(hf_dir), prompt=["Ankara"], max_new_tokens=8, out=str(tmp_path / "s2.json"))
     assert s1["samples"] == s2["samples"] and s1["samples"][0]["text"].startswith("Ankara")
+
+
+def test_hf_bits_per_byte_equal_a_direct_computation(hf_dir, tmp_path):
+    """Summed cross-entropy of the HF model itself (its own tokenizer and forward pass, no fidan code) on a
+    text that fits one window: bits per byte must agree to 1e-4."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    short = "Ankara'da kış soğuk geçer."
+    text = tmp_path / "short.txt"
+    text.write_text(short, encoding="utf-8")
+    r = eval_bpb(model=str(hf_dir), text=str(text), out=str(tmp_path / "b.json"))
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    net = AutoModelForCausalLM.from_pretrained(hf_dir).eval()
+    ids = [net.config.bos_token_id] + tok(short, add_special_tokens=False)["input_ids"]
+    assert len(ids) <= net.config.n_positions  # one window: every token sees all before it
+    with torch.no_grad():
+        logits = net(torch.tensor([ids])).logits[0, :-1].float()
+    nats = float(torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:]), reduction="sum"))
+    assert r["tokens"] == len(ids) - 1 and r["bytes"] == len(short.encode("utf-8"))
+    assert r["bpb"] == pytest.approx(nats / math.log(2) / len(short.encode("utf-8")), abs=1e-4)
+    assert r["perplexity"] == pytest.approx(math.exp(nats / (len(ids) - 1)), rel=1e-4)
 
 
 def test_samples_are_fixed_by_seed_and_match_generate(fidan_run, tmp_path):
