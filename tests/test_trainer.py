@@ -1,0 +1,133 @@
+"""The shared training loop: time limits and budgets, warm-up cap, precision, compile, loggers, config replay."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from fidan.core.checkpoint import checkpoint_dirs, read_metrics
+from fidan.core.gpt import GPT, GPTConfig
+from fidan.training.pretrain import pretrain
+from fidan.training.runs import truncate_metrics
+
+TINY = dict(batch_size=4, block_size=32, eval_every=4, eval_windows=4, warmup_steps=3, quiet=True)
+
+
+def train_records(run) -> list[dict]:
+    return [r for r in read_metrics(run) if r["kind"] == "train"]
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_resumes(tmp_path, data_dir, tokenizer_dir):
+    run = tmp_path / "run"
+    common = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=100_000, **TINY)
+    s = pretrain(max_minutes=0.01, **common)  # 0.6 s
+    assert s["stopped"] == "time limit" and 0 < s["step"] < 100_000
+    assert checkpoint_dirs(run)[-1].name == f"step-{s['step']:06d}"
+    again = pretrain(max_minutes=0.01, resume=True, **common)
+    assert again["step"] > s["step"]
+    assert [r["step"] for r in train_records(run)] == list(range(1, again["step"] + 1))
+
+
+def test_budget_plans_the_schedule_to_the_time(tmp_path, data_dir, tokenizer_dir):
+    run = tmp_path / "run"
+    s = pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=100_000,
+                 budget_minutes=0.04, lr=1e-3, min_lr_ratio=0.1, **{**TINY, "eval_every": 1000})
+    # The schedule was re-planned from measured step times and ran to its end within the budget.
+    assert s["stopped"] is None and s["step"] == s["max_steps"] < 100_000
+    lrs = [r["lr"] for r in train_records(run)]
+    assert max(lrs) == pytest.approx(1e-3) and lrs[-1] < 0.15e-3  # warmed up, then decayed to the end
+    assert s["wall_seconds"] < 0.04 * 60 * 1.5 + 1
+
+
+def test_warmup_longer_than_the_run_is_capped(tmp_path, data_dir, tokenizer_dir, capsys):
+    run = tmp_path / "run"
+    pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=12, lr=2e-3,
+             **{**TINY, "warmup_steps": 50, "quiet": False})
+    lrs = [r["lr"] for r in train_records(run)]
+    assert max(lrs) == pytest.approx(2e-3)  # the peak is reached (at step 3 = a quarter of 12)
+    assert lrs.index(max(lrs)) == 2
+    assert "--warmup-steps 50 is more than 25% of a 12-step run; warming up for 3 steps" in capsys.readouterr().out
+
+
+def test_bf16_chunked_cross_entropy_matches_full_logits():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=300, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
+    x = torch.randint(0, 300, (3, 16))
+    y = torch.randint(0, 300, (3, 16))
+    y[0, :5] = -100
+    grads = []
+    losses = []
+    for chunked in (True, False):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, loss = model(x, y, return_logits=not chunked)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert losses[0] == pytest.approx(losses[1], rel=2e-2)
+    cos = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
+    assert cos > 0.99
+
+
+def test_bf16_training_learns(tmp_path, data_dir, tokenizer_dir):
+    run = tmp_path / "run"
+    pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=30, lr=3e-3,
+             precision="bf16", **TINY)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["train"]["precision"] == "bf16"
+    evals = [r["val_loss"] for r in read_metrics(run) if r["kind"] == "eval"]
+    assert evals[-1] < evals[0] - 0.3
+
+
+def test_compile_one_tiny_step(tmp_path, data_dir, tokenizer_dir):
+    pytest.importorskip("torch._inductor")
+    run = tmp_path / "run"
+    s = pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=2, compile=True,
+                 precision="fp32", **{**TINY, "block_size": 16, "eval_windows": 1})
+    assert s["step"] == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in train_records(run))
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["compile"] is True
+
+
+def test_fp16_needs_cuda(tmp_path, data_dir, tokenizer_dir):
+    from fidan.errors import FidanError
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(FidanError, match="--precision fp16 needs a CUDA GPU"):
+        pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(tmp_path / "r"), precision="fp16", **TINY)
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_yaml_replays_the_run(tmp_path, data_dir, tokenizer_dir):
+    from fidan.cli import main
+
+    first = tmp_path / "first"
+    pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(first), max_steps=5, **TINY)
+    args = yaml.safe_load((first / "config.yaml").read_text())["args"]
+    assert args["max_steps"] == 5 and args["resume"] is False and args["force"] is False
+    second = tmp_path / "second"
+    assert main(["pretrain", "--config", str(first / "config.yaml"), "--out", str(second)]) == 0
+    a = [r["loss"] for r in train_records(first)]
+    assert a == [r["loss"] for r in train_records(second)] and len(a) == 5
+    # A flag overrides a field of the file.
+    third = tmp_path / "third"
+    assert main(["pretrain", "--config", str(first / "config.yaml"), "--out", str(third), "--max-steps", "3"]) == 0
+    assert len(train_records(third)) == 3
+
+
+def test_loggers_mirror_metrics(tmp_path, data_dir, tokenizer_dir):
+    run = tmp_path / "run"
+    pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=4, logger=["csv"], **TINY)
+    text = (run / "metrics.csv").read_text(encoding="utf-8")
+    assert text.count("\n") >= 5 and "loss" in text.splitlines()[0]
+
+
+def test_truncate_metrics_drops_later_steps_and_a_torn_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"kind": "train", "step": s, "loss": 1.0}) for s in range(1, 6)]
+    path.write_text("\n".join(lines) + '\n{"kind": "train", "st', encoding="utf-8")
+    truncate_metrics(path, 3)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
