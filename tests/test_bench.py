@@ -17,10 +17,11 @@ def test_bench_peak_cli_writes_json(tmp_path):
     assert result["device"] == "cpu" and result["threads"] >= 1
 
 
-def test_bench_train_side_by_side(tmp_path, data_dir, tokenizer_dir):
+def test_bench_train_side_by_side(tmp_path, data_dir, tokenizer_dir, capsys):
     out = tmp_path / "train.json"
     r = bench_train(data=str(data_dir), tokenizer=str(tokenizer_dir), batch_size=2, block_size=16, rounds=2,
                     steps=1, warmup=1, json=str(out))
+    printed = capsys.readouterr().out
     assert json.loads(out.read_text()) == json.loads(json.dumps(r))
     names = set(r["tokens_per_s"])
     assert {"fidan", "hf-fp32"} <= names
@@ -29,6 +30,14 @@ def test_bench_train_side_by_side(tmp_path, data_dir, tokenizer_dir):
     assert set(r["ratios"]) == {f"fidan/{n}" for n in names - {"fidan"}}
     assert all(v > 0 for v in r["ratios"].values())
     assert r["flops_per_token"] > 0 and r["vocab_size"] == 400
+    # Each MFU says which peak it is a share of: the fp32 loop's fp32 peak, a bf16 run's bf16 peak.
+    assert r["mfu_peak"]["hf-fp32"] == "fp32" and r["mfu_peak"]["fidan"] == r["fidan_precision"]
+    assert r.get("mfu_peak", {}).get("hf-bf16", "bf16") == "bf16"
+    for name in names:
+        p = r["mfu_peak"][name]
+        assert f"| {name} | {r['tokens_per_s'][name]:,.0f} | {r['mfu'][name]:.1%} of {p} peak " \
+               f"({r['peak_gflops'][p]:,.1f} GFLOP/s) |" in printed
+    assert "MFUs under different peaks do not compare" in printed
 
 
 def test_time_to_target():

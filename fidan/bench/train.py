@@ -7,7 +7,9 @@ A B C ..., each in its own worker process so that its peak memory is its own:
 - hf-fp32: ``GPT2LMHeadModel`` with ``torch.optim.AdamW``, the loop a user writes by default
 - hf-bf16: the same loop under bf16 autocast
 
-The figure is the median over rounds of the per-round ratio fidan / yardstick.
+The figure is the median over rounds of the per-round ratio fidan / yardstick. MFU divides each
+contestant's FLOP/s by the peak of the precision it computes in (fp32 or bf16, measured in the same
+run), so MFUs under different peaks do not compare with each other: tokens/s does.
 """
 
 from __future__ import annotations
@@ -102,6 +104,17 @@ def _worker(conn, name: str, cfg_dict: dict, token_dir: str, batch_size: int, de
         conn.send(times)
 
 
+def results_table(result: dict) -> str:
+    """The RESULTS.md table: each MFU names the peak it is a share of, since the peaks differ by precision."""
+    rows = ["| contestant | tokens/s (median) | MFU | peak RSS |", "|---|---|---|---|"]
+    for name, tps in result["tokens_per_s"].items():
+        precision = result["mfu_peak"][name]
+        rows.append(f"| {name} | {tps:,.0f} | {result['mfu'][name]:.1%} of {precision} peak "
+                    f"({result['peak_gflops'][precision]:,.1f} GFLOP/s) | {result['peak_rss_mb'][name]:,.0f} MiB |")
+    return "\n".join(rows) + ("\n\nMFU is a share of the peak of the precision each contestant computes in; "
+                               "MFUs under different peaks do not compare: tokens/s does.")
+
+
 def bench_train(
     data: str,
     tokenizer: str,
@@ -184,21 +197,20 @@ def bench_train(
               "rounds": rounds, "steps": steps, "compile": compile, "device": device, "torch": torch.__version__,
               "threads": threads or torch.get_num_threads(), "fidan_precision": fidan_precision,
               "flops_per_token": flops_per_token, "peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
-              "tokens_per_s": {}, "mfu": {}, "peak_rss_mb": rss, "ratios": {}}
+              "tokens_per_s": {}, "mfu": {}, "mfu_peak": {}, "peak_rss_mb": rss, "ratios": {}}
     for name in names:
         tps = statistics.median(per_round[name])
         precision = fidan_precision if name == "fidan" else name.split("-")[1]
         result["tokens_per_s"][name] = round(tps, 1)
         result["mfu"][name] = round(mfu(flops_per_token, tps, peaks[precision]), 4)
+        result["mfu_peak"][name] = precision  # which entry of peak_gflops this MFU is measured against
     for name in names[1:]:
         ratios = [a / b for a, b in zip(per_round["fidan"], per_round[name], strict=True)]
         result["ratios"][f"fidan/{name}"] = round(statistics.median(ratios), 3)
 
     print(f"\n{preset}: vocab {cfg.vocab_size}, batch {batch_size} x {cfg.block_size}, {device}, "
-          f"{result['threads']} threads, torch {torch.__version__}")
-    for name in names:
-        print(f"  {name:<8} {result['tokens_per_s'][name]:>10,.0f} tokens/s   MFU {result['mfu'][name]:6.1%}   "
-              f"peak RSS {rss[name]:,.0f} MiB")
+          f"{result['threads']} threads, torch {torch.__version__}\n")
+    print(results_table(result))
     for key, ratio in result["ratios"].items():
         print(f"  {key}: {ratio:.2f}x (median of {rounds} per-round ratios)")
     if json:
