@@ -70,3 +70,39 @@ def test_fsdp_two_processes_match_one(tmp_path, data_dir, tokenizer_dir):
 
     wa, wb = load_model(tmp_path / "single")[0].state_dict(), load_model(sharded)[0].state_dict()
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+
+
+def test_sft_two_processes_match_one(tmp_path, tokenizer_dir):
+    """Instruction tuning under torchrun: the loss is a mean over the global batch's answer tokens."""
+    import json
+
+    from fidan.core.checkpoint import copy_tokenizer, save_weights
+    from fidan.core.gpt import GPT, GPTConfig
+    from fidan.core.tokenizer_io import load_tokenizer
+    from fidan.training.sft import sft
+
+    tok = load_tokenizer(tokenizer_dir)
+    base = tmp_path / "base"
+    torch.manual_seed(0)
+    save_weights(GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32,
+                               dropout=0.0)), base)
+    copy_tokenizer(tok, base)
+    data = tmp_path / "inst.jsonl"
+    qa = [("Başkent neresidir?", "Ankara."), ("Bir hafta kaç gündür?", "Yedi gündür, her hafta öyle."),
+          ("Su kaç derecede kaynar?", "Yüz."), ("Çay nerede yetişir?", "Rize'de ve Karadeniz kıyısında.")]
+    rows = [{"instruction": f"{q} ({i})", "output": a} for i in range(10) for q, a in qa]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    args = dict(model=str(base), data=str(data), val_fraction=0, max_steps=6, warmup_steps=1, lr=3e-3,
+                precision="fp32", eval_every=100, checkpoint_every=100, seed=3)
+    sft(out=str(tmp_path / "single"), batch_size=2, grad_accum=4, device="cpu", quiet=True, **args)
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "fidan", "sft"]
+    for key, value in {**args, "out": str(tmp_path / "ddp"), "batch_size": 2, "grad_accum": 2}.items():
+        argv += ["--" + key.replace("_", "-"), str(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(argv + ["--quiet"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    a, b = losses(tmp_path / "single"), losses(tmp_path / "ddp")
+    assert sorted(a) == sorted(b) == list(range(1, 7))
+    for step in a:
+        assert a[step] == pytest.approx(b[step], abs=1e-5), f"step {step}: {a[step]} vs {b[step]}"
+    assert a[6] < a[1]

@@ -236,3 +236,68 @@ def test_hf_datasets_by_name(monkeypatch, capsys):
     assert "ornek/tr-alpaca[train][1]" in capsys.readouterr().err
     with pytest.raises(FidanError, match="could not load Hugging Face dataset 'baska/veri'"):
         load_conversations("hf:baska/veri")
+
+
+def test_sft_bad_input_messages(tmp_path, base_run, sft_files, capsys):
+    from fidan.cli import main
+
+    out = tmp_path / "r"
+    sft(model=str(base_run), data=str(sft_files), out=str(out), max_steps=1, batch_size=2, device="cpu", quiet=True)
+    capsys.readouterr()
+    assert main(["sft", "--model", str(base_run), "--data", str(sft_files), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fidan: error: run folder") and "--resume" in err and "--force" in err
+    assert err.count("\n") == 0
+    assert main(["sft", "--model", str(tmp_path / "nope"), "--data", str(sft_files), "--out", str(tmp_path / "y")]) == 2
+    assert "model not found" in capsys.readouterr().err
+    assert main(["sft", "--model", str(base_run), "--data", str(sft_files), "--out", str(tmp_path / "z"),
+                 "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_sft_hashed_val_split_and_no_pack(tmp_path, base_run):
+    from fidan.core.conversations import in_val_split
+
+    data = tmp_path / "all.jsonl"
+    records = [{"instruction": f"{q} ({i})", "output": a} for i in range(20) for q, a in QA]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    convs = read_conversations(data)
+    held = [c for c in convs if in_val_split(c, 0.25)]
+    assert 0 < len(held) < len(convs)
+    # The hash split depends on the content only: the same conversation always lands on the same side.
+    assert [in_val_split(c, 0.25) for c in convs] == [in_val_split(c, 0.25) for c in read_conversations(data)]
+    common = dict(model=str(base_run), data=str(data), val_fraction=0.25, max_steps=2, batch_size=4, device="cpu",
+                  quiet=True)
+    packed = sft(out=str(tmp_path / "packed"), **common)
+    unpacked = sft(out=str(tmp_path / "unpacked"), pack=False, **common)
+    assert packed["val_conversations"] == unpacked["val_conversations"] == len(held)
+    assert packed["train_conversations"] == len(convs) - len(held)
+    assert len([r for r in read_metrics(tmp_path / "unpacked") if r["kind"] == "train"]) == 2
+    cfg = json.loads((tmp_path / "unpacked" / "config.json").read_text())
+    assert cfg["vocab_size"] == load_tokenizer(tmp_path / "unpacked" / "tokenizer").vocab_size
+    from fidan.training.sft_data import EpochBatches
+
+    examples, _, _ = tokenize_conversations(load_tokenizer(tmp_path / "unpacked" / "tokenizer"), convs[:10], 128)
+    rows = EpochBatches(examples, 128, pack=False, seed=1).next(10)  # without packing: one example a row
+    assert all(len(r) == 1 for r in rows)
+    assert any(len(r) > 1 for r in EpochBatches(examples, 128, pack=True, seed=1).next(3))
+
+
+def test_sft_bf16_muon_and_defaults_from_the_base(tmp_path, tokenizer_dir, data_dir, sft_files):
+    import yaml
+
+    from fidan.training.pretrain import pretrain
+
+    base = tmp_path / "base"
+    pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(base), preset="hizli", max_steps=2,
+             batch_size=2, block_size=64, eval_every=10, eval_windows=2, quiet=True)
+    s = sft(model=str(base), data=str(sft_files), out=str(tmp_path / "t"), max_steps=6, batch_size=4,
+            precision="bf16", eval_every=3, device="cpu", quiet=True)
+    cfg = yaml.safe_load((tmp_path / "t" / "config.yaml").read_text())
+    # hizli pretrains with Muon at lr 3e-3 / muon 0.04: tuning follows it (AdamW part at twice the rate).
+    assert cfg["train"]["optimizer"] == "muon" and cfg["train"]["precision"] == "bf16"
+    assert cfg["train"]["lr"] == pytest.approx(6e-3) and cfg["train"]["muon_lr"] == pytest.approx(0.04)
+    assert cfg["model"]["dropout"] == 0.0
+    records = [r for r in read_metrics(tmp_path / "t") if r["kind"] == "train"]
+    assert len(records) == 6 and all(r["mfu"] > 0 and r["tokens_per_s"] > 0 for r in records)
+    assert s["val_loss"] < s["val_loss_before"]
