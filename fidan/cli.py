@@ -160,6 +160,11 @@ def _coerce(where: str, name: str, value, tp):
         if not isinstance(value, bool):
             raise bad
         return value
+    if inner in (int, float) and isinstance(value, str):  # YAML reads `1e-3` (no dot) as a string
+        try:
+            return inner(value)
+        except ValueError:
+            raise bad from None
     if inner is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if inner is int and isinstance(value, int) and not isinstance(value, bool):

@@ -68,6 +68,14 @@ def test_every_help_documents_every_flag(name, capsys):
             assert "off" in text, f"{name} {a.option_strings}: a negated flag must say it turns something off"
 
 
+def test_pretrain_lr_help_is_whole(capsys):
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "default: the preset's (1e-3 for ders, 3e-3 for hizli)" in out
+    assert "--default" not in out
+
+
 def test_negated_help_is_not_the_positive_help():
     gen = {s: a.help for a in _parser("generate")._actions for s in a.option_strings}
     assert gen["--no-stream"].startswith("turn this off (it is on by default)")
@@ -135,9 +143,9 @@ def test_config_file_errors_are_one_line(tmp_path, capsys):
             parse_command("data prepare", ["--config", str(cfg)])
     with pytest.raises(BadConfig, match="config file not found"):
         parse_command("data prepare", ["--config", str(tmp_path / "none.yaml")])
-    cfg.write_text("args:\n  model: m\n  temperature: 0.5\n  top_k: 3\n  stream: yes-please\n", encoding="utf-8")
-    with pytest.raises(BadConfig, match="`stream` must be bool"):
-        parse_command("generate", ["--config", str(cfg)])
+    cfg.write_text("args:\n  source: a.txt\n  out: d\n  force: yes-please\n", encoding="utf-8")
+    with pytest.raises(BadConfig, match="`force` must be bool, got 'yes-please'"):
+        parse_command("data prepare", ["--config", str(cfg)])
     cfg.write_text("args:\n  data: d\n  out: t\n  algorithm: bytepair\n", encoding="utf-8")
     with pytest.raises(BadConfig, match="`algorithm` must be one of bpe, unigram, wordpiece, got 'bytepair'"):
         parse_command("tokenizer train", ["--config", str(cfg)])
@@ -159,6 +167,9 @@ def test_a_run_config_replays_pretrain(tmp_path):
     assert isinstance(kwargs["lr"], float)
     _, kwargs = parse_command("pretrain", ["--config", str(cfg), "--resume"])
     assert kwargs["resume"] is True and kwargs["max_steps"] == 1000
+    cfg.write_text("args:\n  data: d\n  tokenizer: t\n  out: o\n  lr: 1e-3\n  max_steps: '20'\n", encoding="utf-8")
+    _, kwargs = parse_command("pretrain", ["--config", str(cfg)])
+    assert kwargs["lr"] == 0.001 and kwargs["max_steps"] == 20  # as the command line would read them
 
 
 def test_positional_from_a_config_file(tmp_path, monkeypatch):

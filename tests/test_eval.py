@@ -128,7 +128,7 @@ def test_bpb_matches_a_direct_computation(fidan_run, tmp_path, tokenizer_dir):
         if stride == 1:  # the densest window gives every token its full block of context, one pass per token
             assert expected == pytest.approx(direct_nats(lm, ids, lm.block_size), rel=1e-4)
         direct_bpb[stride] = expected / math.log(2) / len(TEXT.encode("utf-8"))
-    # The strides give figures apart by far more than the 1e-4 tolerance, so a file of the wrong stride fails.
+    # The strides' figures lie several tolerances (1e-4) apart, so a file of the wrong stride would fail.
     assert abs(direct_bpb[1] - direct_bpb[16]) > 5e-4 * direct_bpb[1]
     for stride, want in direct_bpb.items():  # the saved file holds its own stride's figure
         saved = json.loads((tmp_path / f"r{stride}.json").read_text(encoding="utf-8"))
