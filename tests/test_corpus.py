@@ -14,7 +14,7 @@ import pytest
 from fidan.cli import main
 from fidan.core.datadir import iter_split, load_manifest
 from fidan.corpus.prepare import prepare_data, split_of
-from fidan.errors import FidanError
+from fidan.errors import BadInput, BadRunState, FidanError
 
 
 def write_jsonl(path, texts, field="text"):
@@ -110,7 +110,7 @@ def test_builtin_treebank_source(tmp_path):
 )
 def test_source_errors(tmp_path, setup, needle):
     spec = setup(tmp_path)
-    with pytest.raises(FidanError, match=needle):
+    with pytest.raises(BadInput, match=needle):
         prepare_data(source=[spec], out=str(tmp_path / "d"))
 
 
@@ -140,7 +140,7 @@ def test_existing_output_is_kept_without_force(tmp_path):
     out = tmp_path / "d"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    with pytest.raises(FidanError, match="--force"):
+    with pytest.raises(BadRunState, match="--force"):
         prepare_data(source=[str(src)], out=str(out))
     assert (out / "precious.txt").read_text() == "keep me"
     prepare_data(source=[str(src)], out=str(out), force=True, val_fraction=0.2)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fidan.errors import FidanError
+from fidan.errors import BadInput, BadRunState
 
 
 def _umask_mode(base: int) -> int:
@@ -81,10 +81,10 @@ def prepare_out_dir(path: str | os.PathLike, force: bool, what: str = "output") 
     """Refuse to write into a non-empty directory unless the user passed --force."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise FidanError(f"{what} path {path} is a file, not a directory; choose another --out")
+        raise BadRunState(f"{what} path {path} is a file, not a directory; choose another --out")
     if path.exists() and any(path.iterdir()):
         if not force:
-            raise FidanError(
+            raise BadRunState(
                 f"{what} directory {path} already exists and is not empty; "
                 "pass --force to replace it or choose another --out"
             )
@@ -97,7 +97,7 @@ def require_path(path: str | os.PathLike, what: str, hint: str = "") -> Path:
     path = Path(path)
     if not path.exists():
         msg = f"{what} not found: {path}"
-        raise FidanError(msg + (f"; {hint}" if hint else ""))
+        raise BadInput(msg + (f"; {hint}" if hint else ""))
     return path
 
 
@@ -122,7 +122,7 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FidanError(f"{what} {path} is not valid JSON ({e}); regenerate or fix it") from None
+        raise BadInput(f"{what} {path} is not valid JSON ({e}); regenerate or fix it") from None
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:

@@ -35,7 +35,7 @@ def default_cache() -> Path:
 
 
 def import_zemberek():
-    """The analyzer's class, or a FidanError naming the extra to install."""
+    """The analyzer's class, or a MissingExtra error naming the extra to install."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zemberek imports the deprecated pkg_resources
