@@ -208,6 +208,10 @@ def test_val_fraction_zero_holds_out_nothing(tmp_path):
     tok = train_tokenizer(data=str(tmp_path / "d"), out=str(tmp_path / "t"), vocab_size=300)
     meta = json.loads((encode_splits(tmp_path / "d", load_tokenizer(tok)) / "meta.json").read_text(encoding="utf-8"))
     assert meta["splits"]["val"]["tokens"] == 0 and meta["splits"]["train"]["tokens"] > 0
+    from fidan.tokenizer.evaluate import read_texts
+
+    with pytest.raises(BadInput, match="has no validation documents .*pass a text file with --text"):
+        read_texts(str(tmp_path / "d"))  # tokenizer eval measures held-out text: there is none
     for bad in ("1", "-0.1"):
         with pytest.raises(FidanError, match=f"--val-fraction must be at least 0 and below 1, got {float(bad)}"):
             prepare_data(source=[str(src)], out=str(tmp_path / "x"), val_fraction=float(bad))
