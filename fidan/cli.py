@@ -200,6 +200,10 @@ def load_config(path: str | Path, name: str) -> dict:
     if unknown:
         raise BadConfig(f"config file {path}: unknown key(s) {', '.join(unknown)} for `fidan {name}`; "
                         f"valid names: {', '.join(params)}")
+    for k, v in values.items():
+        param, tp = params[k]
+        if v is None and param.default is not None and type(None) not in typing.get_args(tp):
+            raise BadConfig(f"config file {path}: `{k}` cannot be empty (null); give it a value or leave the key out")
     return {k: _coerce(str(path), k, v, params[k][1]) for k, v in values.items()}
 
 

@@ -136,6 +136,8 @@ def test_config_file_errors_are_one_line(tmp_path, capsys):
         "out: d\nsource: a.txt\nmin_chars: many\n": "`min_chars` must be int",
         "source: a.txt\n- b\n": "not valid YAML",
         "- a\n- b\n": "must hold a mapping",
+        "source: a.txt\nout:\n": "`out` cannot be empty",
+        "source: a.txt\nout: d\nmin_chars: null\n": "`min_chars` cannot be empty",
     }
     for text, message in cases.items():
         cfg.write_text(text, encoding="utf-8")
