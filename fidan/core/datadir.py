@@ -1,9 +1,15 @@
-"""Reading a data folder (the corpus stage's artifact): manifest and streamed documents."""
+"""Reading a data folder: its manifest (either kind), streamed documents and its token statistics.
+
+Two stages write data folders: `fidan data prepare` (a corpus: text shards, then token files under
+``tokens/``) and `fidan data instructions` (an instruction set: chat JSONL). Whoever reads one reads it
+here, so the shapes are known in one place.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fidan.core.io import read_json
@@ -34,3 +40,53 @@ def iter_split(data: str | Path, split: str) -> Iterator[str]:
         with open(path, encoding="utf-8") as fh:
             for line in fh:
                 yield json.loads(line)["text"]
+
+
+@dataclass
+class DataSummary:
+    """What a data folder's manifest says, in one shape for both kinds of data folder.
+
+    ``kind`` is ``corpus`` (`fidan data prepare`: text shards, ``splits`` with documents, characters and
+    bytes) or ``instructions`` (`fidan data instructions`: chat JSONL, conversation counts per split).
+    """
+
+    path: Path
+    kind: str
+    split_rule: str | None
+    created: str | None = None
+    splits: dict[str, dict] = field(default_factory=dict)  # name → {"documents" or "examples", ...}
+    sources: list[dict] = field(default_factory=list)  # corpus: spec, read, kept; instructions: name, train, val, ...
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def describe_data(data: str | Path) -> DataSummary:
+    """Read a data folder's manifest, whichever stage wrote it (the one reader for the report and others)."""
+    path = Path(data)
+    manifest = load_manifest(path)
+    if isinstance(manifest.get("splits"), dict):
+        splits = {name: {k: sp.get(k) for k in ("documents", "characters", "bytes")}
+                  for name, sp in manifest["splits"].items() if isinstance(sp, dict)}
+        sources = [s for s in manifest.get("sources") or [] if isinstance(s, dict)]
+        return DataSummary(path, "corpus", manifest.get("split_rule"), manifest.get("created"), splits, sources,
+                           dict(manifest.get("dropped") or {}))
+    if isinstance(manifest.get("train"), int):
+        splits = {name: {"examples": manifest[name]} for name in SPLITS if isinstance(manifest.get(name), int)}
+        sources = [{"name": name, **(v if isinstance(v, dict) else {"train": v})}
+                   for name, v in (manifest.get("sources") or {}).items()]
+        return DataSummary(path, "instructions", manifest.get("split"), manifest.get("created"), splits, sources)
+    raise FidanError(f"{path / 'manifest.json'} is neither a corpus nor an instruction-set manifest; "
+                     "re-create the folder with `fidan data prepare` or `fidan data instructions`")
+
+
+def token_stats(data: str | Path, tokenizer_sha256: str) -> dict[str, dict] | None:
+    """Per split: tokens, bytes, documents and bytes per token, as encoding the folder recorded them in
+    ``DATA/tokens/<sha256[:12]>/meta.json``; None when the folder was not encoded with that tokenizer."""
+    meta_path = Path(data) / "tokens" / tokenizer_sha256[:12] / "meta.json"
+    if not meta_path.exists():
+        return None
+    meta = read_json(meta_path, "token metadata")
+    out = {}
+    for name, sp in (meta.get("splits") or {}).items():
+        tokens = sp.get("tokens") or 0
+        out[name] = {**sp, "bytes_per_token": sp["bytes"] / tokens if tokens and sp.get("bytes") else None}
+    return out

@@ -80,7 +80,11 @@ def plot_loss(records: list[dict], out: str | Path, title: str = "") -> Path | N
             ax1.plot([v[0] for v in val], [v[1] for v in val], "o-", label="val", lw=2)
             bpb = [(v[0], v[2]) for v in val if v[2] is not None]
             if bpb:
-                ax2.plot(*zip(*bpb, strict=True), "o-", color="C2")
+                ax2.plot(*zip(*bpb, strict=True), "o-", color="C2", label="each evaluation")
+        final = [(r["step"], r["val_bpb"]) for r in records if r.get("kind") == "final" and r.get("val_bpb") is not None]
+        if final:  # the end-of-run figure over the whole held-out split, beside the per-evaluation sample
+            ax2.plot(*zip(*final[-1:], strict=True), "*", ms=12, color="C3", label="whole held-out split")
+            ax2.legend()
         ax1.set(xlabel="step", ylabel="loss (nats/token)", title="loss")
         ax1.legend()
         ax2.set(xlabel="step", ylabel="bits per byte", title="held-out bits per byte")

@@ -5,13 +5,22 @@ choice is scored by the log-likelihood of its tokens given the context: summed (
 and normalized by the choice's UTF-8 bytes (the same for every tokenizer). The prediction is the
 highest-scoring choice (the first one on a tie); accuracy under both scores is reported with the chance
 level, the mean of 1 / number of choices.
+
+Chance is not what an untrained model scores: random weights still prefer some token sequences (on
+`tr-harmony` an untrained model lands above chance), so the result also holds the accuracy of the same
+architecture with fresh random weights, initialised as training initialises it: the floor to read the
+model against.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
+
+import torch
+import yaml
 
 from fidan.core.io import open_text, require_path
 from fidan.core.runtime import pick_device
@@ -115,6 +124,42 @@ def mc_accuracy(items: list[dict], scores: list[list[float]]) -> dict:
             "chance": sum(1 / len(item["choices"]) for item in items) / n, "predictions": preds}
 
 
+DEFAULT_SEED = 1337  # `fidan pretrain`'s default, for models whose run records no seed
+
+
+def run_seed(model_dir: Path) -> int:
+    """The seed a fidan run was initialised with, from its config.yaml (the run or a checkpoint inside it)."""
+    for folder in (model_dir, model_dir.parent.parent):
+        path = folder / "config.yaml"
+        if path.exists():
+            try:
+                cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except (yaml.YAMLError, UnicodeDecodeError):
+                return DEFAULT_SEED
+            for group in (cfg.get("args"), cfg.get("train"), cfg):
+                if isinstance(group, dict) and isinstance(group.get("seed"), int):
+                    return group["seed"]
+    return DEFAULT_SEED
+
+
+def untrained_copy(lm: LanguageModel, seed: int) -> LanguageModel:
+    """The same architecture and tokenizer with random weights, seeded as training seeds the model it builds.
+
+    The global random state is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if lm.kind == "fidan":
+            from fidan.core.gpt import GPT
+
+            net = GPT(lm.net.config)
+        else:
+            from transformers import AutoModelForCausalLM
+
+            net = AutoModelForCausalLM.from_config(lm.net.config)
+    return dataclasses.replace(lm, net=net.to(lm.device).eval())
+
+
 def eval_mc(
     model: str,
     data: str,
@@ -124,6 +169,7 @@ def eval_mc(
     device: str = "auto",
     out: str | None = None,
     force: bool = False,
+    baseline: bool = True,
 ) -> dict:
     """Multiple-choice accuracy by likelihood, for fidan models and Hugging Face causal LMs.
 
@@ -137,6 +183,9 @@ def eval_mc(
         device: auto, cpu or cuda.
         out: where to write the result JSON (default: MODEL/eval/mc-<data name>.json).
         force: replace an existing result file.
+        baseline: also score the same architecture with random weights (seeded like the run's start),
+            the floor to read the accuracy against; --no-baseline skips it (it doubles the time, and for a
+            Hugging Face model the memory).
     """
     started = time.time()
     if batch_size <= 0:
@@ -146,7 +195,13 @@ def eval_mc(
     lm = load_lm(model, tokenizer, pick_device(device), block_size)
     result = {"task": "mc", "model": str(model), "model_kind": lm.kind, "data": str(data),
               **mc_accuracy(items, choice_logprobs(lm, items, batch_size))}
+    floor = ""
+    if baseline:
+        seed = run_seed(lm.path) if lm.kind == "fidan" else DEFAULT_SEED
+        base = mc_accuracy(items, choice_logprobs(untrained_copy(lm, seed), items, batch_size))
+        result["untrained"] = {"seed": seed, "accuracy": base["accuracy"], "accuracy_norm": base["accuracy_norm"]}
+        floor = f"untrained model {base['accuracy']:.3f} / {base['accuracy_norm']:.3f}; "
     result = save_result(path, result, started)
     print(f"accuracy {result['accuracy']:.3f} (summed log-likelihood), {result['accuracy_norm']:.3f} "
-          f"(per byte); chance {result['chance']:.3f}; {result['items']} items → {path}")
+          f"(per byte); {floor}chance {result['chance']:.3f}; {result['items']} items → {path}")
     return result

@@ -34,16 +34,17 @@ def plot_mc(results: list[dict], out: str | Path) -> Path | None:
     with figure(out, size=(2.4 + 1.6 * len(results), 3.6), dpi=100) as (_, axes):
         ax = axes[0, 0]
         xs = range(len(results))
-        ax.bar([x - 0.2 for x in xs], [r["accuracy"] for r in results], width=0.4, label="summed log-likelihood")
-        ax.bar([x + 0.2 for x in xs], [r["accuracy_norm"] for r in results], width=0.4, label="per byte")
+        for shift, key, label in ((-0.2, "accuracy", "summed log-likelihood"), (0.2, "accuracy_norm", "per byte")):
+            bars = ax.bar([x + shift for x in xs], [r[key] for r in results], width=0.4, label=label)
+            ax.bar_label(bars, labels=[f"{r[key]:.0%}" for r in results], fontsize=8, padding=6)
         for x, r in zip(xs, results, strict=True):
             ax.hlines(r["chance"], x - 0.45, x + 0.45, colors="k", linestyles="--", label="chance" if x == 0 else None)
             base = r.get("untrained")
             if base:
                 # Both scores of the untrained model, drawn over the bar they compare with.
-                ax.hlines(base["accuracy"], x - 0.4, x, colors="C3", linestyles=":", lw=2,
+                ax.hlines(base["accuracy"], x - 0.4, x, colors="C3", lw=2.5,
                           label="untrained model" if x == 0 else None)
-                ax.hlines(base["accuracy_norm"], x, x + 0.4, colors="C3", linestyles=":", lw=2)
+                ax.hlines(base["accuracy_norm"], x, x + 0.4, colors="C3", lw=2.5)
         ax.set_xticks(list(xs), [Path(r["data"]).name.split(".")[0] for r in results])
         ax.set(ylim=(0, 1.3), ylabel="accuracy", title="multiple choice")
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
