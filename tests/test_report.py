@@ -176,7 +176,7 @@ def test_report_reads_another_stage_manifest(tmp_path):
 
 
 def test_one_reader_for_both_data_folder_manifests(tmp_path, data_dir, tokenizer_dir):
-    from fidan.core.datadir import describe_data, token_stats
+    from fidan.core.datadir import describe_data, iter_split, token_stats
     from fidan.core.tokenizer_io import load_tokenizer
     from fidan.core.tokens import encode_splits
 
@@ -198,6 +198,8 @@ def test_one_reader_for_both_data_folder_manifests(tmp_path, data_dir, tokenizer
     inst = describe_data(sft)
     assert inst.kind == "instructions" and inst.splits == {"train": {"examples": 5}, "val": {"examples": 1}}
     assert inst.sources == [{"name": "dialogs", "description": "d", "train": 5, "val": 1}]
+    with pytest.raises(FidanError, match="not a text corpus"):
+        next(iter_split(sft, "val"))
     (sft / "manifest.json").write_text(json.dumps({"something": "else"}))
     with pytest.raises(FidanError, match="neither a corpus nor an instruction-set manifest"):
         describe_data(sft)

@@ -31,6 +31,9 @@ def load_manifest(data: str | Path) -> dict:
 def iter_split(data: str | Path, split: str) -> Iterator[str]:
     """Stream the documents of one split of a data folder."""
     manifest = load_manifest(data)
+    if not isinstance(manifest.get("splits"), dict):
+        raise FidanError(f"{data} is not a text corpus (its manifest has no splits; an instruction set?); "
+                         "pass a data folder made by `fidan data prepare`")
     if split not in manifest["splits"]:
         raise FidanError(f"data folder {data} has no split '{split}' (has {list(manifest['splits'])})")
     for f in manifest["splits"][split]["files"]:
