@@ -8,6 +8,7 @@ Functions import lazily so that ``import fidan`` stays fast.
 from __future__ import annotations
 
 import importlib
+import sys
 
 from fidan.registry import API as _API  # one table feeds the CLI and these functions
 
@@ -22,5 +23,9 @@ def __getattr__(name: str):
 
         return FidanError
     if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
+        function = getattr(importlib.import_module(_API[name]), name)
+        # `fidan.chat` is a package as well as a command: importing binds the package to the name, so the
+        # package is made callable (fidan/chat/__init__.py) and is what the name gives, in any order.
+        package = sys.modules.get(f"{__name__}.{name}")
+        return package if callable(package) else function
     raise AttributeError(f"module 'fidan' has no attribute {name!r}")

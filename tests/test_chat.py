@@ -10,6 +10,7 @@ from fidan.core.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, RESP_END, encod
 from fidan.core.checkpoint import copy_tokenizer, save_weights
 from fidan.core.gpt import GPT, GPTConfig
 from fidan.core.vocab import add_special_tokens
+from fidan.errors import FidanError
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +36,15 @@ def test_answer_stops_at_end_of_response(chat_tok):
     end = chat_tok.tokenizer.token_to_id(RESP_END)
     session = ChatSession(rigged_model(chat_tok.vocab_size, end), chat_tok, temperature=0.0, max_new_tokens=30)
     calls = []
-    real = session.model.generate
+    real = session.model.forward_cached
 
-    def counting(*args, **kwargs):
-        for t in real(*args, **kwargs):
-            calls.append(t)
-            yield t
+    def counting(idx, *args, **kwargs):
+        calls.append(idx.shape)
+        return real(idx, *args, **kwargs)
 
-    session.model.generate = counting
+    session.model.forward_cached = counting
     assert session.reply("Merhaba") == ""
-    assert calls == [end]  # one token, the end of the answer, and nothing after it
+    assert len(calls) == 1  # the prompt's one pass gave </RESP>: no decoding step after it
     assert session.history[-1] == {"role": "assistant", "content": ""}
 
 
@@ -102,7 +102,7 @@ def test_repl_commands(chat_tok, tmp_path, monkeypatch, capsys):
     assert [m["role"] for m in session.history] == ["user", "assistant"]
 
 
-def test_chat_needs_a_chat_model(tokenizer_dir, tmp_path):
+def test_chat_needs_a_chat_model(tokenizer_dir, tmp_path, capsys):
     from fidan.cli import main
     from fidan.core.tokenizer_io import load_tokenizer
 
@@ -111,3 +111,36 @@ def test_chat_needs_a_chat_model(tokenizer_dir, tmp_path):
     save_weights(GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16)), run)
     copy_tokenizer(tok, run)
     assert main(["chat", "--model", str(run), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fidan: error: ") and err.count("\n") == 1  # one line, no traceback
+    assert "has no chat token" in err and "fidan sft" in err  # says what is missing and how to get it
+
+
+def test_chat_bad_settings_say_which_flag(chat_tok, tmp_path, capsys):
+    from fidan.cli import main
+
+    run = tmp_path / "run"
+    save_weights(rigged_model(chat_tok.vocab_size, 0), run)
+    copy_tokenizer(chat_tok, run)
+    for flag, value in [("--temperature", "-1"), ("--max-new-tokens", "0"), ("--top-p", "2"),
+                        ("--repetition-penalty", "0")]:
+        assert main(["chat", "--model", str(run), "--device", "cpu", flag, value]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"fidan: error: {flag} must be") and err.count("\n") == 1, err
+    with pytest.raises(FidanError, match="--top-k"):
+        ChatSession(rigged_model(chat_tok.vocab_size, 0), chat_tok, top_k=-1)
+
+
+@pytest.mark.parametrize("order", ["function first", "module first"])
+def test_fidan_chat_is_the_command_and_the_package_in_any_order(order, tmp_path):
+    import subprocess
+    import sys
+
+    first, second = "f = fidan.chat", "from fidan.chat.repl import ChatSession; s = fidan.chat.repl.ChatSession"
+    if order == "module first":
+        first, second = second, first
+    code = (f"import fidan\n{first}\n{second}\n"
+            "assert fidan.chat.repl.ChatSession.__name__ == 'ChatSession' and callable(fidan.chat)\n"
+            f"fidan.chat(model={str(tmp_path / 'missing')!r})\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "FidanError: model not found" in result.stderr, result.stderr  # the command ran and refused

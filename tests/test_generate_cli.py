@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from fidan.cli import COMMANDS, build_command_parser, main
-from fidan.core.gpt import sample_next
+from fidan.cli import build_command_parser, main
 from fidan.errors import FidanError
 from fidan.generation.generate import generate
+from fidan.inference import sample_next
 from fidan.training.pretrain import pretrain
 
 
@@ -53,17 +53,49 @@ def test_sampling_filters():
 def test_generate_bad_arguments(run_dir, tmp_path):
     with pytest.raises(FidanError, match="--top-p"):
         generate(model=str(run_dir), top_p=1.5, stream=False)
+    with pytest.raises(FidanError, match="--repetition-penalty"):
+        generate(model=str(run_dir), repetition_penalty=0, stream=False)
+    with pytest.raises(FidanError, match="--num-samples"):
+        generate(model=str(run_dir), num_samples=0, stream=False)
     with pytest.raises(FidanError, match="model not found"):
         generate(model=str(tmp_path / "nothing"), stream=False)
 
 
-def test_every_command_builds_its_parser():
+def test_no_stream_prints_the_texts(run_dir, capsys):
+    out = generate(model=str(run_dir), prompt="Ankara", max_new_tokens=8, num_samples=2, seed=1, stream=False)
+    assert capsys.readouterr().out == f"{out[0]}\n---\n{out[1]}\n"
+    assert main(["generate", "--model", str(run_dir), "--prompt", "Ankara", "--max-new-tokens", "8", "--seed", "1",
+                 "--no-stream"]) == 0
+    assert capsys.readouterr().out == out[0] + "\n"
+
+
+def test_samples_are_one_batch_each_as_if_alone(run_dir, capsys):
+    both = generate(model=str(run_dir), prompt="Bilim", max_new_tokens=12, num_samples=2, seed=4, stream=True)
+    assert capsys.readouterr().out == f"{both[0]}\n---\n{both[1]}\n"
+    alone = generate(model=str(run_dir), prompt="Bilim", max_new_tokens=12, seed=5, stream=False)
+    assert both[1] == alone[0]  # sample i draws with seed + i, batched or not
+
+
+def test_stop_strings_end_the_text(run_dir):
+    full = generate(model=str(run_dir), prompt="Türkiye", max_new_tokens=20, temperature=0, stream=False)[0]
+    stop = full[len("Türkiye") + 3:len("Türkiye") + 6]
+    cut = generate(model=str(run_dir), prompt="Türkiye", max_new_tokens=20, temperature=0, stop=[stop],
+                   stream=False)[0]
+    assert cut == full[:full.index(stop, len("Türkiye"))]
+
+
+def test_generate_help_describes_every_option():
     import argparse
 
-    for name in COMMANDS:
-        parser = argparse.ArgumentParser(prog=f"fidan {name}")
-        build_command_parser(parser, name)
-        assert parser.format_help()
+    parser = argparse.ArgumentParser(prog="fidan generate")
+    build_command_parser(parser, "generate")
+    text = " ".join(parser.format_help().split())
+    for flag, words in [("--temperature", "0 is greedy"), ("--top-k", "k most likely"),
+                        ("--repetition-penalty", "less likely"), ("--stop", "repeatable"),
+                        ("--num-samples", "seed + i"), ("--no-stream", "printed once complete")]:
+        assert flag in text and words in text, flag
+    args = parser.parse_args(["--model", "r", "--stop", "\n\n", "--stop", ".", "--no-stream"])
+    assert args.stop == ["\n\n", "."] and args.stream is False
 
 
 def test_cli_generate_end_to_end(run_dir):
@@ -81,3 +113,22 @@ def test_cli_help_and_unknown_command(capsys):
     assert "unknown command" in capsys.readouterr().err
     assert main(["data"]) == 2
     assert "needs a subcommand" in capsys.readouterr().err
+
+
+def test_a_saved_run_gives_the_cacheless_greedy_text(run_dir):
+    """A run folder written by `fidan pretrain` loads, and the engine's greedy text (KV cache, then the sliding
+    window past the 32-token block) is the one the path without a cache gives."""
+    from fidan.core.checkpoint import load_model
+
+    net, tok = load_model(run_dir)
+    idx = torch.tensor([tok.encode("Türkiye")])
+    new: list[int] = []
+    with torch.no_grad():
+        for _ in range(45):
+            nxt = int(net(idx[:, -net.config.block_size:])[0][0, -1].argmax())
+            if nxt == tok.eos_id:
+                break
+            new.append(nxt)
+            idx = torch.cat([idx, torch.tensor([[nxt]])], dim=1)
+    got = generate(model=str(run_dir), prompt="Türkiye", max_new_tokens=45, temperature=0, stream=False)
+    assert got == ["Türkiye" + tok.decode(new)]

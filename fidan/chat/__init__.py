@@ -1,1 +1,25 @@
-"""Chat with an instruction-tuned model: a session that keeps history, and the terminal REPL."""
+"""Chat with an instruction-tuned model: a session that keeps history (``repl.ChatSession``) and the REPL.
+
+``fidan.chat`` names both this package and the ``fidan chat`` command, so the package is callable:
+``fidan.chat(model=...)`` runs the command and ``fidan.chat.repl.ChatSession`` is the session class,
+whichever is used first.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import types
+
+
+class _CallablePackage(types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        return self.repl.chat(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
+
+from fidan.chat import repl  # noqa: E402  (after the class swap: the package must be callable while repl loads)
+
+__signature__ = inspect.signature(repl.chat)  # what `inspect` and help() show for fidan.chat(...)
+__all__ = ["repl"]

@@ -15,23 +15,31 @@ from fidan.core.chat_template import ChatTokens, encode_chat
 from fidan.core.checkpoint import load_model
 from fidan.core.runtime import pick_device
 from fidan.errors import FidanError
+from fidan.inference import Engine, Event, Sampling, check_sampling
 
 HELP = ("commands: /reset (new conversation), /system TEXT (set the system message; /system alone clears it), "
         "/temp X (temperature), /help, /exit")
 
 
 class ChatSession:
-    """A conversation with a model: history, system message and sampling settings."""
+    """A conversation with a model: history, system message and sampling settings.
+
+    Answers come from the inference engine (KV cache, UTF-8-safe streaming); an answer ends at
+    ``</RESP>``, at the end-of-text token or at ``max_new_tokens``.
+    """
 
     def __init__(self, model: torch.nn.Module, tok, system: str | None = None, temperature: float = 0.7,
                  top_k: int | None = 50, top_p: float | None = 0.95, max_new_tokens: int = 200, seed: int = 0,
-                 device: str = "cpu"):
+                 device: str = "cpu", repetition_penalty: float = 1.0):
+        check_sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
         self.model, self.tok, self.device = model, tok, device
         self.system = system
         self.temperature, self.top_k, self.top_p, self.max_new_tokens = temperature, top_k, top_p, max_new_tokens
+        self.repetition_penalty = repetition_penalty
         self.end_id = ChatTokens.of(tok).end_of_response
         self.stop_ids = {self.end_id, tok.eos_id}
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.engine = Engine(model, decode=tok.decode)
         self.history: list[dict] = []
 
     def reset(self) -> None:
@@ -54,23 +62,17 @@ class ChatSession:
 
     def reply(self, user: str, on_text: Callable[[str], None] | None = None) -> str:
         """Generate the answer to ``user`` (streamed to ``on_text`` piece by piece) and remember both."""
-        ids = self.prompt_ids(user)
-        context = torch.tensor([ids], device=self.device)
-        new: list[int] = []
-        shown = ""
-        for token in self.model.generate(context, self.max_new_tokens, self.temperature, self.top_k, self.top_p,
-                                         self.generator, stop_ids=self.stop_ids):
-            if token in self.stop_ids:
-                break
-            new.append(token)
-            text = self.tok.decode(new)
-            # Multi-byte characters arrive in pieces: show text only once it decodes whole.
-            if on_text and not text.endswith("\ufffd"):
-                on_text(text[len(shown):])
-                shown = text
-        answer = self.tok.decode(new)
-        if on_text and len(answer) > len(shown):
-            on_text(answer[len(shown):])
+        # Settings are read at each turn (/temp changes them) and checked in the one place that checks them.
+        sampling = check_sampling(self.max_new_tokens, self.temperature, self.top_p, self.top_k,
+                                  self.repetition_penalty)
+
+        def show(event: Event) -> None:
+            if on_text and event.piece:
+                on_text(event.piece)
+
+        done = self.engine.generate([self.prompt_ids(user)], self.max_new_tokens, sampling, self.generator,
+                                    stop_ids=self.stop_ids, on_event=show)
+        answer = done[0].text
         self.history += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
         return answer
 
@@ -107,9 +109,8 @@ def run_repl(session: ChatSession, read: Callable[[str], str] | None = None,
             elif cmd == "/temp":
                 try:
                     value = float(arg)
-                    if value < 0:
-                        raise ValueError
-                except ValueError:
+                    Sampling(temperature=value).check()
+                except (ValueError, FidanError):
                     write(f"(/temp needs a number >= 0, got {arg!r})\n")
                     continue
                 session.temperature = value
@@ -130,6 +131,7 @@ def chat(
     top_k: int | None = 50,
     top_p: float | None = 0.95,
     max_new_tokens: int = 200,
+    repetition_penalty: float = 1.0,
     seed: int = 0,
     tokenizer: str | None = None,
     device: str = "auto",
@@ -143,15 +145,14 @@ def chat(
         top_k: sample only among the k most likely tokens (0 disables).
         top_p: nucleus sampling: the smallest set of tokens whose probability reaches p (1 disables).
         max_new_tokens: the longest answer, in tokens; an answer ends earlier at </RESP>.
+        repetition_penalty: above 1, tokens already in the conversation become less likely (1 disables).
         seed: random seed.
         tokenizer: a tokenizer folder (default: the run's own copy).
         device: auto, cpu or cuda.
     """
-    if temperature < 0:
-        raise FidanError(f"--temperature must be >= 0, got {temperature}")
-    if max_new_tokens <= 0:
-        raise FidanError(f"--max-new-tokens must be positive, got {max_new_tokens}")
+    check_sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
     device = pick_device(device)
     net, tok = load_model(model, tokenizer, device)
-    session = ChatSession(net, tok, system, temperature, top_k, top_p, max_new_tokens, seed, device)
+    session = ChatSession(net, tok, system, temperature, top_k, top_p, max_new_tokens, seed, device,
+                          repetition_penalty)
     run_repl(session)

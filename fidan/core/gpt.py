@@ -1,18 +1,23 @@
-"""A GPT decoder in one file: configuration, presets, the model, and sampling.
+"""A GPT decoder in one file: configuration, presets and the model.
 
-Read top to bottom: config → attention → MLP → block → GPT → generate.
+Read top to bottom: config → attention → MLP → block → GPT. Decoding (KV cache, prefill, one-token
+steps, sampling, stops) lives in ``fidan.inference``; the model only fills and reads a cache it is given.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from fidan.errors import FidanError
+
+if TYPE_CHECKING:  # the cache belongs to the inference engine; the model only writes and reads it
+    from fidan.inference.cache import KVCache
 
 
 @dataclass
@@ -129,9 +134,10 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
         self.n_head = cfg.n_head
+        self.layer = layer  # which slice of a KV cache is this layer's
         self.qk_norm = cfg.qk_norm
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
@@ -139,7 +145,7 @@ class CausalSelfAttention(nn.Module):
         self.resid_drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) → (B, heads, T, head_dim)
@@ -149,8 +155,11 @@ class CausalSelfAttention(nn.Module):
         if rope is not None:
             cos, sin = (t.to(q.dtype) for t in rope)  # stay in bf16 under autocast: no round trips to fp32
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:  # attend to the cached keys and values of earlier positions too
+            k, v = cache.write(self.layer, k, v)
+        # Causal when no mask is given, except for single new tokens over a cache (they see every slot).
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
+            q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None and (cache is None or T > 1),
             dropout_p=self.dropout if self.training else 0.0,
         )
         y = y.transpose(1, 2).contiguous().view(B, T, C)
@@ -183,16 +192,16 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
         self.ln1 = make_norm(cfg)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, layer)
         self.ln2 = make_norm(cfg)
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), attn_mask, rope)
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), attn_mask, rope, cache)
         return x + self.mlp(self.ln2(x))
 
 
@@ -208,7 +217,7 @@ class GPT(nn.Module):
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.ln_f = make_norm(cfg)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.apply(self._init_weights)
@@ -290,32 +299,46 @@ class GPT(nn.Module):
                                ignore_index=-100, reduction=reduction)
         return logits, loss
 
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        generator: torch.Generator | None = None,
-        stop_ids: set[int] | None = None,
-    ):
-        """Sample tokens one at a time; yields each new token id (a generator, for streaming)."""
-        was_training = self.training
-        self.eval()
-        try:
-            for _ in range(max_new_tokens):
-                context = idx[:, -self.config.block_size:]
-                logits, _ = self(context)
-                next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
-                idx = torch.cat([idx, next_id], dim=1)
-                token = int(next_id[0, 0])
-                yield token
-                if stop_ids and token in stop_ids:
-                    break
-        finally:
-            self.train(was_training)
+    def forward_cached(self, idx: torch.Tensor, cache: KVCache, start: list[int],
+                       last: list[int] | None = None) -> torch.Tensor:
+        """Next-token logits (B, vocab) after each row's token ``last[b]`` (default: its final one).
+
+        Row b's tokens take positions ``start[b]`` onward; ``cache`` holds the keys and values of its
+        earlier positions and receives these. Shorter rows may be right-padded: a token never attends to
+        a later position. Inference only: no dropout, no loss.
+        """
+        B, T = idx.shape
+        cache.plan(start, T)
+        pos = torch.tensor(start, device=idx.device)[:, None] + torch.arange(T, device=idx.device)  # (B, T)
+        # From position 0 the new tokens are the whole context: plain causal attention. One new token per
+        # row at a shared position sees every filled slot. Otherwise: each token sees slots up to its own.
+        mask = None
+        if any(start) and not (T == 1 and cache.uniform):
+            mask = (torch.arange(cache.end, device=idx.device) <= pos[:, :, None])[:, None]  # (B, 1, T, end)
+        x = self.wte(idx)
+        rope = None
+        if self.config.pos_emb == "learned":
+            x = x + self.wpe(pos)
+        else:  # per row: (B, 1, T, hd/2), broadcast over heads
+            rope = (self.rope_cos[pos][:, None], self.rope_sin[pos][:, None])
+        for block in self.blocks:
+            x = block(x, mask, rope, cache)
+        x = x[:, -1] if last is None else x[torch.arange(B, device=idx.device), torch.tensor(last, device=idx.device)]
+        return self.lm_head(self.ln_f(x))
+
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, generator: torch.Generator | None = None,
+                 stop_ids: set[int] | None = None):
+        """Sample up to ``max_new_tokens`` after ``idx`` (1, T); yields each new token id, a stop id included.
+        One row through ``fidan.inference.Engine``, which does batches, stop strings and streamed text."""
+        from fidan.inference.engine import Engine  # decoding lives a floor up; imported on use
+        from fidan.inference.sampling import Sampling
+
+        if idx.size(0) != 1:
+            raise FidanError(f"GPT.generate takes one row, got {idx.size(0)}; use fidan.inference.Engine for batches")
+        for event in Engine(self).stream([idx[0].tolist()], max_new_tokens, Sampling(temperature, top_k, top_p),
+                                         generator, stop_ids or ()):
+            yield event.token
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
@@ -375,38 +398,3 @@ def positions_in_documents(doc_ids: torch.Tensor) -> torch.Tensor:
     starts[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
     first = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values
     return idx - first
-
-
-def check_sampling(max_new_tokens: int, temperature: float, top_p: float | None) -> None:
-    """Validate user-facing sampling settings with one clear error each."""
-    if max_new_tokens <= 0:
-        raise FidanError(f"--max-new-tokens must be positive, got {max_new_tokens}")
-    if temperature < 0:
-        raise FidanError(f"--temperature must be >= 0, got {temperature}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise FidanError(f"--top-p must be in (0, 1], got {top_p}")
-
-
-def sample_next(
-    logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Pick the next token from logits (B, V): greedy at temperature 0, else top-k / nucleus sampling."""
-    if temperature <= 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    logits = logits.float() / temperature
-    if top_k is not None and top_k > 0:
-        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1, None]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and 0.0 < top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        # Drop tokens once the mass before them already exceeds top_p (the top token always stays).
-        drop = (cum - sorted_logits.softmax(-1)) > top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)

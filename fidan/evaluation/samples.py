@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from fidan.core.gpt import check_sampling, sample_next
 from fidan.core.io import open_text, require_path
 from fidan.core.runtime import pick_device
 from fidan.errors import FidanError
 from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result
+from fidan.inference import Engine, Sampling, check_sampling
 
 
 def read_prompts(path: str) -> list[str]:
@@ -40,34 +40,21 @@ def read_prompts(path: str) -> list[str]:
     return prompts
 
 
-@torch.no_grad()
-def sample(lm: LanguageModel, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
-           top_p: float | None, seed: int) -> str:
-    """One continuation; stops at the end-of-text token."""
+def sample(lm: LanguageModel, prompt: str, max_new_tokens: int, sampling: Sampling, seed: int) -> str:
+    """One continuation through the inference engine; stops at the end-of-text token.
+
+    Prompts run one at a time, each with its own seeded generator: a sample then never depends on which
+    other prompts were in the file, and equals `fidan generate` with the same seed.
+    """
     ids = lm.encode(prompt) if prompt else []
     if lm.start_id is not None and (lm.kind == "hf" or not ids):
         # HF models expect their BOS first; fidan models (like `fidan generate`) only need it for an empty prompt.
         ids = [lm.start_id] + ids
     if not ids:
         raise FidanError("an empty prompt needs a model with a start token")
-    n_prefix = len(ids)
     gen = torch.Generator(device=lm.device).manual_seed(seed)
-    x = torch.tensor([ids], device=lm.device)
-    if lm.kind == "fidan":
-        new = []
-        for token in lm.net.generate(x, max_new_tokens, temperature, top_k, top_p, gen, stop_ids=lm.stop_ids):
-            if token in lm.stop_ids:
-                break
-            new.append(token)
-    else:  # a plain loop over logits, without a KV cache: samples here are short
-        for _ in range(max_new_tokens):
-            logits = lm.logits(x[:, -lm.block_size:])[:, -1, :]
-            nxt = sample_next(logits, temperature, top_k, top_p, gen)
-            if int(nxt) in lm.stop_ids:
-                break
-            x = torch.cat([x, nxt], dim=1)
-        new = x[0, n_prefix:].tolist()
-    return prompt + lm.decode(new)
+    engine = Engine(lm.net, decode=lm.decode, window=lm.block_size)
+    return prompt + engine.generate([ids], max_new_tokens, sampling, gen, stop_ids=lm.stop_ids)[0].text
 
 
 def eval_samples(
@@ -78,6 +65,7 @@ def eval_samples(
     temperature: float = 0.8,
     top_k: int | None = 50,
     top_p: float | None = 0.95,
+    repetition_penalty: float = 1.0,
     seed: int = 0,
     tokenizer: str | None = None,
     device: str = "auto",
@@ -95,6 +83,7 @@ def eval_samples(
         temperature: 0 is greedy; higher is more random.
         top_k: sample only among the k most likely tokens (0 disables).
         top_p: nucleus sampling threshold (1 disables).
+        repetition_penalty: above 1, tokens already in the text become less likely (1 disables).
         seed: seed of the first prompt; prompt i uses seed + i.
         tokenizer: a tokenizer folder (default: the model's own).
         device: auto, cpu or cuda.
@@ -103,7 +92,7 @@ def eval_samples(
         quiet: do not print the samples.
     """
     started = time.time()
-    check_sampling(max_new_tokens, temperature, top_p)
+    sampling = check_sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
     texts = (read_prompts(prompts) if prompts else []) + list(prompt or [])
     if not texts:
         raise FidanError("no prompts: pass --prompts FILE or --prompt TEXT")
@@ -112,13 +101,13 @@ def eval_samples(
     lm = load_lm(model, tokenizer, pick_device(device))
     samples = []
     for i, p in enumerate(texts):
-        text = sample(lm, p, max_new_tokens, temperature, top_k, top_p, seed + i)
+        text = sample(lm, p, max_new_tokens, sampling, seed + i)
         samples.append({"prompt": p, "seed": seed + i, "text": text})
         if not quiet:
             print(f"  » {text!r}")
     result = {"task": "samples", "model": str(model), "model_kind": lm.kind, "prompts": prompts,
               "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-              "samples": samples}
+              "repetition_penalty": repetition_penalty, "samples": samples}
     result = save_result(path, result, started)
     if not quiet:
         print(f"{len(samples)} samples → {path}")

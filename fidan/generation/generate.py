@@ -7,8 +7,9 @@ import sys
 import torch
 
 from fidan.core.checkpoint import load_model
-from fidan.core.gpt import check_sampling
 from fidan.core.runtime import pick_device
+from fidan.errors import FidanError
+from fidan.inference import Engine, Event, check_sampling
 
 
 def generate(
@@ -18,13 +19,15 @@ def generate(
     temperature: float = 0.8,
     top_k: int | None = 50,
     top_p: float | None = 0.95,
+    repetition_penalty: float = 1.0,
+    stop: list[str] | None = None,
     num_samples: int = 1,
     seed: int = 0,
     tokenizer: str | None = None,
     device: str = "auto",
     stream: bool = True,
 ) -> list[str]:
-    """Sample text from a trained model.
+    """Sample text from a trained model; the texts are printed (separated by ---) and returned.
 
     Args:
         model: a run folder made by `fidan pretrain` (or one of its checkpoint folders).
@@ -33,39 +36,38 @@ def generate(
         temperature: 0 is greedy; higher is more random.
         top_k: sample only among the k most likely tokens (0 disables).
         top_p: nucleus sampling: the smallest set of tokens whose probability reaches p (1 disables).
-        num_samples: how many continuations to draw.
+        repetition_penalty: above 1, tokens already in the text become less likely (1 disables).
+        stop: end a sample where this text appears (repeatable); the stop text is not printed.
+        num_samples: how many continuations to draw, as one batch; sample i uses seed + i.
         seed: random seed; the same seed gives the same text.
         tokenizer: a tokenizer folder (default: the run's own copy).
         device: auto, cpu or cuda.
-        stream: print tokens as they are generated.
+        stream: print the first sample as it is generated; otherwise each text is printed once complete.
     """
-    check_sampling(max_new_tokens, temperature, top_p)
+    sampling = check_sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
+    if num_samples <= 0:
+        raise FidanError(f"--num-samples must be positive, got {num_samples}")
     device = pick_device(device)
     net, tok = load_model(model, tokenizer, device)
     ids = tok.encode(prompt) if prompt else [tok.eos_id]
-    outputs = []
-    for i in range(num_samples):
-        gen = torch.Generator(device=device).manual_seed(seed + i)
-        context = torch.tensor([ids], device=device)
-        new: list[int] = []
-        printed = ""
-        if stream:
-            sys.stdout.write(prompt)
-        for token in net.generate(context, max_new_tokens, temperature, top_k, top_p, gen, stop_ids={tok.eos_id}):
-            if token == tok.eos_id:
-                break
-            new.append(token)
-            if stream:
-                # Decode the whole continuation so multi-byte characters print only when complete.
-                text = tok.decode(new)
-                if not text.endswith("\ufffd"):
-                    sys.stdout.write(text[len(printed):])
-                    sys.stdout.flush()
-                    printed = text
-        text = prompt + tok.decode(new)
-        if stream:
-            sys.stdout.write(text[len(prompt) + len(printed):] + "\n")
-            if i + 1 < num_samples:
-                sys.stdout.write("---\n")
-        outputs.append(text)
-    return outputs
+    # One generator per sample: sample i draws exactly what it would draw alone with seed + i.
+    generators = [torch.Generator(device=device).manual_seed(seed + i) for i in range(num_samples)]
+
+    def show(event: Event) -> None:
+        if event.row == 0 and event.piece:
+            sys.stdout.write(event.piece)
+            sys.stdout.flush()
+
+    if stream:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+    done = Engine(net, decode=tok.decode).generate([ids] * num_samples, max_new_tokens, sampling, generators,
+                                                   stop_ids={tok.eos_id}, stop_strings=stop or (),
+                                                   on_event=show if stream else None)
+    texts = [prompt + c.text for c in done]
+    for i, text in enumerate(texts):
+        if i:
+            sys.stdout.write("---\n")
+        sys.stdout.write(("" if stream and i == 0 else text) + "\n")  # the streamed sample is already out
+    sys.stdout.flush()
+    return texts

@@ -1,0 +1,51 @@
+"""The KV cache: keys and values of every layer, preallocated, written in place as tokens arrive."""
+
+from __future__ import annotations
+
+import torch
+
+from fidan.core.gpt import GPTConfig
+from fidan.errors import FidanError
+
+
+class KVCache:
+    """Keys and values of every layer for ``batch`` rows of up to ``length`` positions, preallocated.
+
+    Slot i of a row holds the token at position i, so a row's slots are also its positions. Before each
+    cached forward, ``plan`` says where the new tokens of each row go; every layer then writes its keys
+    and values there and reads back all slots up to the furthest one written.
+    """
+
+    def __init__(self, cfg: GPTConfig, batch: int, length: int | None = None, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        self.length = length or cfg.block_size
+        shape = (cfg.n_layer, batch, cfg.n_head, self.length, cfg.n_embd // cfg.n_head)
+        # zeros, not empty: masked slots still meet the values in a matmul, and 0 * NaN would be NaN
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.start: list[int] = []
+        self.n_new = self.end = 0
+        self.uniform = True
+
+    def plan(self, start: list[int], n_new: int) -> None:
+        """Row b's ``n_new`` tokens go to slots ``start[b]`` .. ``start[b] + n_new - 1``."""
+        self.start, self.n_new, self.end = start, n_new, max(start) + n_new
+        if self.end > self.length:
+            raise FidanError(f"KV cache of {self.length} positions cannot take tokens up to position {self.end}")
+        self.uniform = len(set(start)) == 1
+        if not self.uniform:  # rows at different positions: scatter, row by row
+            device = self.k.device
+            self.rows = torch.arange(len(start), device=device)[:, None]
+            self.slots = torch.tensor(start, device=device)[:, None] + torch.arange(n_new, device=device)
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store one layer's new keys and values (B, heads, T, head_dim); return the filled slots."""
+        ck, cv = self.k[layer], self.v[layer]
+        if self.uniform:
+            s = self.start[0]
+            ck[:, :, s:s + self.n_new] = k
+            cv[:, :, s:s + self.n_new] = v
+        else:  # advanced indices on dims 0 and 2 put those dims first: (B, T, heads, head_dim)
+            ck[self.rows, :, self.slots] = k.transpose(1, 2)
+            cv[self.rows, :, self.slots] = v.transpose(1, 2)
+        return ck[:, :, :self.end], cv[:, :, :self.end]
