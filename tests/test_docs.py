@@ -30,7 +30,7 @@ MARKER = re.compile(r"^<!--\s*fidan-test(?::\s*(.*?))?\s*-->\s*$")
 TINY_REPLACE = {
     "--vocab-size": "300", "--max-steps": "4", "--until-step": "2", "--batch-size": "4", "--eval-every": "2",
     "--checkpoint-every": "2", "--max-new-tokens": "8", "--num-samples": "1", "--minutes": "0.05",
-    "--max-minutes": "0.5", "--block-size": "32", "--depth": "1", "--eval-windows": "4", "--warmup-steps": "1",
+    "--max-minutes": "0.5", "--budget-minutes": "0.03", "--block-size": "32", "--depth": "1", "--eval-windows": "4", "--warmup-steps": "1",
 }
 TINY_ADD = {
     "pretrain": {"--block-size": "32", "--depth": "1", "--batch-size": "4", "--eval-windows": "4", "--max-steps": "4",

@@ -155,7 +155,8 @@ def test_bpb_bad_input_is_one_clear_line(fidan_run, tmp_path, capsys):
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("Ağaç".encode("cp1254"))
     assert main(["eval", "bpb", "--model", str(fidan_run), "--text", str(bad), "--out", str(tmp_path / "x.json")]) == 2
-    assert "not UTF-8" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("fidan: error:") and err.count("\n") == 1 and "UTF-8" in err and "iconv" in err
     assert main(["eval", "bpb", "--model", str(tmp_path / "none"), "--text", str(bad)]) == 2
     assert "model not found" in capsys.readouterr().err
     good = tmp_path / "ok.txt"

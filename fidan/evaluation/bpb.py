@@ -10,7 +10,6 @@ and sums are those of fidan.core.metrics, the routine that also scores held-out 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -19,61 +18,24 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from fidan.core.datadir import iter_split
-from fidan.core.io import open_text, require_path
+from fidan.core.documents import read_documents
+from fidan.core.io import require_path
 from fidan.core.metrics import BitsPerByte, pad_windows, sliding_windows
 from fidan.core.runtime import pick_device
 from fidan.errors import FidanError
 from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result
 
-CHUNK_CHARS = 1 << 16  # a plain-text file is tokenized in pieces of about this many characters
-
 
 def iter_documents(text: str | Path, split: str = "val") -> Iterator[Iterator[str]]:
-    """Documents as streams of text pieces: a data folder's split, JSONL ``text`` records, or one text file."""
+    """Documents as streams of text pieces: a data folder's split, or a local file read by the one
+    document rule of fidan.core.documents (a .txt file's documents are its paragraphs)."""
     path = require_path(text, "text", "pass a .txt/.jsonl file or a data folder made by `fidan data prepare`")
     if path.is_dir():
         for doc in iter_split(path, split):
             yield iter([doc])
         return
-    if not path.name.removesuffix(".gz").endswith(".jsonl"):
-        yield _line_chunks(path)
-        return
-    try:
-        with open_text(path) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    doc = json.loads(line)["text"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise FidanError(f"{path}:{n}: expected a JSON object with a \"text\" field; fix the line") from None
-                if not isinstance(doc, str):
-                    raise FidanError(f"{path}:{n}: \"text\" must be a string")
-                yield iter([doc])
-    except UnicodeDecodeError as e:
-        raise _not_utf8(path, e) from None
-
-
-def _not_utf8(path: Path, e: UnicodeDecodeError) -> FidanError:
-    return FidanError(f"{path} is not UTF-8 ({e.reason}); convert it, e.g. iconv -f cp1254 -t utf-8")
-
-
-def _line_chunks(path: Path) -> Iterator[str]:
-    """A long file in pieces that end at line breaks, so memory stays bounded."""
-    buf: list[str] = []
-    size = 0
-    try:
-        with open_text(path) as f:
-            for line in f:
-                buf.append(line)
-                size += len(line)
-                if size >= CHUNK_CHARS:
-                    yield "".join(buf)
-                    buf, size = [], 0
-    except UnicodeDecodeError as e:
-        raise _not_utf8(path, e) from None
-    if buf:
-        yield "".join(buf)
+    for doc in read_documents(path):
+        yield iter([doc])
 
 
 def score_text(lm: LanguageModel, docs: Iterator[Iterator[str]], stride: int, batch_size: int,
@@ -82,9 +44,11 @@ def score_text(lm: LanguageModel, docs: Iterator[Iterator[str]], stride: int, ba
     meter = BitsPerByte()  # bytes are counted from the text itself, not from a token table
     nbytes, ndocs = 0, 0
     batch: list = []
-    bar = tqdm(desc="bpb", unit="tok", disable=not progress, dynamic_ncols=True)
+    bar = None  # made at the first batch: a file refused while being read prints only its error
 
     def flush() -> None:
+        nonlocal bar
+        bar = bar if bar is not None else tqdm(desc="bpb", unit="tok", disable=not progress, dynamic_ncols=True)
         x, y = pad_windows(batch)
         before = meter.tokens
         meter.add(lm.nll(x, y), y)
@@ -112,7 +76,8 @@ def score_text(lm: LanguageModel, docs: Iterator[Iterator[str]], stride: int, ba
                 flush()
     if batch:
         flush()
-    bar.close()
+    if bar is not None:
+        bar.close()
     return {"nats": meter.nats, "tokens": meter.tokens, "bytes": nbytes, "documents": ndocs}
 
 
@@ -132,8 +97,8 @@ def eval_bpb(
 
     Args:
         model: a fidan run or checkpoint folder, or a local Hugging Face causal-LM folder.
-        text: a .txt file (one text), a .jsonl file (one document per "text" field), gzipped or not,
-            or a data folder made by `fidan data prepare`.
+        text: a .txt file (one document per blank-line-separated paragraph), a .jsonl file (one document
+            per "text" field), gzipped or not, or a data folder made by `fidan data prepare`.
         split: which split to read when --text is a data folder.
         block_size: window length in tokens (default: the model's context, at most 1024 for HF models).
         stride: how far each window advances (default: half the window); every token after the first

@@ -11,7 +11,6 @@ fused AdamW, optional torch.compile, Muon for the hidden matrices (``--optimizer
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
 
@@ -26,7 +25,8 @@ from fidan.core.tokenizer_io import TokenizerBundle, load_tokenizer
 from fidan.core.tokens import TokenSplit, encode_splits
 from fidan.errors import FidanError
 from fidan.training import distributed as dist_util
-from fidan.training.loop import CheckpointArgs, EvalArgs, TrainArgs, dropout_seed, estimate_step_seconds, fit
+from fidan.training.args import group, training_command
+from fidan.training.loop import TrainArgs, dropout_seed, estimate_step_seconds, fit
 from fidan.training.runs import open_run, start_fresh
 
 __all__ = ["pretrain", "PretrainTask", "estimate_step_seconds", "dropout_seed", "PRESET_OPTIMIZER", "PRESET_LR"]
@@ -101,42 +101,17 @@ class PretrainTask:
         self.gen.set_state(state["batch_rng"])
 
 
+@training_command(batch_size=32, warmup_steps=50, eval_every=100, checkpoint_every=200, keep_checkpoints=3)
 def pretrain(
     data: str,
     tokenizer: str,
     out: str,
     preset: str = "ders",
-    max_steps: int = 1000,
-    until_step: int | None = None,
-    max_minutes: float | None = None,
-    budget_minutes: float | None = None,
-    batch_size: int = 32,
-    grad_accum: int = 1,
     block_size: int | None = None,
     dropout: float | None = None,
     depth: int | None = None,
-    lr: float | None = None,
-    min_lr_ratio: float = 0.1,
-    warmup_steps: int = 50,
-    weight_decay: float = 0.1,
-    grad_clip: float = 1.0,
-    optimizer: Literal["auto", "adamw", "muon"] = "auto",
-    muon_lr: float | None = None,
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
-    compile: bool = False,
-    fsdp: bool = False,
-    peak_gflops: float | None = None,
-    eval_every: int = 100,
     eval_windows: int = 64,
-    patience: int = 0,
-    checkpoint_every: int = 200,
-    keep_checkpoints: int = 3,
-    logger: list[str] | None = None,
-    seed: int = 1337,
-    device: str = "auto",
-    resume: bool = False,
-    force: bool = False,
-    quiet: bool = False,
+    **training,
 ) -> dict:
     """Pretrain a GPT on a tokenized data folder (one process, or many under torchrun).
 
@@ -145,66 +120,33 @@ def pretrain(
         tokenizer: a tokenizer folder made by `fidan tokenizer train`.
         out: the run folder (checkpoints, metrics.jsonl, plots/, model.safetensors).
         preset: model architecture preset: ders (the lesson's GPT-2) or hizli (fastest to quality on CPU).
-        max_steps: length of the learning-rate schedule, in optimizer steps.
-        until_step: stop and checkpoint at this step (continue later with --resume).
-        max_minutes: stop and checkpoint after this many minutes of training.
-        budget_minutes: plan the run to fill this many minutes: the schedule's length is re-estimated
-            from the measured time per step as training goes (--max-steps is then only the first guess).
-        batch_size: sequences per micro-batch (per process under torchrun).
-        grad_accum: micro-batches per optimizer step.
         block_size: sequence length (default: the preset's).
         dropout: dropout rate (default: the preset's).
         depth: the size dial: layers; width is 64 per layer, heads of size 64 (default: the preset's size).
+        eval_windows: held-out windows scored per evaluation (the last evaluation scores the whole split).
         lr: peak learning rate of AdamW (with --optimizer muon, of the embeddings, head and norms);
             default: the preset's (1e-3 for ders, 3e-3 for hizli).
-        min_lr_ratio: the cosine schedule ends at lr * min_lr_ratio.
-        warmup_steps: linear warmup steps (at most a quarter of the run).
-        weight_decay: weight decay on matrices and embeddings.
-        grad_clip: clip the global gradient norm to this (0 disables).
         optimizer: adamw, muon (Muon for block matrices + AdamW for the rest), or auto (the preset's).
         muon_lr: peak learning rate of the Muon matrices (default: the preset's, 0.04 for hizli).
-        precision: auto (bf16 autocast where the hardware supports it), fp32, bf16 or fp16 (CUDA only).
-        compile: compile the model with torch.compile (slower start, faster steps).
-        fsdp: under torchrun, shard the model with FSDP instead of replicating it (DDP).
-        peak_gflops: peak GFLOP/s of the machine for MFU (default: measured briefly at start).
-        eval_every: evaluate held-out loss / bits per byte and print a sample every N steps.
-        eval_windows: held-out windows scored per evaluation (the last evaluation scores the whole split).
-        patience: stop after this many evaluations without a better held-out loss and keep the best
-            weights (0 disables early stopping).
-        checkpoint_every: write a checkpoint every N steps.
-        keep_checkpoints: keep the newest K checkpoints.
-        logger: also send metrics to tensorboard, wandb or csv (repeatable or comma separated);
-            metrics.jsonl is always written.
-        seed: seed for initialization, batches and dropout.
-        device: auto, cpu, cuda or mps.
-        resume: continue exactly from the newest checkpoint in --out.
-        force: replace an existing run folder.
-        quiet: no progress bar or samples.
     """
-    command_args = dict(locals())
+    command_args = {"data": data, "tokenizer": tokenizer, "out": out, "preset": preset, "block_size": block_size,
+                    "dropout": dropout, "depth": depth, "eval_windows": eval_windows, **training}
     default_lr, default_muon_lr = PRESET_LR.get(preset, (1e-3, 0.02))
-    lr = default_lr if lr is None else lr
-    muon_lr = default_muon_lr if muon_lr is None else muon_lr
-    if optimizer == "auto":
-        optimizer = PRESET_OPTIMIZER.get(preset, "adamw")
+    device = pick_device(training["device"])
+    t = group(training, lr=default_lr if training["lr"] is None else training["lr"],
+              optimizer=PRESET_OPTIMIZER.get(preset, "adamw") if training["optimizer"] == "auto"
+              else training["optimizer"],
+              muon_lr=default_muon_lr if training["muon_lr"] is None else training["muon_lr"],
+              precision=resolve_precision(training["precision"], device), device=device)
     if eval_windows <= 0:
         raise FidanError(f"--eval-windows must be positive, got {eval_windows}")
-    device = pick_device(device)
-    args = TrainArgs(max_steps=max_steps, until_step=until_step, max_minutes=max_minutes,
-                     budget_minutes=budget_minutes, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-                     min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps, weight_decay=weight_decay,
-                     grad_clip=grad_clip, optimizer=optimizer, muon_lr=muon_lr,
-                     precision=resolve_precision(precision, device), compile=compile, fsdp=fsdp, seed=seed,
-                     peak_gflops=peak_gflops)
-    evals, ckpts = EvalArgs(eval_every, patience), CheckpointArgs(checkpoint_every, keep_checkpoints)
-    for part in (args, evals, ckpts):
-        part.check()
+    args, evals, ckpts, quiet = t.train, t.evals, t.checkpoints, t.quiet
     dist = dist_util.init_distributed(device)
     try:
         run = Path(out)
         tok = load_tokenizer(tokenizer)
         manifest = load_manifest(data)
-        ckpt = open_run(run, resume, force)
+        ckpt = open_run(run, t.resume, t.force)
         if ckpt is not None:
             cfg = read_model_config(ckpt)
             check_vocab(cfg, tok, ckpt)
@@ -221,7 +163,7 @@ def pretrain(
         elif not quiet and dist.is_main:
             print("note: the data folder has no validation split; held-out evaluation is off")
 
-        torch.manual_seed(seed)
+        torch.manual_seed(args.seed)
         model = GPT(cfg).to(dist.device)
         if ckpt is not None:
             load_weights(model, ckpt, dist.device)
@@ -235,7 +177,7 @@ def pretrain(
                   "model": cfg.to_dict(), "parameters": model.num_params(), "preset": preset}
         task = PretrainTask(model, tok, train_split, val_split, args, eval_windows, dist, dist.device)
         summary = fit(task, run, args, evals, ckpts, dist=dist, device=dist.device, resume_from=ckpt, config=config,
-                      command_args=command_args, logger=logger, quiet=quiet,
+                      command_args=command_args, logger=t.logger, quiet=quiet,
                       title=f"{preset} · {model.num_params():,} parameters")
     finally:
         dist_util.shutdown(dist)

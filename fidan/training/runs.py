@@ -57,9 +57,16 @@ def truncate_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
+PATH_ARGS = ("data", "tokenizer", "out", "model", "val_data")
+
+
 def write_config(run: Path, args: dict, resolved: dict) -> None:
     """``config.yaml``: ``args`` (the command's arguments, replayed by ``--config``) and the resolved run."""
     replay = {k: v for k, v in args.items() if not k.startswith("_")}
+    for key in PATH_ARGS:  # absolute, so the run replays from any working folder
+        value = replay.get(key)
+        if isinstance(value, str) and value and not value.startswith("hf:"):
+            replay[key] = str(Path(value).resolve())
     replay.update(resume=False, force=False)  # replaying never overwrites or continues by accident
     doc = {"args": _plain(replay), **_plain(resolved)}
     atomic_write_text(run / "config.yaml", yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))

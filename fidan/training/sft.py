@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
 import yaml
@@ -31,7 +30,8 @@ from fidan.core.tokenizer_io import load_tokenizer
 from fidan.core.vocab import add_special_tokens, grow_embeddings
 from fidan.errors import FidanError
 from fidan.training import distributed as dist_util
-from fidan.training.loop import CheckpointArgs, EvalArgs, TrainArgs, estimate_step_seconds, fit
+from fidan.training.args import group, training_command
+from fidan.training.loop import TrainArgs, estimate_step_seconds, fit
 from fidan.training.runs import open_run, start_fresh
 from fidan.training.sft_data import EpochBatches, Example, make_batch, pack_rows, tokenize_conversations
 
@@ -140,42 +140,18 @@ def _with_dropout(model: GPT, dropout: float) -> GPT:
     return fresh
 
 
+@training_command(batch_size=8, warmup_steps=20, weight_decay=0.01, eval_every=50, checkpoint_every=100,
+                  keep_checkpoints=2, max_steps=500)
 def sft(
     model: str,
     data: str,
     out: str,
     val_data: str | None = None,
     val_fraction: float = 0.05,
-    max_steps: int = 500,
-    until_step: int | None = None,
-    max_minutes: float | None = None,
-    budget_minutes: float | None = None,
-    batch_size: int = 8,
-    grad_accum: int = 1,
-    lr: float | None = None,
-    min_lr_ratio: float = 0.1,
-    warmup_steps: int = 20,
-    weight_decay: float = 0.01,
-    grad_clip: float = 1.0,
-    optimizer: Literal["auto", "adamw", "muon"] = "auto",
-    muon_lr: float | None = None,
     dropout: float | None = None,
     pack: bool = True,
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
-    compile: bool = False,
-    fsdp: bool = False,
-    peak_gflops: float | None = None,
-    eval_every: int = 50,
     eval_examples: int = 500,
-    patience: int = 0,
-    checkpoint_every: int = 100,
-    keep_checkpoints: int = 2,
-    logger: list[str] | None = None,
-    seed: int = 1337,
-    device: str = "auto",
-    resume: bool = False,
-    force: bool = False,
-    quiet: bool = False,
+    **training,
 ) -> dict:
     """Instruction-tune a model on chat or Alpaca-style data, with loss on the answers only.
 
@@ -186,69 +162,35 @@ def sft(
         out: the new run folder (checkpoints, metrics.jsonl, plots/, model.safetensors, tokenizer/).
         val_data: held-out conversations (default: the folder's val.jsonl, else a hashed share of --data).
         val_fraction: share of --data held out when there is no separate validation data (0 disables).
-        max_steps: length of the learning-rate schedule, in optimizer steps.
-        until_step: stop and checkpoint at this step (continue later with --resume).
-        max_minutes: stop and checkpoint after this many minutes of training.
-        budget_minutes: plan the run to fill this many minutes: the schedule's length is re-estimated
-            from the measured time per step as training goes (--max-steps is then only the first guess).
+        dropout: dropout rate while tuning (default: 0).
+        pack: pack several short examples into each sequence (attention never crosses examples).
+        eval_examples: held-out conversations used per evaluation, at most.
         batch_size: rows (packed sequences) per micro-batch (per process under torchrun).
-        grad_accum: micro-batches per optimizer step.
         lr: peak learning rate (default: twice the base's pretraining rate, from its config.yaml).
-        min_lr_ratio: the cosine schedule ends at lr * min_lr_ratio.
-        warmup_steps: linear warmup steps (at most a quarter of the run).
-        weight_decay: weight decay on matrices and embeddings.
-        grad_clip: clip the global gradient norm to this (0 disables).
         optimizer: adamw, muon, or auto (the base's optimizer).
         muon_lr: peak learning rate of the Muon matrices (default: the base's).
-        dropout: dropout rate while tuning (default: 0).
-        pack: pack several short examples into each sequence (attention never crosses examples);
-            --no-pack gives every example a row of its own.
-        precision: auto (bf16 autocast where the hardware supports it), fp32, bf16 or fp16 (CUDA only).
-        compile: compile the model with torch.compile (slower start, faster steps).
-        fsdp: under torchrun, shard the model with FSDP instead of replicating it (DDP).
-        peak_gflops: peak GFLOP/s of the machine for MFU (default: measured briefly at start).
         eval_every: evaluate the held-out answer loss every N steps.
-        eval_examples: held-out conversations used per evaluation, at most.
-        patience: stop after this many evaluations without a better held-out loss and keep the best
-            weights (0 disables early stopping).
-        checkpoint_every: write a checkpoint every N steps.
-        keep_checkpoints: keep the newest K checkpoints.
-        logger: also send metrics to tensorboard, wandb or csv (repeatable or comma separated);
-            metrics.jsonl is always written.
         seed: seed for the data order and dropout.
-        device: auto, cpu, cuda or mps.
-        resume: continue exactly from the newest checkpoint in --out.
-        force: replace an existing run folder.
-        quiet: no progress bar.
     """
-    command_args = dict(locals())
+    command_args = {"model": model, "data": data, "out": out, "val_data": val_data, "val_fraction": val_fraction,
+                    "dropout": dropout, "pack": pack, "eval_examples": eval_examples, **training}
     if eval_examples <= 0:
         raise FidanError(f"--eval-examples must be positive, got {eval_examples}")
     if not 0 <= val_fraction < 1:
         raise FidanError(f"--val-fraction must be in [0, 1), got {val_fraction}")
-    device = pick_device(device)
+    device = pick_device(training["device"])
     run = Path(out)
-    defaults = tuning_defaults(model) if not resume else {}
-    if resume:  # the resolved settings of the run being continued
-        saved = (yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}).get("train", {}) \
-            if (run / "config.yaml").exists() else {}
-        defaults = {"optimizer": saved.get("optimizer", "adamw"), "lr": saved.get("lr", FALLBACK_LR),
-                    "muon_lr": saved.get("muon_lr", 0.02), "dropout": None}
-    optimizer = defaults["optimizer"] if optimizer == "auto" else optimizer
-    args = TrainArgs(max_steps=max_steps, until_step=until_step, max_minutes=max_minutes,
-                     budget_minutes=budget_minutes, batch_size=batch_size, grad_accum=grad_accum,
-                     lr=defaults["lr"] if lr is None else lr, min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps,
-                     weight_decay=weight_decay, grad_clip=grad_clip, optimizer=optimizer,
-                     muon_lr=defaults["muon_lr"] if muon_lr is None else muon_lr,
-                     precision=resolve_precision(precision, device), compile=compile, fsdp=fsdp, seed=seed,
-                     peak_gflops=peak_gflops)
-    evals, ckpts = EvalArgs(eval_every, patience), CheckpointArgs(checkpoint_every, keep_checkpoints)
-    for part in (args, evals, ckpts):
-        part.check()
+    resume = training["resume"]
+    defaults = tuning_defaults(model) if not resume else _resumed_defaults(run)
+    t = group(training, lr=defaults["lr"] if training["lr"] is None else training["lr"],
+              optimizer=defaults["optimizer"] if training["optimizer"] == "auto" else training["optimizer"],
+              muon_lr=defaults["muon_lr"] if training["muon_lr"] is None else training["muon_lr"],
+              precision=resolve_precision(training["precision"], device), device=device)
+    args, evals, ckpts, quiet = t.train, t.evals, t.checkpoints, t.quiet
     dist = dist_util.init_distributed(device)
     try:
         summary, net, n_train, n_val = _tune(model, data, run, val_data, val_fraction, eval_examples, dropout,
-                                             defaults, pack, args, evals, ckpts, dist, resume, force, logger,
+                                             defaults, pack, args, evals, ckpts, dist, resume, t.force, t.logger,
                                              command_args, quiet)
     finally:
         dist_util.shutdown(dist)
@@ -260,6 +202,14 @@ def sft(
         after = f", held-out answer loss {summary['val_loss']:.3f}" if summary["val_loss"] is not None else ""
         print(f"done: step {summary['step']}/{summary['max_steps']}{why}{after} → {run}")
     return summary
+
+
+def _resumed_defaults(run: Path) -> dict:
+    """The resolved settings of the run being continued (its config.yaml), for options not given again."""
+    path = run / "config.yaml"
+    saved = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("train", {}) if path.exists() else {}
+    return {"optimizer": saved.get("optimizer", "adamw"), "lr": saved.get("lr", FALLBACK_LR),
+            "muon_lr": saved.get("muon_lr", 0.02), "dropout": None}
 
 
 def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout, defaults, pack, args, evals,
