@@ -146,6 +146,11 @@ def test_bpb_reads_jsonl_documents_and_data_folders(fidan_run, tmp_path, data_di
     assert r["documents"] == 2 and r["bytes"] == sum(len(d.encode()) for d in docs)
     assert r["bpb"] == pytest.approx(expected / math.log(2) / r["bytes"], rel=1e-4)
     assert (fidan_run / "eval" / "bpb-d.json").exists()
+    # The one document rule: a .txt file's paragraphs are its documents, here the same two as above.
+    txt = tmp_path / "d.txt"
+    txt.write_text(f"{docs[0]}\n\n{docs[1]}\n", encoding="utf-8")
+    t = eval_bpb(model=str(fidan_run), text=str(txt))
+    assert t["documents"] == 2 and t["bpb"] == pytest.approx(r["bpb"], rel=1e-9)
     val = eval_bpb(model=str(fidan_run), text=str(data_dir), out=str(tmp_path / "val.json"))
     manifest = json.loads((data_dir / "manifest.json").read_text())
     assert val["bytes"] == manifest["splits"]["val"]["bytes"] and val["split"] == "val"
