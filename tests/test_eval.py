@@ -149,7 +149,7 @@ def test_bpb_reads_jsonl_documents_and_data_folders(fidan_run, tmp_path, data_di
     # The one document rule: a .txt file's paragraphs are its documents, here the same two as above.
     txt = tmp_path / "d.txt"
     txt.write_text(f"{docs[0]}\n\n{docs[1]}\n", encoding="utf-8")
-    t = eval_bpb(model=str(fidan_run), text=str(txt))
+    t = eval_bpb(model=str(fidan_run), text=str(txt), out=str(tmp_path / "txt.json"))
     assert t["documents"] == 2 and t["bpb"] == pytest.approx(r["bpb"], rel=1e-9)
     val = eval_bpb(model=str(fidan_run), text=str(data_dir), out=str(tmp_path / "val.json"))
     manifest = json.loads((data_dir / "manifest.json").read_text())
