@@ -105,7 +105,7 @@ def load_weights(model: torch.nn.Module, folder: Path, device: str = "cpu") -> N
 
 
 RUN_ARTIFACTS = ("config.yaml", "config.json", "model.safetensors", "metrics.jsonl", "checkpoints", "plots", "report.md",
-                 "eval", "timings.json", "tensorboard", "metrics.csv", "wandb-run.json")
+                 "eval", "timings.json", "tensorboard", "metrics.csv", "wandb-run.json", "wandb")
 
 
 def is_run(folder: Path) -> bool:

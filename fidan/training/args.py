@@ -18,7 +18,72 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fidan.errors import FidanError
-from fidan.training.loop import CheckpointArgs, EvalArgs, TrainArgs
+
+
+@dataclass
+class TrainArgs:
+    """How to optimize: schedule, batch, optimizer, precision, time."""
+
+    max_steps: int = 1000
+    until_step: int | None = None
+    max_minutes: float | None = None
+    budget_minutes: float | None = None
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    optimizer: str = "adamw"
+    muon_lr: float = 0.02
+    precision: str = "fp32"
+    compile: bool = False
+    fsdp: bool = False
+    seed: int = 1337
+    peak_gflops: float | None = None
+
+    def check(self) -> None:
+        for name in ("max_steps", "batch_size", "grad_accum"):
+            if getattr(self, name) <= 0:
+                raise FidanError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("lr", "muon_lr"):
+            if getattr(self, name) <= 0:
+                raise FidanError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise FidanError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise FidanError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        for name in ("max_minutes", "budget_minutes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise FidanError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.fsdp and self.optimizer != "adamw":
+            raise FidanError("--fsdp shards every parameter, which Muon cannot orthogonalize; use --optimizer adamw")
+
+
+@dataclass
+class EvalArgs:
+    """When to evaluate, and when to stop because held-out loss stopped improving."""
+
+    every: int = 100
+    patience: int = 0  # evaluations without a better held-out loss before stopping (0: never)
+
+    def check(self) -> None:
+        if self.every <= 0:
+            raise FidanError(f"--eval-every must be positive, got {self.every}")
+        if self.patience < 0:
+            raise FidanError(f"--patience must be >= 0, got {self.patience}")
+
+
+@dataclass
+class CheckpointArgs:
+    every: int = 200
+    keep: int = 3
+
+    def check(self) -> None:
+        if self.every <= 0:
+            raise FidanError(f"--checkpoint-every must be positive, got {self.every}")
 
 
 @dataclass(frozen=True)

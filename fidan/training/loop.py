@@ -42,76 +42,11 @@ from fidan.core.plots import plot_loss
 from fidan.core.runtime import peak_rss_mb
 from fidan.errors import FidanError
 from fidan.training import distributed as dist_util
+from fidan.training.args import CheckpointArgs, EvalArgs, TrainArgs
 from fidan.training.runs import truncate_metrics, write_config
 
 WARMUP_SHARE = 0.25  # warm-up never takes more than this share of the run
 PLAN_AFTER_STEPS = 3  # budgeted runs time steps after this many (allocators and kernels warm up first)
-
-
-@dataclass
-class TrainArgs:
-    """How to optimize: schedule, batch, optimizer, precision, time."""
-
-    max_steps: int = 1000
-    until_step: int | None = None
-    max_minutes: float | None = None
-    budget_minutes: float | None = None
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    optimizer: str = "adamw"
-    muon_lr: float = 0.02
-    precision: str = "fp32"
-    compile: bool = False
-    fsdp: bool = False
-    seed: int = 1337
-    peak_gflops: float | None = None
-
-    def check(self) -> None:
-        for name in ("max_steps", "batch_size", "grad_accum"):
-            if getattr(self, name) <= 0:
-                raise FidanError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("lr", "muon_lr"):
-            if getattr(self, name) <= 0:
-                raise FidanError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.warmup_steps < 0:
-            raise FidanError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise FidanError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
-        for name in ("max_minutes", "budget_minutes"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise FidanError(f"--{name.replace('_', '-')} must be positive, got {value}")
-        if self.fsdp and self.optimizer != "adamw":
-            raise FidanError("--fsdp shards every parameter, which Muon cannot orthogonalize; use --optimizer adamw")
-
-
-@dataclass
-class EvalArgs:
-    """When to evaluate, and when to stop because held-out loss stopped improving."""
-
-    every: int = 100
-    patience: int = 0  # evaluations without a better held-out loss before stopping (0: never)
-
-    def check(self) -> None:
-        if self.every <= 0:
-            raise FidanError(f"--eval-every must be positive, got {self.every}")
-        if self.patience < 0:
-            raise FidanError(f"--patience must be >= 0, got {self.patience}")
-
-
-@dataclass
-class CheckpointArgs:
-    every: int = 200
-    keep: int = 3
-
-    def check(self) -> None:
-        if self.every <= 0:
-            raise FidanError(f"--checkpoint-every must be positive, got {self.every}")
 
 
 class Task(Protocol):
@@ -151,216 +86,256 @@ def fit(task: Task, run: Path, args: TrainArgs, evals: EvalArgs, ckpts: Checkpoi
         resume_from: Path | None, config: dict, command_args: dict, logger: str | list[str] | None = None,
         quiet: bool = False, title: str = "") -> dict:
     """Train ``task`` in the run folder ``run`` and return a summary (rank 0's is the full one)."""
-    for part in (args, evals, ckpts):
-        part.check()
-    if evals.patience and args.fsdp:
-        raise FidanError("--patience keeps the best weights, which --fsdp does not gather; drop one of them")
-    main = dist.is_main
-    quiet = quiet or not main
-    raw = task.model
-    model = dist_util.wrap_model(raw, dist, args.fsdp)  # DDP / FSDP under torchrun, else the model itself
-    opt = make_optimizer(raw, args.optimizer, args.lr, args.weight_decay, (0.9, 0.95), args.muon_lr,
-                         fused=False if args.fsdp else None)
-    train_model = torch.compile(model) if args.compile else model
-    ctx = autocast(device, args.precision)
-    scaler = torch.amp.GradScaler(device.split(":")[0]) if args.precision == "fp16" else None
-    global_batch = args.batch_size * args.grad_accum * dist.world_size
-    progress = Progress(plan=args.max_steps)
+    trainer = Trainer(task, run, args, evals, ckpts, dist=dist, device=device, quiet=quiet)
+    trainer.start(resume_from, config, command_args, logger)
+    try:
+        trainer.train()
+        return trainer.finish(title)
+    finally:
+        if trainer.trackers is not None:
+            trainer.trackers.close()
 
-    if resume_from is not None:
-        state = load_checkpoint_state(resume_from)
-        _check_resume(state, args, global_batch, main)
-        if args.fsdp and dist.enabled:
-            dist_util.load_full_optimizer_state(model, opt, state["optimizer"])
+
+class Trainer:
+    def __init__(self, task: Task, run: Path, args: TrainArgs, evals: EvalArgs, ckpts: CheckpointArgs, *, dist,
+                 device: str, quiet: bool):
+        for part in (args, evals, ckpts):
+            part.check()
+        if evals.patience and args.fsdp:
+            raise FidanError("--patience keeps the best weights, which --fsdp does not gather; drop one of them")
+        self.task, self.run, self.args, self.evals, self.ckpts = task, run, args, evals, ckpts
+        self.dist, self.device, self.main = dist, device, dist.is_main
+        self.quiet = quiet or not dist.is_main
+        self.raw = task.model
+        self.model = dist_util.wrap_model(self.raw, dist, args.fsdp)  # DDP / FSDP under torchrun, else itself
+        self.opt = make_optimizer(self.raw, args.optimizer, args.lr, args.weight_decay, (0.9, 0.95), args.muon_lr,
+                                  fused=False if args.fsdp else None)
+        self.train_model = torch.compile(self.model) if args.compile else self.model
+        self.ctx = autocast(device, args.precision)
+        self.scaler = torch.amp.GradScaler(device.split(":")[0]) if args.precision == "fp16" else None
+        self.global_batch = args.batch_size * args.grad_accum * dist.world_size
+        self.progress = Progress(plan=args.max_steps)
+        self.flops_per_token = self.raw.flops_per_token()
+        self.peak = args.peak_gflops * 1e9 if args.peak_gflops else quick_peak_flops(device, args.precision)
+        self.settings = {**asdict(args), "world_size": dist.world_size, "global_batch": self.global_batch}
+        self.trackers = None
+        self.evaluates = self.main or args.fsdp  # rank 0 evaluates alone, except under FSDP (every rank holds a shard)
+        self.best_dir = run / "checkpoints" / "best"
+        self.before: dict | None = None
+        self.last_eval: dict = {}
+        self.last_eval_step = -1
+        self.stopped = ""
+        self.session_start = time.time()
+        self.wall_at_start = 0.0
+        self._warned = False  # about a warm-up capped to a share of the run
+
+    # --- the run folder ---------------------------------------------------------------------------
+
+    def start(self, resume_from: Path | None, config: dict, command_args: dict, logger) -> None:
+        if resume_from is not None:
+            self._resume(resume_from)
+        if self.main:
+            write_config(self.run, command_args, {
+                **config, "train": self.settings, "eval": asdict(self.evals), "checkpoint": asdict(self.ckpts),
+                "flops_per_token": self.flops_per_token, "peak_flops": self.peak, "device": self.device,
+                "torch": str(torch.__version__)})
+            if logger:
+                from fidan.training.loggers import make_logger
+
+                self.trackers = make_logger(logger, self.run, self.settings)
+        self.session_start, self.wall_at_start = time.time(), self.progress.wall_s
+        if resume_from is None and self.task.evaluate_first and self.evaluates:
+            # Tuning may only make things worse: the starting weights are a candidate for the best too.
+            self.before = self.evaluate()
+            if self.before and not self.quiet:
+                print(f"before training: held-out loss {self.before['val_loss']:.3f}, "
+                      f"{self.before['val_bpb']:.3f} bits/byte")
+
+    def _resume(self, ckpt: Path) -> None:
+        state = load_checkpoint_state(ckpt)
+        _check_resume(state, self.args, self.global_batch, self.main)
+        if self.args.fsdp and self.dist.enabled:
+            dist_util.load_full_optimizer_state(self.model, self.opt, state["optimizer"])
         else:
-            opt.load_state_dict(state["optimizer"])
-        task.load_state_dict(state.get("task", state))  # (older checkpoints kept the task's state at the top)
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        progress = Progress(step=state["step"], plan=state.get("plan", args.max_steps),
-                            train_s=state.get("train_s", 0.0), wall_s=state.get("wall_s", state.get("train_s", 0.0)),
-                            best=state.get("best", Progress().best))
-        if main:
-            truncate_metrics(run / "metrics.jsonl", progress.step)
+            self.opt.load_state_dict(state["optimizer"])
+        self.task.load_state_dict(state.get("task", state))  # (older checkpoints kept it at the top level)
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.progress = Progress(step=state["step"], plan=state.get("plan", self.args.max_steps),
+                                 train_s=state.get("train_s", 0.0),
+                                 wall_s=state.get("wall_s", state.get("train_s", 0.0)),
+                                 best=state.get("best", Progress().best))
+        if self.main:
+            truncate_metrics(self.run / "metrics.jsonl", self.progress.step)
 
-    flops_per_token = raw.flops_per_token()
-    peak = args.peak_gflops * 1e9 if args.peak_gflops else quick_peak_flops(device, args.precision)
-    settings = {**asdict(args), "world_size": dist.world_size, "global_batch": global_batch}
-    if main:
-        write_config(run, command_args, {**config, "train": settings, "eval": asdict(evals),
-                                         "checkpoint": asdict(ckpts), "flops_per_token": flops_per_token,
-                                         "peak_flops": peak, "device": device, "torch": str(torch.__version__)})
-    trackers = None
-    if main and logger:
-        from fidan.training.loggers import make_logger
+    def wall(self) -> float:
+        return self.wall_at_start + time.time() - self.session_start
 
-        trackers = make_logger(logger, run, settings)
-    metrics_path = run / "metrics.jsonl"
-    session_start = time.time()
-    wall_at_start = progress.wall_s
+    def log(self, record: dict) -> None:
+        if self.main:
+            record = {**record, "train_s": round(self.progress.train_s, 3), "elapsed_s": round(self.wall(), 3)}
+            append_jsonl(self.run / "metrics.jsonl", record)
+            if self.trackers is not None:
+                self.trackers.log(record)
 
-    def wall() -> float:
-        return wall_at_start + time.time() - session_start
-
-    def log(record: dict) -> None:
-        if main:
-            record = {**record, "train_s": round(progress.train_s, 3), "elapsed_s": round(wall(), 3)}
-            append_jsonl(metrics_path, record)
-            if trackers is not None:
-                trackers.log(record)
-
-    def checkpoint() -> None:
+    def checkpoint(self) -> None:
         """Rank 0 writes; under FSDP every rank first takes part in gathering the full state."""
-        full_weights = dist_util.full_model_state(model, dist, args.fsdp)
-        full_opt = dist_util.full_optimizer_state(model, opt, dist, args.fsdp)
-        if not main:
+        full_weights = dist_util.full_model_state(self.model, self.dist, self.args.fsdp)
+        full_opt = dist_util.full_optimizer_state(self.model, self.opt, self.dist, self.args.fsdp)
+        if not self.main:
             return
-        progress.wall_s = wall()
-        state = {"step": progress.step, "plan": progress.plan, "train_s": progress.train_s,
-                 "wall_s": progress.wall_s, "best": progress.best, "settings": settings,
-                 "optimizer": full_opt if full_opt is not None else opt.state_dict(),
-                 "task": task.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None}
-        save_checkpoint(run, progress.step, _gathered(raw, full_weights), state, ckpts.keep)
+        p = self.progress
+        p.wall_s = self.wall()
+        state = {"step": p.step, "plan": p.plan, "train_s": p.train_s, "wall_s": p.wall_s, "best": p.best,
+                 "settings": self.settings, "optimizer": full_opt if full_opt is not None else self.opt.state_dict(),
+                 "task": self.task.state_dict(),
+                 "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+        save_checkpoint(self.run, p.step, _gathered(self.raw, full_weights), state, self.ckpts.keep)
 
-    best_dir = run / "checkpoints" / "best"
-
-    def evaluate_and_track() -> dict:
-        result = task.evaluate()
+    def evaluate(self) -> dict:
+        """Held-out figures, logged; the best so far is tracked (and kept, with --patience)."""
+        result = self.task.evaluate()
         if result:
-            log({"kind": "eval", "step": progress.step, **result})
-            best = progress.best
-            if result["val_loss"] < best["loss"]:
-                progress.best = {"loss": result["val_loss"], "step": progress.step, "bad_evals": 0}
-                if evals.patience and main:
-                    save_weights(raw, best_dir, {"fidan_step": progress.step, "fidan_stage": task.stage})
+            p = self.progress
+            self.log({"kind": "eval", "step": p.step, **result})
+            if result["val_loss"] < p.best["loss"]:
+                p.best = {"loss": result["val_loss"], "step": p.step, "bad_evals": 0}
+                if self.evals.patience and self.main:
+                    save_weights(self.raw, self.best_dir, {"fidan_step": p.step, "fidan_stage": self.task.stage})
             else:
-                best["bad_evals"] += 1
+                p.best["bad_evals"] += 1
+        self.last_eval, self.last_eval_step = result, self.progress.step
         return result
 
-    evaluates = main or args.fsdp  # rank 0 evaluates alone, except under FSDP where every rank holds a shard
-    before = None
-    if resume_from is None and task.evaluate_first and evaluates:
-        # Tuning may only make things worse: the starting weights are a candidate for the best too.
-        before = evaluate_and_track()
-        if before and not quiet:
-            print(f"before training: held-out loss {before['val_loss']:.3f}, {before['val_bpb']:.3f} bits/byte")
+    # --- the loop --------------------------------------------------------------------------------
 
-    if not quiet:
-        where = f"{device} x{dist.world_size}" if dist.enabled else device
-        print(f"{task.stage}: {raw.num_params():,} parameters, {global_batch} rows/step on {where}, {args.precision}, "
-              f"{args.optimizer}{', compiled' if args.compile else ''}")
-    budget_s = args.budget_minutes * 60 if args.budget_minutes else None
-    deadline = time.time() + args.max_minutes * 60 if args.max_minutes else None
-    warned_warmup = False
-    last_eval: dict = {}
-    last_eval_step = -1
-    stopped = ""
-    timed_from: tuple[float, int] | None = None  # (wall, step) where a budgeted run starts timing steps
-    first_step = progress.step
-    model.train()
-    bar = tqdm(total=_stop_at(args, progress.plan), initial=progress.step, desc=task.stage, unit="step",
-               disable=quiet, dynamic_ncols=True)
-    while progress.step < _stop_at(args, progress.plan):
+    def stop_at(self) -> int:
+        return min(self.args.until_step or self.progress.plan, self.progress.plan)
+
+    def train(self) -> None:
+        args, evals, p = self.args, self.evals, self.progress
+        if not self.quiet:
+            where = f"{self.device} x{self.dist.world_size}" if self.dist.enabled else self.device
+            print(f"{self.task.stage}: {self.raw.num_params():,} parameters, {self.global_batch} rows/step on "
+                  f"{where}, {args.precision}, {args.optimizer}{', compiled' if args.compile else ''}")
+        budget_s = args.budget_minutes * 60 if args.budget_minutes else None
+        deadline = time.time() + args.max_minutes * 60 if args.max_minutes else None
+        timed_from: tuple[float, int] | None = None  # (wall, step) where a budgeted run starts timing steps
+        first_step = p.step
+        self.model.train()
+        bar = tqdm(total=self.stop_at(), initial=p.step, desc=self.task.stage, unit="step", disable=self.quiet,
+                   dynamic_ncols=True)
+        while p.step < self.stop_at():
+            record = self.step(bar)
+            bar.update()
+            bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}",
+                            mfu=f"{record['mfu']:.1%}", refresh=False)
+            if budget_s is not None:  # re-plan the schedule's length from the time per step so far
+                if timed_from is None and p.step - first_step >= PLAN_AFTER_STEPS:
+                    timed_from = (self.wall(), p.step)
+                elif timed_from is not None:
+                    per_step = (self.wall() - timed_from[0]) / (p.step - timed_from[1])
+                    plan = p.step + int(max(0.0, budget_s - self.wall()) / per_step)
+                    p.plan = dist_util.broadcast_int(max(p.step, plan), self.dist)
+                    bar.total = self.stop_at()
+            over_budget = dist_util.any_rank(budget_s is not None and self.wall() >= budget_s, self.dist)
+            if over_budget:
+                p.plan = p.step  # a budgeted run ends when its time does: that is its last step
+            out_of_time = dist_util.any_rank(deadline is not None and time.time() >= deadline, self.dist)
+            if self.evaluates and (p.step % evals.every == 0 or p.step == p.plan):
+                result = self.evaluate()
+                if result and not self.quiet:
+                    sample = f" | {result['sample']!r}" if result.get("sample") else ""
+                    bar.write(f"step {p.step}: held-out loss {result['val_loss']:.3f}, "
+                              f"{result['val_bpb']:.3f} bits/byte{sample}")
+                if evals.patience and p.best["bad_evals"] >= evals.patience:
+                    self.stopped = f"early stop: no better held-out loss in {evals.patience} evaluations"
+            if evals.patience and dist_util.any_rank(bool(self.stopped), self.dist):  # rank 0 decided for all
+                self.stopped = self.stopped or "early stop"
+            if p.step % self.ckpts.every == 0 or p.step == self.stop_at() or out_of_time or self.stopped:
+                self.checkpoint()
+            if self.stopped:
+                break
+            if out_of_time and p.step < self.stop_at():
+                self.stopped = "time limit"
+                break
+        bar.close()
+
+    def step(self, bar) -> dict:
+        """One optimizer step over the task's global batch; returns its metrics record."""
+        args, p, task = self.args, self.progress, self.task
         t0 = time.time()
-        step = progress.step
-        warmup = warmup_for(args, progress.plan)
-        if warmup < args.warmup_steps and not warned_warmup and not quiet:
+        warmup = warmup_for(args, p.plan)
+        if warmup < args.warmup_steps and not self._warned and not self.quiet:
             bar.write(f"note: --warmup-steps {args.warmup_steps} is more than {WARMUP_SHARE:.0%} of a "
-                      f"{progress.plan}-step run; warming up for {warmup} steps")
-            warned_warmup = True
-        set_lr(opt, lr_at(step, progress.plan, args.lr, warmup, args.min_lr_ratio))
-        torch.manual_seed(dropout_seed(args.seed, step, dist.rank))
+                      f"{p.plan}-step run; warming up for {warmup} steps")
+            self._warned = True
+        set_lr(self.opt, lr_at(p.step, p.plan, args.lr, warmup, args.min_lr_ratio))
+        torch.manual_seed(dropout_seed(args.seed, p.step, self.dist.rank))
         task.begin_step()
         loss_sum, n_tokens = 0.0, 0
         for micro in range(args.grad_accum):
             batch = task.micro_batch(micro)
-            with dist_util.sync_gradients(model, sync=micro == args.grad_accum - 1), ctx:
-                loss, share, tokens = task.loss(train_model, batch)
-                (scaler.scale(loss) if scaler is not None else loss).backward()
+            with dist_util.sync_gradients(self.model, sync=micro == args.grad_accum - 1), self.ctx:
+                loss, share, tokens = task.loss(self.train_model, batch)
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             loss_sum += share
             n_tokens += tokens
-        if scaler is not None:
-            scaler.unscale_(opt)
-        grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), args.grad_clip if args.grad_clip > 0 else math.inf)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.opt)
+        clip = args.grad_clip if args.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), clip)
         if hasattr(grad_norm, "full_tensor"):  # FSDP: a sharded (DTensor) norm
             grad_norm = grad_norm.full_tensor()
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
+        if self.scaler is not None:
+            self.scaler.step(self.opt)
+            self.scaler.update()
         else:
-            opt.step()
-        opt.zero_grad(set_to_none=True)
-        progress.step += 1
-        step = progress.step
-        loss_mean = dist_util.mean_over_ranks(loss_sum, dist)
-        tokens_all = int(dist_util.mean_over_ranks(float(n_tokens), dist) * dist.world_size)
+            self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        p.step += 1
+        loss_mean = dist_util.mean_over_ranks(loss_sum, self.dist)
+        tokens_all = int(dist_util.mean_over_ranks(float(n_tokens), self.dist) * self.dist.world_size)
         dt = time.time() - t0
-        progress.train_s += dt
-        record = {"kind": "train", "step": step, "loss": loss_mean, "lr": opt.param_groups[0]["lr"],
+        p.train_s += dt
+        record = {"kind": "train", "step": p.step, "loss": loss_mean, "lr": self.opt.param_groups[0]["lr"],
                   "grad_norm": float(grad_norm), "tokens_per_s": tokens_all / dt,
-                  "mfu": round(mfu(flops_per_token, tokens_all / dt, peak * dist.world_size), 4), **task.record()}
-        log(record)
-        bar.update()
-        bar.set_postfix(loss=f"{loss_mean:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}", mfu=f"{record['mfu']:.1%}",
-                        refresh=False)
-        if budget_s is not None:
-            if timed_from is None and step - first_step >= PLAN_AFTER_STEPS:
-                timed_from = (wall(), step)
-            elif timed_from is not None:
-                per_step = (wall() - timed_from[0]) / (step - timed_from[1])
-                plan = step + int(max(0.0, budget_s - wall()) / per_step)
-                progress.plan = dist_util.broadcast_int(max(step, plan), dist)
-                bar.total = _stop_at(args, progress.plan)
-        out_of_time = dist_util.any_rank(
-            (deadline is not None and time.time() >= deadline) or (budget_s is not None and wall() >= budget_s), dist)
-        if evaluates and (step % evals.every == 0 or step == progress.plan):
-            last_eval, last_eval_step = evaluate_and_track(), step
-            if last_eval and not quiet:
-                sample = f" | {last_eval['sample']!r}" if last_eval.get("sample") else ""
-                bar.write(f"step {step}: held-out loss {last_eval['val_loss']:.3f}, "
-                          f"{last_eval['val_bpb']:.3f} bits/byte{sample}")
-            if evals.patience and progress.best["bad_evals"] >= evals.patience:
-                stopped = f"early stop: no better held-out loss in {evals.patience} evaluations"
-        if evals.patience and dist_util.any_rank(bool(stopped), dist):  # rank 0 decided for everyone
-            stopped = stopped or "early stop"
-        if step % ckpts.every == 0 or step == _stop_at(args, progress.plan) or out_of_time or stopped:
-            checkpoint()
-        if stopped:
-            break
-        if out_of_time and step < _stop_at(args, progress.plan):
-            stopped = "time limit"
-            break
-    bar.close()
+                  "mfu": round(mfu(self.flops_per_token, tokens_all / dt, self.peak * self.dist.world_size), 4),
+                  **task.record()}
+        self.log(record)
+        return record
 
-    step = progress.step
-    full_weights = dist_util.full_model_state(model, dist, args.fsdp)
-    if evaluates and last_eval_step != step:  # the run ended between evaluations: measure where it stopped
-        last_eval = evaluate_and_track()
-    restored = evals.patience and 0 <= progress.best["step"] != step and (best_dir / "model.safetensors").exists()
-    if restored:
-        load_weights(raw, best_dir, device)  # keep the weights that did best on held-out data
-        last_eval = task.evaluate()
-        if not quiet:
-            print(f"kept the best weights, from step {progress.best['step']}")
-    final = task.final_evaluation() if evaluates else None
-    if final:
-        log({"kind": "final", "step": step, **final})
-    if trackers is not None:
-        trackers.close()
-    if not main:
-        return {"step": step, "rank": dist.rank}
-    save_weights(_gathered(raw, full_weights), run, {"fidan_step": step, "fidan_stage": task.stage,
-                                                    "fidan_best_step": progress.best["step"]})
-    plot_loss(read_metrics(run), run / "plots" / "loss.png", title=title or task.stage)
-    figures = final or last_eval
-    if before is None:
-        before = next((r for r in read_metrics(run) if r.get("kind") == "eval" and r["step"] == 0), None)
-    return {"step": step, "max_steps": progress.plan, "stopped": stopped or None,
-            "stopped_early": stopped == "time limit", "val_loss": figures.get("val_loss"),
-            "val_bpb": figures.get("val_bpb"), "sample": last_eval.get("sample"),
-            "val_loss_before": before and before["val_loss"], "val_bpb_before": before and before["val_bpb"],
-            "best_step": progress.best["step"], "train_seconds": round(progress.train_s, 1),
-            "wall_seconds": round(wall(), 1), "peak_rss_mb": round(peak_rss_mb(), 1), "run": str(run)}
+    # --- the end ---------------------------------------------------------------------------------
+
+    def finish(self, title: str) -> dict:
+        p = self.progress
+        full_weights = dist_util.full_model_state(self.model, self.dist, self.args.fsdp)
+        if self.evaluates and self.last_eval_step != p.step:  # ended between evaluations: measure where it stopped
+            self.evaluate()
+        if self.evals.patience and 0 <= p.best["step"] != p.step and (self.best_dir / "model.safetensors").exists():
+            load_weights(self.raw, self.best_dir, self.device)  # keep the weights that did best on held-out data
+            self.last_eval = self.task.evaluate()
+            if not self.quiet:
+                print(f"kept the best weights, from step {p.best['step']}")
+        # The whole held-out set once, when the run is over (not at a stop that will be resumed).
+        over = p.step >= p.plan or self.stopped.startswith("early stop")
+        final = self.task.final_evaluation() if self.evaluates and over else None
+        if final:
+            self.log({"kind": "final", "step": p.step, **final})
+        if not self.main:
+            return {"step": p.step, "rank": self.dist.rank}
+        save_weights(_gathered(self.raw, full_weights), self.run,
+                     {"fidan_step": p.step, "fidan_stage": self.task.stage, "fidan_best_step": p.best["step"]})
+        records = read_metrics(self.run)
+        plot_loss(records, self.run / "plots" / "loss.png", title=title or self.task.stage)
+        figures = final or self.last_eval
+        before = self.before or next((r for r in records if r.get("kind") == "eval" and r["step"] == 0), None)
+        return {"step": p.step, "max_steps": p.plan, "stopped": self.stopped or None,
+                "stopped_early": self.stopped == "time limit", "val_loss": figures.get("val_loss"),
+                "val_bpb": figures.get("val_bpb"), "sample": self.last_eval.get("sample"),
+                "val_loss_before": before and before["val_loss"], "val_bpb_before": before and before["val_bpb"],
+                "best_step": p.best["step"], "train_seconds": round(p.train_s, 1),
+                "wall_seconds": round(self.wall(), 1), "peak_rss_mb": round(peak_rss_mb(), 1), "run": str(self.run)}
 
 
 def dropout_seed(seed: int, step: int, rank: int) -> int:

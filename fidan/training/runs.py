@@ -43,7 +43,7 @@ def start_fresh(run: Path) -> None:
 
 def truncate_metrics(path: Path, step: int) -> None:
     """On resume, drop records logged after the checkpoint: the steps are trained, and logged, again.
-    A line cut short by a crash is dropped too."""
+    A line cut short by a crash is dropped too, and so is a ``final`` record: the run is not over."""
     if not path.exists():
         return
     keep = []
@@ -52,7 +52,7 @@ def truncate_metrics(path: Path, step: int) -> None:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if record.get("step", 0) <= step:
+        if record.get("step", 0) <= step and record.get("kind") != "final":
             keep.append(line)
     atomic_write_text(path, "".join(line + "\n" for line in keep))
 

@@ -30,8 +30,8 @@ from fidan.core.tokenizer_io import load_tokenizer
 from fidan.core.vocab import add_special_tokens, grow_embeddings
 from fidan.errors import FidanError
 from fidan.training import distributed as dist_util
-from fidan.training.args import group, training_command
-from fidan.training.loop import TrainArgs, estimate_step_seconds, fit
+from fidan.training.args import TrainArgs, group, training_command
+from fidan.training.loop import estimate_step_seconds, fit
 from fidan.training.runs import open_run, start_fresh
 from fidan.training.sft_data import EpochBatches, Example, make_batch, pack_rows, tokenize_conversations
 
