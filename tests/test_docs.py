@@ -36,6 +36,9 @@ TINY_ADD = {
     "pretrain": {"--block-size": "32", "--depth": "1", "--batch-size": "4", "--eval-windows": "4", "--max-steps": "4",
                  "--eval-every": "2", "--precision": "fp32", "--peak-gflops": "100", "--quiet": None},
     "eval bpb": {"--block-size": "32", "--batch-size": "4"},
+    "data instructions": {"--kenet-max": "50"},
+    "sft": {"--batch-size": "4", "--max-steps": "2", "--eval-every": "2", "--precision": "fp32", "--quiet": None},
+    "tokenizer eval": {"--no-morph": None, "--repeats": "1"},
 }
 
 
@@ -110,7 +113,8 @@ PAGES = sorted(p for p in DOCS.glob("*.md") if blocks(p))
 
 def test_the_guides_opt_in():
     names = {p.name for p in PAGES}
-    assert {"data.md", "pretraining.md", "generation.md", "evaluation.md", "quickstart-tr.md"} <= names
+    assert {"data.md", "pretraining.md", "generation.md", "evaluation.md", "quickstart-tr.md", "sft-chat.md",
+            "speed.md", "tokenizers.md"} <= names
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
