@@ -260,6 +260,7 @@ class GPT(nn.Module):
         reduction: str = "mean",
         doc_ids: torch.Tensor | None = None,
         return_logits: bool = True,
+        cache: KVCache | None = None, start: list[int] | None = None, last: list[int] | None = None,  # inference
     ):
         """Logits for every position; with targets, also the cross-entropy (positions with -100 are ignored).
 
@@ -267,7 +268,10 @@ class GPT(nn.Module):
         causal mask) and positions restart at 0 for each one, so packed examples never see each other.
         ``return_logits=False`` (training) returns ``(None, loss)`` and computes the output head and the
         mean loss chunk by chunk, never holding the full (B, T, vocab) logits.
+        With a ``cache`` (inference), see ``forward_cached``; it runs through here so module hooks (FSDP) run.
         """
+        if cache is not None:
+            return self.forward_cached(idx, cache, start or [0] * idx.size(0), last), None
         B, T = idx.shape
         if T > self.config.block_size:
             raise FidanError(f"sequence of {T} tokens is longer than the model's block size {self.config.block_size}")
@@ -303,17 +307,14 @@ class GPT(nn.Module):
                        last: list[int] | None = None) -> torch.Tensor:
         """Next-token logits (B, vocab) after each row's token ``last[b]`` (default: its final one).
 
-        Row b's tokens take positions ``start[b]`` onward; ``cache`` holds the keys and values of its
-        earlier positions and receives these. Shorter rows may be right-padded: a token never attends to
-        a later position. Inference only: no dropout, no loss.
+        Row b's tokens take positions ``start[b]`` onward; ``cache`` holds the keys and values of its earlier
+        positions and receives these. Shorter rows may be right-padded: no token attends to a later one.
         """
         B, T = idx.shape
         cache.plan(start, T)
         pos = torch.tensor(start, device=idx.device)[:, None] + torch.arange(T, device=idx.device)  # (B, T)
-        # From position 0 the new tokens are the whole context: plain causal attention. One new token per
-        # row at a shared position sees every filled slot. Otherwise: each token sees slots up to its own.
-        mask = None
-        if any(start) and not (T == 1 and cache.uniform):
+        mask = None  # from position 0: plain causal; one token per row at a shared position: every filled slot
+        if any(start) and not (T == 1 and cache.uniform):  # else each token sees the slots up to its own
             mask = (torch.arange(cache.end, device=idx.device) <= pos[:, :, None])[:, None]  # (B, 1, T, end)
         x = self.wte(idx)
         rope = None
@@ -331,14 +332,12 @@ class GPT(nn.Module):
                  stop_ids: set[int] | None = None):
         """Sample up to ``max_new_tokens`` after ``idx`` (1, T); yields each new token id, a stop id included.
         One row through ``fidan.inference.Engine``, which does batches, stop strings and streamed text."""
-        from fidan.inference.engine import Engine  # decoding lives a floor up; imported on use
-        from fidan.inference.sampling import Sampling
-
+        from fidan.inference import Engine, Sampling  # decoding lives a floor up: imported on use
         if idx.size(0) != 1:
             raise FidanError(f"GPT.generate takes one row, got {idx.size(0)}; use fidan.inference.Engine for batches")
-        for event in Engine(self).stream([idx[0].tolist()], max_new_tokens, Sampling(temperature, top_k, top_p),
-                                         generator, stop_ids or ()):
-            yield event.token
+        events = Engine(self).stream([idx[0].tolist()], max_new_tokens, Sampling(temperature, top_k, top_p), generator,
+                                     stop_ids or ())
+        yield from (e.token for e in events)
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):

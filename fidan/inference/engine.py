@@ -57,12 +57,11 @@ class _FidanRunner:
         idx = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)  # shorter rows right-padded
         for b, row in enumerate(rows):
             idx[b, :len(row)] = torch.tensor(row)
-        return self.model.forward_cached(idx.to(self.device), self.cache, [0] * len(rows),
-                                         last=[len(r) - 1 for r in rows])
+        return self.model(idx.to(self.device), cache=self.cache, last=[len(r) - 1 for r in rows])[0]
 
     def decode(self, tokens: list[int], positions: list[int]) -> torch.Tensor:
         idx = torch.tensor(tokens, device=self.device)[:, None]
-        return self.model.forward_cached(idx, self.cache, positions)
+        return self.model(idx, cache=self.cache, start=positions)[0]
 
 
 class _HFRunner:
