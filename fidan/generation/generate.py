@@ -8,7 +8,7 @@ import torch
 
 from fidan.core.checkpoint import load_model
 from fidan.core.runtime import pick_device
-from fidan.errors import FidanError
+from fidan.errors import BadInput
 from fidan.inference import Engine, Event, check_sampling
 
 
@@ -46,7 +46,7 @@ def generate(
     """
     sampling = check_sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
     if num_samples <= 0:
-        raise FidanError(f"--num-samples must be positive, got {num_samples}")
+        raise BadInput(f"--num-samples must be positive, got {num_samples}")
     device = pick_device(device)
     net, tok = load_model(model, tokenizer, device)
     ids = tok.encode(prompt) if prompt else [tok.eos_id]

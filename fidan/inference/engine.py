@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from fidan.core.gpt import GPT
-from fidan.errors import FidanError
+from fidan.errors import BadInput
 from fidan.inference.cache import KVCache
 from fidan.inference.sampling import Sampling, choose_tokens
 from fidan.inference.streaming import TextStream
@@ -98,7 +98,7 @@ def model_window(model: torch.nn.Module) -> int:
     cfg = getattr(model, "config", None)
     window = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
     if not window:
-        raise FidanError(f"cannot tell the context length of {type(model).__name__}; pass window= to Engine")
+        raise BadInput(f"cannot tell the context length of {type(model).__name__}; pass window= to Engine")
     return int(window)
 
 
@@ -126,11 +126,13 @@ class Engine:
         """
         sampling = (sampling or Sampling()).check()
         if not prompts or any(len(p) == 0 for p in prompts):
-            raise FidanError("every prompt needs at least one token; start an empty prompt with the end-of-text id")
+            raise BadInput("every prompt needs at least one token; start an empty prompt with the end-of-text id")
         if isinstance(generator, Sequence) and len(generator) != len(prompts):
-            raise FidanError(f"{len(generator)} generators for {len(prompts)} prompts; pass one per prompt or one in all")
+            raise BadInput(f"{len(generator)} generators for {len(prompts)} prompts; pass one per prompt or one in all")
         if stop_strings and self.decode is None:
-            raise FidanError("stop strings need a decode function: Engine(model, decode=tokenizer.decode)")
+            raise BadInput("stop strings need a decode function: Engine(model, decode=tokenizer.decode)")
+        if max_new_tokens <= 0:
+            return
         stop_ids = set(stop_ids)
         contexts = [list(p) for p in prompts]
         streams = [TextStream(self.decode, stop_strings) if self.decode else None for _ in prompts]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fidan.errors import FidanError
+from fidan.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,13 @@ class Sampling:
 
     def check(self) -> Sampling:
         if self.temperature < 0:
-            raise FidanError(f"--temperature must be >= 0 (0 is greedy), got {self.temperature}")
+            raise BadInput(f"--temperature must be >= 0 (0 is greedy), got {self.temperature}")
         if self.top_k is not None and self.top_k < 0:
-            raise FidanError(f"--top-k must be >= 0 (0 disables it), got {self.top_k}")
+            raise BadInput(f"--top-k must be >= 0 (0 disables it), got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise FidanError(f"--top-p must be in (0, 1] (1 disables it), got {self.top_p}")
+            raise BadInput(f"--top-p must be in (0, 1] (1 disables it), got {self.top_p}")
         if self.repetition_penalty <= 0:
-            raise FidanError(f"--repetition-penalty must be > 0 (1 disables it), got {self.repetition_penalty}")
+            raise BadInput(f"--repetition-penalty must be > 0 (1 disables it), got {self.repetition_penalty}")
         return self
 
 
@@ -39,7 +39,7 @@ def check_sampling(max_new_tokens: int, temperature: float, top_p: float | None 
                    repetition_penalty: float = 1.0) -> Sampling:
     """Validate user-facing sampling settings with one clear error each; return them as a ``Sampling``."""
     if max_new_tokens <= 0:
-        raise FidanError(f"--max-new-tokens must be positive, got {max_new_tokens}")
+        raise BadInput(f"--max-new-tokens must be positive, got {max_new_tokens}")
     return Sampling(temperature, top_k, top_p, repetition_penalty).check()
 
 
