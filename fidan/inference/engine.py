@@ -165,20 +165,16 @@ class Engine:
     def _advance(b: int, token: int, context: list[int], stream: TextStream | None, stop_ids: set[int],
                  last_step: bool, active: list[bool]) -> Event:
         """Add one token to row b; say whether the row ends here and why."""
-        text = None if stream is None else stream.text
-        if token in stop_ids:
+        if token in stop_ids:  # the stop token is reported but is not part of the row's text
             active[b] = False
-            return Event(b, token, stream.finish() if stream else "", True, "stop_id", text)
+            return Event(b, token, stream.finish() if stream else "", True, "stop_id", stream and stream.text)
         context.append(token)
         piece = stream.push(token) if stream else ""
-        text = None if stream is None else stream.text
-        if stream and stream.stopped:
-            active[b] = False
-            return Event(b, token, piece, True, "stop_string", text)
-        if last_step:
-            active[b] = False
-            return Event(b, token, piece + (stream.finish() if stream else ""), True, "length", text)
-        return Event(b, token, piece)
+        reason = "stop_string" if stream and stream.stopped else "length" if last_step else None
+        if reason is None:
+            return Event(b, token, piece)
+        active[b] = False
+        return Event(b, token, piece + (stream.finish() if stream else ""), True, reason, stream and stream.text)
 
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, sampling: Sampling | None = None,
                  generator: torch.Generator | Sequence[torch.Generator | None] | None = None,
