@@ -173,6 +173,8 @@ def test_training_sample_call_keeps_working():
     ids = draw(1)
     assert ids == draw(1) and 0 < len(ids) <= 48 and all(isinstance(t, int) for t in ids)
     assert model.training  # the model is put back in the mode it was in
+    for _ in model.generate(prompt, 3):  # between tokens, the caller's own autograd mode holds
+        assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
 
 
 @pytest.fixture(scope="module")

@@ -312,7 +312,8 @@ class GPT(nn.Module):
         """
         B, T = idx.shape
         cache.plan(start, T)
-        pos = torch.tensor(start, device=idx.device)[:, None] + torch.arange(T, device=idx.device)  # (B, T)
+        pos = (torch.arange(start[0], start[0] + T, device=idx.device).expand(B, T) if cache.uniform  # (B, T)
+               else torch.tensor(start, device=idx.device)[:, None] + torch.arange(T, device=idx.device))
         mask = None  # from position 0: plain causal; one token per row at a shared position: every filled slot
         if any(start) and not (T == 1 and cache.uniform):  # else each token sees the slots up to its own
             mask = (torch.arange(cache.end, device=idx.device) <= pos[:, :, None])[:, None]  # (B, 1, T, end)

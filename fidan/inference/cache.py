@@ -23,6 +23,7 @@ class KVCache:
         # zeros, not empty: masked slots still meet the values in a matmul, and 0 * NaN would be NaN
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.layers = list(zip(self.k.unbind(0), self.v.unbind(0), strict=True))  # views, made once
         self.start: list[int] = []
         self.n_new = self.end = 0
         self.uniform = True
@@ -40,12 +41,11 @@ class KVCache:
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store one layer's new keys and values (B, heads, T, head_dim); return the filled slots."""
-        ck, cv = self.k[layer], self.v[layer]
-        if self.uniform:
-            s = self.start[0]
-            ck[:, :, s:s + self.n_new] = k
-            cv[:, :, s:s + self.n_new] = v
+        ck, cv = self.layers[layer]
+        if self.uniform:  # one decoding step of a batch in step: plain copies (the common case, kept cheap)
+            ck.narrow(2, self.start[0], self.n_new).copy_(k)
+            cv.narrow(2, self.start[0], self.n_new).copy_(v)
         else:  # advanced indices on dims 0 and 2 put those dims first: (B, T, heads, head_dim)
             ck[self.rows, :, self.slots] = k.transpose(1, 2)
             cv[self.rows, :, self.slots] = v.transpose(1, 2)
-        return ck[:, :, :self.end], cv[:, :, :self.end]
+        return ck.narrow(2, 0, self.end), cv.narrow(2, 0, self.end)
