@@ -125,7 +125,8 @@ def test_streaming_never_breaks_a_character_and_pieces_join_to_the_text():
     pieces = [stream.push(b) for b in TURKISH.encode("utf-8")] + [stream.finish()]
     assert "".join(pieces) == stream.text == TURKISH
     assert all("\ufffd" not in p for p in pieces)
-    assert pieces[TURKISH.encode("utf-8").index("ğ".encode()) : ][:2] == ["", "ğ"]  # 2 bytes → one piece
+    first = TURKISH.encode("utf-8").index("ğ".encode())  # one push per byte: piece i is byte i's
+    assert pieces[first:first + 2] == ["", "ğ"]  # two bytes, one whole letter
 
     stream = TextStream(utf8_bytes, stop_strings=["günler"])
     pieces = [stream.push(b) for b in TURKISH.encode("utf-8") if not stream.stopped] + [stream.finish()]

@@ -115,6 +115,8 @@ class Engine:
                  window: int | None = None):
         self.model, self.decode = model, decode
         self.window = window or model_window(model)
+        if not 0 < self.window <= model_window(model):
+            raise BadInput(f"window {self.window} is outside 1..{model_window(model)}, the model's context length")
 
     def stream(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, sampling: Sampling | None = None,
                generator: torch.Generator | Sequence[torch.Generator | None] | None = None,
