@@ -22,9 +22,9 @@ import time
 
 import torch
 
-from fidan.core.environment import cpu_model
-from fidan.core.gpt import GPT, config_from_preset
 from fidan.inference import Engine, Sampling, sample_next
+from fidan.model.gpt import GPT, config_from_preset
+from fidan.runtime.environment import cpu_model
 
 GREEDY = Sampling(temperature=0.0)
 

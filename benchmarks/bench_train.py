@@ -17,7 +17,7 @@ import torch
 
 from fidan.bench.bundled import bundled_data
 from fidan.bench.train import bench_train
-from fidan.core.environment import cpu_model
+from fidan.runtime.environment import cpu_model
 
 
 def main() -> None:

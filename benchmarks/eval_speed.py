@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
+from fidan.artifacts.datadir import iter_split
+from fidan.artifacts.tokenizer import load_tokenizer
 from fidan.bench.bundled import bundled_data
-from fidan.core.datadir import iter_split
-from fidan.core.environment import cpu_model
-from fidan.core.tokenizer_io import load_tokenizer
 from fidan.evaluation.bpb import score_text
 from fidan.evaluation.lm import load_lm
+from fidan.runtime.environment import cpu_model
 
 
 @torch.no_grad()

@@ -39,9 +39,9 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=100)
     args = parser.parse_args()
 
+    from fidan.artifacts.conversations import read_conversations
+    from fidan.artifacts.runs import load_model
     from fidan.chat.repl import ChatSession
-    from fidan.core.checkpoint import load_model
-    from fidan.core.conversations import read_conversations
     from fidan.corpus.instructions import build_instructions
     from fidan.corpus.prepare import prepare_data
     from fidan.tokenizer.train import train_tokenizer

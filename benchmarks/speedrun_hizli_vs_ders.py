@@ -16,7 +16,7 @@ import os
 import torch
 
 from fidan.bench.speedrun import bench_speedrun
-from fidan.core.environment import cpu_model
+from fidan.runtime.environment import cpu_model
 
 
 def main() -> None:

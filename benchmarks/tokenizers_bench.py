@@ -31,7 +31,7 @@ def raw_bpe(data: str, out: Path, vocab_size: int) -> None:
     """The yardstick: the `tokenizers` BpeTrainer exactly as its documentation shows it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    from fidan.core.datadir import iter_split
+    from fidan.artifacts.datadir import iter_split
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -71,7 +71,7 @@ def main() -> None:
 
     from tokenizers import Tokenizer
 
-    from fidan.core.datadir import iter_split
+    from fidan.artifacts.datadir import iter_split
     from fidan.tokenizer.evaluate import evaluate_tokenizers
     from fidan.tokenizer.train import train_tokenizer
 

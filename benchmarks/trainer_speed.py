@@ -90,10 +90,10 @@ def main() -> None:
     print("| case | before tokens/s | after tokens/s | after / before (median of pairs) |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, before_code, after_code in cases:
+        for case, (name, before_code, after_code) in enumerate(cases):
             pairs = []
             for rep in range(args.reps):
-                b_out, a_out = Path(tmp) / f"b{rep}{len(name)}", Path(tmp) / f"a{rep}{len(name)}"
+                b_out, a_out = Path(tmp) / f"b{case}-{rep}", Path(tmp) / f"a{case}-{rep}"
                 b = run_case(args.before, before_code.replace("{out}", str(b_out)), b_out)
                 a = run_case(args.after, after_code.replace("{out}", str(a_out)), a_out)
                 pairs.append((b, a))

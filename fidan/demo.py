@@ -5,19 +5,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from fidan.artifacts.conversations import read_conversations
+from fidan.artifacts.runs import load_model, read_model_config, resolve_model_dir
+from fidan.artifacts.tokenizer import load_tokenizer
 from fidan.chat.repl import ChatSession
-from fidan.core.checkpoint import load_model, read_model_config, resolve_model_dir
-from fidan.core.conversations import read_conversations
-from fidan.core.gpt import config_from_preset
-from fidan.core.io import prepare_out_dir
-from fidan.core.runtime import pick_device
-from fidan.core.tokenizer_io import load_tokenizer
 from fidan.corpus.instructions import build_instructions
 from fidan.corpus.prepare import prepare_data
+from fidan.errors import BadInput
 from fidan.evaluation.bpb import eval_bpb
 from fidan.evaluation.mc import eval_mc
 from fidan.evaluation.samples import eval_samples
+from fidan.model.gpt import config_from_preset
 from fidan.report.report import report, save_timings
+from fidan.runtime.callable_module import make_callable
+from fidan.runtime.device import pick_device
+from fidan.runtime.io import prepare_out_dir
 from fidan.tokenizer.train import train_tokenizer
 from fidan.training.pretrain import estimate_step_seconds, pretrain
 from fidan.training.sft import estimate_sft_step_seconds, sft
@@ -49,6 +51,8 @@ def demo(
         force: replace an existing demo folder.
         sft_minutes: CPU minutes for instruction tuning (0 skips it).
     """
+    if minutes <= 0 or sft_minutes < 0:
+        raise BadInput(f"--minutes must be positive and --sft-minutes >= 0, got {minutes} and {sft_minutes}")
     timings: dict[str, float] = {}
     root = prepare_out_dir(out, force=force, what="demo")
     device = pick_device(device)
@@ -154,3 +158,7 @@ def instruction_tuning(root: Path, minutes: float, seed: int, device: str) -> di
           f"fidan chat --model {root / 'chat'}")
     return {**summary, "exchanges": [{"question": c[0]["content"], "answer": a, "reference": c[1]["content"]}
                                      for c, a in exchanges]}
+
+
+# `fidan.demo` names both this module and the command: once imported, the module is the callable.
+make_callable(__name__, "fidan.demo:demo")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fidan.artifacts.runs import copy_tokenizer, save_weights
+from fidan.artifacts.tokenizer import add_special_tokens
 from fidan.chat.repl import ChatSession, chat, run_repl
-from fidan.core.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, RESP_END, encode_chat
-from fidan.core.checkpoint import copy_tokenizer, save_weights
-from fidan.core.gpt import GPT, GPTConfig
-from fidan.core.vocab import add_special_tokens
 from fidan.errors import FidanError
+from fidan.model.gpt import GPT, GPTConfig
+from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, RESP_END, encode_chat
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +103,8 @@ def test_repl_commands(chat_tok, tmp_path, monkeypatch, capsys):
 
 
 def test_chat_needs_a_chat_model(tokenizer_dir, tmp_path, capsys):
+    from fidan.artifacts.tokenizer import load_tokenizer
     from fidan.cli import main
-    from fidan.core.tokenizer_io import load_tokenizer
 
     tok = load_tokenizer(tokenizer_dir)
     run = tmp_path / "plain"
@@ -144,3 +144,17 @@ def test_fidan_chat_is_the_command_and_the_package_in_any_order(order, tmp_path)
             f"fidan.chat(model={str(tmp_path / 'missing')!r})\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "FidanError: model not found" in result.stderr, result.stderr  # the command ran and refused
+
+
+@pytest.mark.parametrize("name", ["report", "demo"])
+def test_report_and_demo_are_callable_after_their_modules_load(name, tmp_path):
+    """Like fidan.chat: importing fidan.report.report or fidan.demo must not turn the command into a module."""
+    import subprocess
+    import sys
+
+    modules = {"report": "fidan.report.report", "demo": "fidan.demo"}
+    call = {"report": f"fidan.report(run={str(tmp_path / 'missing')!r})",
+            "demo": f"fidan.demo(out={str(tmp_path / 'd')!r}, minutes=-1)"}
+    code = f"import fidan, {modules[name]}\nassert callable(fidan.{name})\n{call[name]}\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert ("has no config.yaml" if name == "report" else "--minutes must be positive") in result.stderr, result.stderr

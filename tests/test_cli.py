@@ -208,7 +208,7 @@ def test_typed_errors_print_one_line_and_exit_2(monkeypatch, capsys):
 def test_device_choice(monkeypatch):
     import torch
 
-    from fidan.core.runtime import pick_device
+    from fidan.runtime.device import pick_device
 
     assert pick_device("cpu") == "cpu"
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)

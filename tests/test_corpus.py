@@ -11,8 +11,8 @@ import unicodedata
 
 import pytest
 
+from fidan.artifacts.datadir import iter_split, load_manifest
 from fidan.cli import main
-from fidan.core.datadir import iter_split, load_manifest
 from fidan.corpus.prepare import prepare_data, split_of
 from fidan.errors import BadInput, BadRunState, FidanError
 
@@ -162,7 +162,7 @@ def test_cli_bad_input_exit_code_and_one_line(tmp_path, capsys):
 
 def test_one_document_rule_for_plain_text(tmp_path):
     """A .txt file's documents are its blank-line-separated paragraphs, for every stage that reads it."""
-    from fidan.core.documents import read_documents
+    from fidan.artifacts.documents import read_documents
     from fidan.tokenizer.evaluate import read_texts
 
     first, second = f"{DOCS[0]}\nikinci satır aynı belgede.", DOCS[1]
@@ -194,8 +194,8 @@ def test_source_may_be_one_string(tmp_path):
 
 
 def test_val_fraction_zero_holds_out_nothing(tmp_path):
-    from fidan.core.tokenizer_io import load_tokenizer
-    from fidan.core.tokens import encode_splits
+    from fidan.artifacts.tokenizer import load_tokenizer
+    from fidan.artifacts.tokens import encode_splits
     from fidan.tokenizer.train import train_tokenizer
 
     src = write_jsonl(tmp_path / "a.jsonl", DOCS)

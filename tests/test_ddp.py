@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from fidan.core.checkpoint import read_metrics
+from fidan.artifacts.runs import read_metrics
 from fidan.training.pretrain import pretrain
 
 # fp32 and no dropout: then a step depends only on the global batch, not on how it is split.
@@ -66,7 +66,7 @@ def test_fsdp_two_processes_match_one(tmp_path, data_dir, tokenizer_dir):
     for step in a:
         assert a[step] == pytest.approx(b[step], abs=1e-5), f"step {step}: {a[step]} vs {b[step]}"
     # Checkpoints hold the full, unsharded weights: the same model a single process saves.
-    from fidan.core.checkpoint import load_model
+    from fidan.artifacts.runs import load_model
 
     wa, wb = load_model(tmp_path / "single")[0].state_dict(), load_model(sharded)[0].state_dict()
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
@@ -76,9 +76,9 @@ def test_sft_two_processes_match_one(tmp_path, tokenizer_dir):
     """Instruction tuning under torchrun: the loss is a mean over the global batch's answer tokens."""
     import json
 
-    from fidan.core.checkpoint import copy_tokenizer, save_weights
-    from fidan.core.gpt import GPT, GPTConfig
-    from fidan.core.tokenizer_io import load_tokenizer
+    from fidan.artifacts.runs import copy_tokenizer, save_weights
+    from fidan.artifacts.tokenizer import load_tokenizer
+    from fidan.model.gpt import GPT, GPTConfig
     from fidan.training.sft import sft
 
     tok = load_tokenizer(tokenizer_dir)

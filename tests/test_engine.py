@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fidan.core.gpt import GPT, config_from_preset
 from fidan.errors import FidanError
 from fidan.inference import Engine, Sampling, TextStream, check_sampling
+from fidan.model.gpt import GPT, config_from_preset
 
 GREEDY = Sampling(temperature=0.0)
 
@@ -41,7 +41,6 @@ def test_greedy_equals_the_cacheless_path_past_the_block(preset):
     want = cacheless(model, prompt, 40)  # 45 tokens in all: the 16-token window slides 29 times
     got = Engine(model).generate([prompt], 40, GREEDY)[0]
     assert got.tokens == want and got.reason == "length"
-    assert list(model.generate(torch.tensor([prompt]), 40, temperature=0)) == want
     long_prompt = list(range(1, 25))  # a prompt longer than the block starts from its last window
     assert Engine(model).generate([long_prompt], 5, GREEDY)[0].tokens == cacheless(model, long_prompt, 5)
 
@@ -137,7 +136,7 @@ def test_streaming_never_breaks_a_character_and_pieces_join_to_the_text():
 
 
 def test_streaming_with_a_real_tokenizer(tokenizer_dir):
-    from fidan.core.tokenizer_io import load_tokenizer
+    from fidan.artifacts.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tokenizer_dir)
     stream = TextStream(tok.decode)
@@ -158,23 +157,20 @@ def test_settings_are_checked_in_one_place():
         Engine(model).generate([[1]], 3, Sampling(temperature=-0.5))
     with pytest.raises(FidanError, match="at least one token"):
         Engine(model).generate([[1], []], 3, GREEDY)
-    with pytest.raises(FidanError, match="one row"):
-        list(model.generate(torch.zeros(2, 3, dtype=torch.long), 3))
 
 
-def test_training_sample_call_keeps_working():
-    """`fidan pretrain` prints a sample with this exact call: token ids, fixed by the generator's seed."""
+def test_training_samples_through_the_engine():
+    """`fidan pretrain` samples mid-training through the engine: fixed by the seed, model mode restored."""
     model = tiny("hizli").train()
-    prompt = torch.tensor([[5, 6, 7]])
 
     def draw(seed):
         gen = torch.Generator().manual_seed(seed)
-        return list(model.generate(prompt, 48, temperature=0.8, top_k=50, generator=gen, stop_ids={0}))
+        return Engine(model).generate([[5, 6, 7]], 48, Sampling(temperature=0.8, top_k=50), gen, stop_ids={0})[0]
 
-    ids = draw(1)
-    assert ids == draw(1) and 0 < len(ids) <= 48 and all(isinstance(t, int) for t in ids)
+    first = draw(1)
+    assert first.tokens == draw(1).tokens and 0 < len(first.tokens) <= 48
     assert model.training  # the model is put back in the mode it was in
-    for _ in model.generate(prompt, 3):  # between tokens, the caller's own autograd mode holds
+    for _ in Engine(model).stream([[5, 6, 7]], 3):  # between tokens, the caller's own autograd mode holds
         assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
 
 

@@ -14,16 +14,16 @@ import shutil
 import pytest
 import torch
 
+from fidan.artifacts.runs import copy_tokenizer, save_weights
+from fidan.artifacts.tokenizer import load_tokenizer
 from fidan.cli import main
-from fidan.core.checkpoint import copy_tokenizer, save_weights
-from fidan.core.gpt import GPT, GPTConfig
-from fidan.core.tokenizer_io import load_tokenizer
 from fidan.errors import FidanError
 from fidan.evaluation.bpb import eval_bpb, sliding_windows
 from fidan.evaluation.harmony import forms, harmony_items
 from fidan.evaluation.lm import LanguageModel, load_lm
 from fidan.evaluation.mc import choice_logprobs, continuation_ids, eval_mc, mc_accuracy
 from fidan.evaluation.samples import eval_samples
+from fidan.model.gpt import GPT, GPTConfig
 
 TEXT = ("Ankara'da kış soğuk geçer; İzmir'de ise hava ılıktır. Öğretmenler çocuklara ılık süt ve çörek ikram "
         "ettiler. Çiftçiler tarlalarını sürdü, buğday ektiler ve yağmuru beklediler.")

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from fidan.core.checkpoint import checkpoint_dirs, load_model, read_metrics
-from fidan.core.gpt import GPT, GPTConfig, config_from_preset
+from fidan.artifacts.runs import checkpoint_dirs, load_model, read_metrics
 from fidan.errors import FidanError
+from fidan.model.gpt import GPT, GPTConfig, config_from_preset
 from fidan.training.pretrain import pretrain
 
 TINY = dict(batch_size=4, block_size=32, eval_every=4, eval_windows=4, warmup_steps=3, quiet=True)

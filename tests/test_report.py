@@ -176,9 +176,9 @@ def test_report_reads_another_stage_manifest(tmp_path):
 
 
 def test_one_reader_for_both_data_folder_manifests(tmp_path, data_dir, tokenizer_dir):
-    from fidan.core.datadir import describe_data, iter_split, token_stats
-    from fidan.core.tokenizer_io import load_tokenizer
-    from fidan.core.tokens import encode_splits
+    from fidan.artifacts.datadir import describe_data, iter_split, token_stats
+    from fidan.artifacts.tokenizer import load_tokenizer
+    from fidan.artifacts.tokens import encode_splits
 
     corpus = describe_data(data_dir)
     manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -209,10 +209,10 @@ def test_untrained_baseline_is_the_run_architecture_seeded_as_training(run, tmp_
     """`eval mc` scores the same config with fresh weights from the run's seed; checked by direct computation."""
     import torch
 
-    from fidan.core.checkpoint import load_model
-    from fidan.core.gpt import GPT
+    from fidan.artifacts.runs import load_model
     from fidan.evaluation.lm import load_lm
     from fidan.evaluation.mc import choice_logprobs, mc_accuracy, read_mc
+    from fidan.model.gpt import GPT
 
     mc = json.loads((run / "eval" / "mc-uyum.json").read_text(encoding="utf-8"))
     seed = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))["args"]["seed"]

@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from fidan.core.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, RESP_END, encode_chat, render_chat
-from fidan.core.checkpoint import copy_tokenizer, read_metrics, save_weights
-from fidan.core.conversations import read_conversations, record_to_messages
-from fidan.core.gpt import GPT, GPTConfig
-from fidan.core.tokenizer_io import load_tokenizer
-from fidan.core.vocab import add_special_tokens, grow_embeddings
+from fidan.artifacts.conversations import read_conversations, record_to_messages
+from fidan.artifacts.runs import copy_tokenizer, read_metrics, save_weights
+from fidan.artifacts.tokenizer import add_special_tokens, load_tokenizer
 from fidan.errors import FidanError
+from fidan.model.gpt import GPT, GPTConfig
+from fidan.model.vocab import grow_embeddings
+from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, RESP_END, encode_chat, render_chat
 from fidan.training.sft import make_batch, pack_rows, sft, tokenize_conversations
 
 CHAT = [
@@ -227,7 +227,7 @@ def test_sft_refuses_to_overwrite_and_reports_bad_data(tmp_path, base_run, sft_f
 
 def test_hf_datasets_by_name(monkeypatch, capsys):
     datasets = pytest.importorskip("datasets")
-    from fidan.core.conversations import load_conversations
+    from fidan.artifacts.conversations import load_conversations
 
     rows = [{"instruction": "Selam ver.", "input": "", "output": "Merhaba!"}, {"text": "düz"}]
     monkeypatch.setattr(datasets, "load_dataset", lambda name, split: rows if name == "ornek/tr-alpaca" else 1 / 0)
@@ -256,7 +256,7 @@ def test_sft_bad_input_messages(tmp_path, base_run, sft_files, capsys):
 
 
 def test_sft_hashed_val_split_and_no_pack(tmp_path, base_run):
-    from fidan.core.conversations import in_val_split
+    from fidan.artifacts.conversations import in_val_split
 
     data = tmp_path / "all.jsonl"
     records = [{"instruction": f"{q} ({i})", "output": a} for i in range(20) for q, a in QA]

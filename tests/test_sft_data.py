@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fidan.core.conversations import read_conversations
+from fidan.artifacts.conversations import read_conversations
 from fidan.corpus.instructions import build_instructions, locative
 from fidan.errors import FidanError
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fidan.core.datadir import iter_split
-from fidan.core.tokenizer_io import load_tokenizer
-from fidan.core.tokens import TokenSplit, encode_splits
+from fidan.artifacts.datadir import iter_split
+from fidan.artifacts.tokenizer import load_tokenizer
+from fidan.artifacts.tokens import TokenSplit, encode_splits
 from fidan.errors import FidanError
 from fidan.tokenizer.train import train_tokenizer
 

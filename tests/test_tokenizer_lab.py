@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from fidan.artifacts.tokenizer import load_tokenizer
 from fidan.cli import main
-from fidan.core.tokenizer_io import load_tokenizer
 from fidan.errors import FidanError
 from fidan.tokenizer.evaluate import evaluate_tokenizers, measure, token_spans
 from fidan.tokenizer.pretokenize import turkish_pretokenizer
@@ -124,7 +124,7 @@ def test_metrics_on_a_tokenizer_worked_out_by_hand():
 
 
 def test_treebank_gold_joins_fall_inside_words():
-    from fidan.core.treebank import ig_sentences
+    from fidan.text.treebank import ig_sentences
 
     gold = dict(ig_sentences(("wiki",)))
     text = next(t for t in gold if t.startswith("Birleşmiş Milletler'e göre"))
@@ -196,8 +196,8 @@ def test_segmenter_cuts_words_and_caches(analyzer_cache):
 
 
 def test_morph_training_merges_never_cross_morphemes(analyzer_cache, data_dir, tmp_path):
-    from fidan.core.datadir import iter_split
-    from fidan.core.turkish import words
+    from fidan.artifacts.datadir import iter_split
+    from fidan.text.turkish import words
     from fidan.tokenizer.morph import Segmenter, split_word
     from fidan.tokenizer.reference import load_measured as load
 
@@ -262,7 +262,7 @@ def test_list_arguments_accept_one_string(data_dir, tokenizer_dir, tmp_path):
 
 
 def test_treebank_gold_joins_inside_a_paragraph():
-    from fidan.core.treebank import ig_sentences
+    from fidan.text.treebank import ig_sentences
     from fidan.tokenizer.evaluate import _treebank_gold
 
     sentence, joins = next((t, j) for t, j in ig_sentences(("wiki",)) if t.startswith("Birleşmiş Milletler'e göre"))

@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
-from fidan.core.checkpoint import checkpoint_dirs, read_metrics
-from fidan.core.gpt import GPT, GPTConfig
+from fidan.artifacts.runs import checkpoint_dirs, read_metrics
+from fidan.model.gpt import GPT, GPTConfig
 from fidan.training.pretrain import pretrain
 from fidan.training.runs import truncate_metrics
 

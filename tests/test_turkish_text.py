@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fidan.core.turkish import (
+from fidan.text.turkish import (
     TURKISH_LOWER,
     TURKISH_UPPER,
     capitalize_tr,

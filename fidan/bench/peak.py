@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from fidan.core.io import atomic_write_json
-from fidan.core.perf import bf16_supported, measure_peak_flops
-from fidan.core.runtime import pick_device
+from fidan.runtime.device import pick_device
+from fidan.runtime.io import atomic_write_json
+from fidan.runtime.perf import bf16_supported, measure_peak_flops
 
 
 def bench_peak(device: str = "auto", size: int = 2048, seconds: float = 2.0, json: str | None = None) -> dict:

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import torch
 
+from fidan.artifacts.runs import read_metrics
+from fidan.artifacts.tokenizer import load_tokenizer
 from fidan.bench.bundled import bundled_data
-from fidan.core.checkpoint import read_metrics
-from fidan.core.gpt import config_from_preset
-from fidan.core.io import atomic_write_json, require_path
-from fidan.core.plots import figure
-from fidan.core.runtime import pick_device
-from fidan.core.tokenizer_io import load_tokenizer
 from fidan.errors import FidanError
+from fidan.model.gpt import config_from_preset
+from fidan.runtime.device import pick_device
+from fidan.runtime.io import atomic_write_json, require_path
+from fidan.runtime.plots import figure
 from fidan.training.pretrain import PRESET_OPTIMIZER, estimate_step_seconds, pretrain
 
 EVALS_PER_RUN = 20
@@ -139,6 +139,6 @@ def bench_speedrun(
 
 
 def _model_params(cfg):
-    from fidan.core.gpt import GPT
+    from fidan.model.gpt import GPT
 
     return GPT(cfg).parameters()

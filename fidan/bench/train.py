@@ -20,22 +20,22 @@ import time
 
 import torch
 
-from fidan.core.gpt import config_from_preset
-from fidan.core.io import atomic_write_json
-from fidan.core.perf import bf16_supported, measure_peak_flops, mfu, resolve_precision
-from fidan.core.runtime import pick_device
-from fidan.core.tokenizer_io import load_tokenizer
-from fidan.core.tokens import TokenSplit, encode_splits
+from fidan.artifacts.tokenizer import load_tokenizer
+from fidan.artifacts.tokens import TokenSplit, encode_splits
 from fidan.errors import FidanError
+from fidan.model.gpt import config_from_preset
+from fidan.runtime.device import pick_device
+from fidan.runtime.io import atomic_write_json
+from fidan.runtime.perf import bf16_supported, measure_peak_flops, mfu, resolve_precision
 
 CONTESTANTS = ("fidan", "hf-fp32", "hf-bf16")
 
 
 def _build(name: str, cfg, device: str, compile: bool, lr: float = 1e-3):
     """Model, optimizer and one training step for a contestant."""
-    from fidan.core.gpt import GPT
-    from fidan.core.optim import make_optimizer
-    from fidan.core.perf import autocast
+    from fidan.model.gpt import GPT
+    from fidan.runtime.perf import autocast
+    from fidan.training.optim import make_optimizer
 
     torch.manual_seed(0)
     if name == "fidan":
@@ -77,8 +77,8 @@ def _build(name: str, cfg, device: str, compile: bool, lr: float = 1e-3):
 def _worker(conn, name: str, cfg_dict: dict, token_dir: str, batch_size: int, device: str, compile: bool,
             threads: int) -> None:
     """Runs in its own process: answers ("steps", n) with the seconds of each of n training steps."""
-    from fidan.core.gpt import GPTConfig
-    from fidan.core.runtime import peak_rss_mb
+    from fidan.model.gpt import GPTConfig
+    from fidan.runtime.device import peak_rss_mb
 
     if threads:
         torch.set_num_threads(threads)
@@ -188,7 +188,7 @@ def bench_train(
             if proc.is_alive():
                 proc.terminate()
 
-    from fidan.core.gpt import GPT
+    from fidan.model.gpt import GPT
 
     flops_per_token = GPT(cfg).flops_per_token()
     peaks = {p: measure_peak_flops(device, p, seconds=1.0) for p in ("fp32", "bf16")}

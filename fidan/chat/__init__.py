@@ -8,18 +8,12 @@ whichever is used first.
 from __future__ import annotations
 
 import inspect
-import sys
-import types
 
+from fidan.runtime.callable_module import make_callable
 
-class _CallablePackage(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return self.repl.chat(*args, **kwargs)
+make_callable(__name__, "fidan.chat.repl:chat")
 
-
-sys.modules[__name__].__class__ = _CallablePackage
-
-from fidan.chat import repl  # noqa: E402  (after the class swap: the package must be callable while repl loads)
+from fidan.chat import repl  # noqa: E402  (after: the package must be callable while repl loads)
 
 __signature__ = inspect.signature(repl.chat)  # what `inspect` and help() show for fidan.chat(...)
 __all__ = ["repl"]

@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import torch
 
-from fidan.core.chat_template import ChatTokens, encode_chat
-from fidan.core.checkpoint import load_model
-from fidan.core.runtime import pick_device
+from fidan.artifacts.runs import load_model
 from fidan.errors import FidanError
 from fidan.inference import Engine, Event, Sampling, check_sampling
+from fidan.runtime.device import pick_device
+from fidan.text.chat_template import ChatTokens, encode_chat
 
 HELP = ("commands: /reset (new conversation), /system TEXT (set the system message; /system alone clears it), "
         "/temp X (temperature), /help, /exit")

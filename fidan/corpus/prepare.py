@@ -10,10 +10,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from fidan import __version__
-from fidan.core.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir, sha256_file
-from fidan.core.turkish import normalize_text
 from fidan.corpus.sources import iter_source
 from fidan.errors import BadInput
+from fidan.runtime.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir, sha256_file
+from fidan.text.turkish import normalize_text
 
 SPLIT_RULE = "blake2b-64(cleaned document text) mod 1,000,000 < val_fraction * 1,000,000 → val, else train"
 SHARD_CHARS = 50_000_000

@@ -10,9 +10,9 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from fidan.core.documents import LOCAL_SUFFIXES, file_kind, read_documents
-from fidan.core.treebank import treebank_file  # in core: the tokenizer stage reads the treebank too
+from fidan.artifacts.documents import LOCAL_SUFFIXES, file_kind, read_documents
 from fidan.errors import BadInput, FidanError, MissingExtra
+from fidan.text.treebank import treebank_file  # in core: the tokenizer stage reads the treebank too
 
 TR_DATA_HINT = "install it with: pip install 'fidan[tr-data]'"
 

@@ -5,7 +5,7 @@ conditioned on the model's start token (end-of-text for fidan, BOS for most HF m
 token is scored too and the byte count is exactly the text's. Long documents are scored with windows of
 ``block_size`` tokens that advance by ``stride``: after the first window, every token is predicted with
 at least ``block_size - stride`` tokens of context, and every token is scored exactly once. The windows
-and sums are those of fidan.core.metrics, the routine that also scores held-out text during training.
+and sums are those of fidan.model.scoring, the routine that also scores held-out text during training.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from fidan.core.datadir import iter_split
-from fidan.core.documents import read_documents
-from fidan.core.io import require_path
-from fidan.core.metrics import BitsPerByte, pad_windows, sliding_windows
-from fidan.core.runtime import pick_device
+from fidan.artifacts.datadir import iter_split
+from fidan.artifacts.documents import read_documents
 from fidan.errors import FidanError
 from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result
+from fidan.model.scoring import BitsPerByte, pad_windows, sliding_windows
+from fidan.runtime.device import pick_device
+from fidan.runtime.io import require_path
 
 
 def iter_documents(text: str | Path, split: str = "val") -> Iterator[Iterator[str]]:
     """Documents as streams of text pieces: a data folder's split, or a local file read by the one
-    document rule of fidan.core.documents (a .txt file's documents are its paragraphs)."""
+    document rule of fidan.artifacts.documents (a .txt file's documents are its paragraphs)."""
     path = require_path(text, "text", "pass a .txt/.jsonl file or a data folder made by `fidan data prepare`")
     if path.is_dir():
         for doc in iter_split(path, split):

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fidan.core.checkpoint import load_model, resolve_model_dir
-from fidan.core.environment import environment
-from fidan.core.io import atomic_write_json
+from fidan.artifacts.runs import load_model, resolve_model_dir
 from fidan.errors import FidanError
+from fidan.runtime.environment import environment
+from fidan.runtime.io import atomic_write_json
 
 # Scoring a long context on a CPU is slow; HF models with huge windows are capped unless asked otherwise.
 HF_DEFAULT_MAX_BLOCK = 1024

@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from fidan.core.io import open_text, require_path
-from fidan.core.runtime import pick_device
 from fidan.errors import FidanError
 from fidan.evaluation.harmony import harmony_items
 from fidan.evaluation.lm import LanguageModel, load_lm, pad_batch, result_path, save_result
+from fidan.runtime.device import pick_device
+from fidan.runtime.io import open_text, require_path
 
 BUILTIN = {"tr-harmony": harmony_items}
 
@@ -150,7 +150,7 @@ def untrained_copy(lm: LanguageModel, seed: int) -> LanguageModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if lm.kind == "fidan":
-            from fidan.core.gpt import GPT
+            from fidan.model.gpt import GPT
 
             net = GPT(lm.net.config)
         else:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from fidan.core.io import open_text, require_path
-from fidan.core.runtime import pick_device
 from fidan.errors import FidanError
 from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result
 from fidan.inference import Engine, Sampling, check_sampling
+from fidan.runtime.device import pick_device
+from fidan.runtime.io import open_text, require_path
 
 
 def read_prompts(path: str) -> list[str]:

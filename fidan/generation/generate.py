@@ -6,10 +6,10 @@ import sys
 
 import torch
 
-from fidan.core.checkpoint import load_model
-from fidan.core.runtime import pick_device
+from fidan.artifacts.runs import load_model
 from fidan.errors import BadInput
 from fidan.inference import Engine, Event, check_sampling
+from fidan.runtime.device import pick_device
 
 
 def generate(

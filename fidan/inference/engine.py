@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
-from fidan.core.gpt import GPT
 from fidan.errors import BadInput
-from fidan.inference.cache import KVCache
 from fidan.inference.sampling import Sampling, choose_tokens
 from fidan.inference.streaming import TextStream
+from fidan.model.cache import KVCache
+from fidan.model.gpt import GPT
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The report's data and tokenizer sections: each artifact read through the module that owns its format.
 
-The data folder's manifest (either kind) and its token statistics come from ``fidan.core.datadir``,
-the tokenizer from ``fidan.core.tokenizer_io``. Only the word-level figures on a held-out sample
+The data folder's manifest (either kind) and its token statistics come from ``fidan.artifacts.datadir``,
+the tokenizer from ``fidan.artifacts.tokenizer``. Only the word-level figures on a held-out sample
 (tokens per word, frequent words kept whole) are measured here: no stage records them.
 """
 
@@ -12,11 +12,11 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from fidan.core.datadir import DataSummary, describe_data, iter_split, token_stats
-from fidan.core.tokenizer_io import load_tokenizer
-from fidan.core.turkish import words
+from fidan.artifacts.datadir import DataSummary, describe_data, iter_split, token_stats
+from fidan.artifacts.tokenizer import load_tokenizer
 from fidan.errors import FidanError
 from fidan.report.markdown import table
+from fidan.text.turkish import words
 
 SAMPLE_CHARS = 200_000  # word statistics read at most this much held-out text
 

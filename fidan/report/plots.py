@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fidan.core.plots import figure, percent_axis
+from fidan.runtime.plots import figure, percent_axis
 
 TRAINING_PANELS = (("lr", "learning rate"), ("grad_norm", "gradient norm (before clipping)"),
                    ("tokens_per_s", "tokens / s"), ("mfu", "MFU"))

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import yaml
 
-from fidan.core.checkpoint import read_metrics
-from fidan.core.environment import environment
-from fidan.core.io import atomic_write_json, atomic_write_text
-from fidan.core.plots import plot_loss
+from fidan.artifacts.runs import read_metrics
 from fidan.errors import FidanError
 from fidan.report.data import data_section
 from fidan.report.markdown import duration, fmt, quote, read_json, read_yaml, table
 from fidan.report.plots import plot_mc, plot_training
+from fidan.runtime.environment import environment
+from fidan.runtime.io import atomic_write_json, atomic_write_text
+from fidan.runtime.plots import plot_loss
 
 TIMINGS_FILE = "timings.json"
 

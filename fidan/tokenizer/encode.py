@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fidan.core.tokenizer_io import load_tokenizer
-from fidan.core.tokens import encode_splits
+from fidan.artifacts.tokenizer import load_tokenizer
+from fidan.artifacts.tokens import encode_splits
 
 
 def encode_data(data: str, tokenizer: str, force: bool = False) -> Path:

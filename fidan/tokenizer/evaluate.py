@@ -13,18 +13,18 @@ import time
 import unicodedata
 from pathlib import Path
 
-from fidan.core.datadir import iter_split
-from fidan.core.documents import read_documents
-from fidan.core.io import as_list, atomic_write_json
-from fidan.core.turkish import lower_tr, word_spans
+from fidan.artifacts.datadir import iter_split
+from fidan.artifacts.documents import read_documents
 from fidan.errors import BadInput, BadRunState, FidanError
+from fidan.runtime.io import as_list, atomic_write_json
+from fidan.text.turkish import lower_tr, word_spans
 from fidan.tokenizer.reference import Measured, load_measured
 
 APOSTROPHES = "'’"
 
 
 def read_texts(text: str) -> list[str]:
-    """The documents to measure: a local file's (fidan.core.documents' rule: a .txt file's blank-line
+    """The documents to measure: a local file's (fidan.artifacts.documents' rule: a .txt file's blank-line
     separated paragraphs, a .jsonl file's "text" records, ...) or a data folder's val split."""
     path = Path(text)
     if path.is_dir():
@@ -175,7 +175,7 @@ def morpheme_sets(segments: dict) -> set[str]:
 
 def _treebank_gold(docs: list[str]) -> dict[str, list[int]]:
     """Gold joins per document, from those of its lines that are treebank sentences (offsets in the document)."""
-    from fidan.core.treebank import ig_sentences
+    from fidan.text.treebank import ig_sentences
 
     wanted = {line for doc in docs for line in doc.split("\n")}
     sentences = {text: joins for text, joins in ig_sentences() if text in wanted}

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from fidan.core.io import atomic_write_json
-from fidan.core.turkish import lower_tr
 from fidan.errors import MissingExtra
+from fidan.runtime.io import atomic_write_json
+from fidan.text.turkish import lower_tr
 
 MORPH_HINT = "install it with: pip install 'fidan[morph]'"
 APOSTROPHES = "'’"

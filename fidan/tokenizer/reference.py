@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fidan.core.tokenizer_io import _byte_decoder, load_tokenizer
+from fidan.artifacts.tokenizer import _byte_decoder, load_tokenizer
 from fidan.errors import BadInput, MissingExtra
 
 REF_HINT = "install it with: pip install 'fidan[tokenizers-ref]'"

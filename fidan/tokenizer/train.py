@@ -18,11 +18,11 @@ from typing import Literal
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from fidan.core.datadir import iter_split, load_manifest
-from fidan.core.io import as_list, atomic_dir, prepare_out_dir
-from fidan.core.tokenizer_io import EOS_TOKEN
-from fidan.core.turkish import WORD_RE, words
+from fidan.artifacts.datadir import iter_split, load_manifest
+from fidan.artifacts.tokenizer import EOS_TOKEN
 from fidan.errors import BadConfig, BadInput
+from fidan.runtime.io import as_list, atomic_dir, prepare_out_dir
+from fidan.text.turkish import WORD_RE, words
 from fidan.tokenizer.pretokenize import PRETOKENIZERS, make_pretokenizer
 
 ALGORITHMS = ("bpe", "unigram", "wordpiece")

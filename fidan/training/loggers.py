@@ -32,8 +32,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from fidan.core.io import atomic_write_json, atomic_write_text
 from fidan.errors import FidanError
+from fidan.runtime.io import atomic_write_json, atomic_write_text
 
 KINDS = ("tensorboard", "wandb", "csv")
 TENSORBOARD_DIR = "tensorboard"

@@ -28,21 +28,21 @@ from typing import Protocol
 import torch
 from tqdm.auto import tqdm
 
-from fidan.core.checkpoint import (
+from fidan.artifacts.runs import (
     load_checkpoint_state,
     load_weights,
     read_metrics,
     save_checkpoint,
     save_weights,
 )
-from fidan.core.io import append_jsonl
-from fidan.core.optim import lr_at, make_optimizer, set_lr
-from fidan.core.perf import autocast, mfu, quick_peak_flops
-from fidan.core.plots import plot_loss
-from fidan.core.runtime import peak_rss_mb
 from fidan.errors import FidanError
-from fidan.training import distributed as dist_util
+from fidan.runtime import distributed as dist_util
+from fidan.runtime.device import peak_rss_mb
+from fidan.runtime.io import append_jsonl
+from fidan.runtime.perf import autocast, mfu, quick_peak_flops
+from fidan.runtime.plots import plot_loss
 from fidan.training.args import CheckpointArgs, EvalArgs, TrainArgs
+from fidan.training.optim import lr_at, make_optimizer, set_lr
 from fidan.training.runs import truncate_metrics, write_config
 
 WARMUP_SHARE = 0.25  # warm-up never takes more than this share of the run
@@ -370,7 +370,7 @@ def _gathered(raw: torch.nn.Module, full_weights: dict | None) -> torch.nn.Modul
 def estimate_step_seconds(cfg, batch_size: int, grad_accum: int = 1, device: str = "cpu", steps: int = 3,
                           precision: str = "fp32", optimizer: str = "adamw", packed: bool = False) -> float:
     """Time a few training steps of a throwaway model (``packed``: with document-masked attention)."""
-    from fidan.core.gpt import GPT
+    from fidan.model.gpt import GPT
 
     model = GPT(cfg).to(device)
     opt = make_optimizer(model, optimizer, 1e-4, 0.0, (0.9, 0.95))

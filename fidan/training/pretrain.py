@@ -2,7 +2,7 @@
 
 The task draws, per step, one global batch of random window starts from a seeded generator (its state
 is the task's checkpointed state); each process reads only its own rows from the memory-mapped tokens.
-Held-out figures use fidan.core.metrics' sliding-window rule: at every evaluation a capped number of
+Held-out figures use fidan.model.scoring' sliding-window rule: at every evaluation a capped number of
 windows from documents spread over the validation split, and the whole split once at the end, so a run's final bits per byte equals
 `fidan eval bpb` on the same split. Speed: bf16 autocast where the hardware computes bf16 natively,
 fused AdamW, optional torch.compile, Muon for the hidden matrices (``--optimizer muon``).
@@ -16,16 +16,17 @@ from pathlib import Path
 import torch
 
 from fidan import __version__
-from fidan.core.checkpoint import check_vocab, copy_tokenizer, load_weights, read_model_config
-from fidan.core.datadir import load_manifest
-from fidan.core.gpt import GPT, config_from_preset
-from fidan.core.metrics import documents_in_tokens, model_nll, score_token_documents
-from fidan.core.perf import autocast, resolve_precision
-from fidan.core.runtime import pick_device
-from fidan.core.tokenizer_io import TokenizerBundle, load_tokenizer
-from fidan.core.tokens import TokenSplit, encode_splits
+from fidan.artifacts.datadir import load_manifest
+from fidan.artifacts.runs import check_vocab, copy_tokenizer, load_weights, read_model_config
+from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
+from fidan.artifacts.tokens import TokenSplit, encode_splits
 from fidan.errors import FidanError
-from fidan.training import distributed as dist_util
+from fidan.inference import Engine, Sampling
+from fidan.model.gpt import GPT, config_from_preset
+from fidan.model.scoring import documents_in_tokens, model_nll, score_token_documents
+from fidan.runtime import distributed as dist_util
+from fidan.runtime.device import pick_device
+from fidan.runtime.perf import autocast, resolve_precision
 from fidan.training.args import TrainArgs, group, training_command
 from fidan.training.loop import dropout_seed, estimate_step_seconds, fit
 from fidan.training.runs import open_run, start_fresh
@@ -92,10 +93,10 @@ class PretrainTask:
 
     def sample(self) -> str:
         gen = torch.Generator(device=self.device).manual_seed(self.args.seed)
-        prompt = torch.tensor([self.tok.encode(SAMPLE_PROMPT)], device=self.device)
-        ids = list(self.model.generate(prompt, 48, temperature=0.8, top_k=50, generator=gen,
-                                       stop_ids={self.tok.eos_id}))
-        return SAMPLE_PROMPT + self.tok.decode([i for i in ids if i != self.tok.eos_id])
+        out = Engine(self.model, self.tok.decode).generate([self.tok.encode(SAMPLE_PROMPT)], 48,
+                                                           Sampling(temperature=0.8, top_k=50), gen,
+                                                           stop_ids={self.tok.eos_id})
+        return SAMPLE_PROMPT + out[0].text
 
     def record(self) -> dict:
         return {}

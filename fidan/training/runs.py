@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from fidan.core.checkpoint import checkpoint_dirs, clear_run, is_run
-from fidan.core.io import atomic_write_text
+from fidan.artifacts.runs import checkpoint_dirs, clear_run, is_run
 from fidan.errors import FidanError
+from fidan.runtime.io import atomic_write_text
 
 
 def open_run(run: Path, resume: bool, force: bool, main: bool = True) -> Path | None:

@@ -4,7 +4,7 @@
   model's embeddings grow by that many rows, each set to the mean of the existing rows.
 - The loss of a step is the mean over every supervised token of the global batch, however the batch is
   split into micro-batches and processes, so `torchrun` tuning equals one process.
-- Held-out evaluation reports the answer-only loss and bits per byte (fidan.core.metrics' sums); with
+- Held-out evaluation reports the answer-only loss and bits per byte (fidan.model.scoring' sums); with
   ``patience`` the run stops when the held-out loss has not improved for that many evaluations and
   keeps the best weights.
 - Defaults follow the base model (see :func:`tuning_defaults`).
@@ -18,18 +18,18 @@ import torch
 import yaml
 
 from fidan import __version__
-from fidan.core.chat_template import CHAT_TEMPLATE, CHAT_TOKENS
-from fidan.core.checkpoint import load_model, load_weights, read_model_config, resolve_model_dir
-from fidan.core.conversations import has_split, in_val_split, load_conversations
-from fidan.core.gpt import GPT, GPTConfig
-from fidan.core.io import sha256_file
-from fidan.core.metrics import BitsPerByte, model_nll
-from fidan.core.perf import autocast, resolve_precision
-from fidan.core.runtime import pick_device
-from fidan.core.tokenizer_io import load_tokenizer
-from fidan.core.vocab import add_special_tokens, grow_embeddings
+from fidan.artifacts.conversations import has_split, in_val_split, load_conversations
+from fidan.artifacts.runs import load_model, load_weights, read_model_config, resolve_model_dir
+from fidan.artifacts.tokenizer import add_special_tokens, load_tokenizer
 from fidan.errors import FidanError
-from fidan.training import distributed as dist_util
+from fidan.model.gpt import GPT, GPTConfig
+from fidan.model.scoring import BitsPerByte, model_nll
+from fidan.model.vocab import grow_embeddings
+from fidan.runtime import distributed as dist_util
+from fidan.runtime.device import pick_device
+from fidan.runtime.io import sha256_file
+from fidan.runtime.perf import autocast, resolve_precision
+from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS
 from fidan.training.args import TrainArgs, group, training_command
 from fidan.training.loop import estimate_step_seconds, fit
 from fidan.training.runs import open_run, start_fresh

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from fidan.core.chat_template import encode_chat
-from fidan.core.tokenizer_io import TokenizerBundle
+from fidan.artifacts.tokenizer import TokenizerBundle
+from fidan.text.chat_template import encode_chat
 
 Example = tuple[list[int], list[int]]  # (input ids, target ids with -100 where not supervised)
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from fidan.errors import FidanError
 
 if TYPE_CHECKING:  # the cache belongs to the inference engine; the model only writes and reads it
-    from fidan.inference.cache import KVCache
+    from fidan.model.cache import KVCache
 
 
 @dataclass
@@ -327,18 +327,6 @@ class GPT(nn.Module):
             x = block(x, mask, rope, cache)
         x = x[:, -1] if last is None else x[torch.arange(B, device=idx.device), torch.tensor(last, device=idx.device)]
         return self.lm_head(self.ln_f(x))
-
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, generator: torch.Generator | None = None,
-                 stop_ids: set[int] | None = None):
-        """Sample up to ``max_new_tokens`` after ``idx`` (1, T); yields each new token id, a stop id included.
-        One row through ``fidan.inference.Engine``, which does batches, stop strings and streamed text."""
-        from fidan.inference import Engine, Sampling  # decoding lives a floor up: imported on use
-        if idx.size(0) != 1:
-            raise FidanError(f"GPT.generate takes one row, got {idx.size(0)}; use fidan.inference.Engine for batches")
-        events = Engine(self).stream([idx[0].tolist()], max_new_tokens, Sampling(temperature, top_k, top_p), generator,
-                                     stop_ids or ())
-        yield from (e.token for e in events)
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):

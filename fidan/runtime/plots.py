@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fidan.core.io import atomic_write_bytes
+from fidan.runtime.io import atomic_write_bytes
 
 DPI = 110
 # One look for every fidan figure; applied per figure so a library user's own rcParams are left alone.

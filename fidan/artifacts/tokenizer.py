@@ -9,9 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import AddedToken, Tokenizer
 
 from fidan.errors import FidanError
+from fidan.runtime.io import atomic_dir
 
 EOS_TOKEN = "<|endoftext|>"
 
@@ -99,3 +100,27 @@ def load_tokenizer(path: str | Path) -> TokenizerBundle:
     cfg_file = file.parent / "tokenizer_config.json"
     config = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.exists() else {}
     return TokenizerBundle(file.parent, tok, config, hashlib.sha256(raw).hexdigest())
+
+
+def add_special_tokens(src: str | Path, dst: str | Path, tokens: list[str], chat_template: str | None = None
+                       ) -> TokenizerBundle:
+    """Copy the tokenizer folder ``src`` to ``dst`` with ``tokens`` added as special tokens.
+
+    Tokens already present keep their ids; new ones get the next ids. ``chat_template`` (Jinja) is stored
+    in ``tokenizer_config.json``, where ``transformers.AutoTokenizer`` finds it.
+    """
+    src, dst = Path(src), Path(dst)
+    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    new = [t for t in tokens if tok.token_to_id(t) is None]
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in new])
+    cfg_file = src / "tokenizer_config.json"
+    config = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.exists() else {}
+    extra = list(config.get("extra_special_tokens") or [])
+    config["extra_special_tokens"] = extra + [t for t in tokens if t not in extra]
+    if chat_template is not None:
+        config["chat_template"] = chat_template
+    with atomic_dir(dst) as tmp:
+        tok.save(str(tmp / "tokenizer.json"))
+        (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
+                                                   encoding="utf-8")
+    return load_tokenizer(dst)

@@ -1,4 +1,5 @@
-"""Growing a vocabulary: new special tokens in a tokenizer folder, new rows in a model's embeddings.
+"""Growing a vocabulary: new rows in a model's embeddings (the tokens are added by
+fidan.artifacts.tokenizer.add_special_tokens).
 
 New rows start at the mean of the existing rows (input embedding and output head alike), so a new
 token begins as an "average" token: its logit is ordinary rather than random, and the loss at the
@@ -7,39 +8,8 @@ first fine-tuning step stays close to the pretrained model's.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 import torch.nn as nn
-from tokenizers import AddedToken, Tokenizer
-
-from fidan.core.io import atomic_dir
-from fidan.core.tokenizer_io import TokenizerBundle, load_tokenizer
-
-
-def add_special_tokens(src: str | Path, dst: str | Path, tokens: list[str], chat_template: str | None = None
-                       ) -> TokenizerBundle:
-    """Copy the tokenizer folder ``src`` to ``dst`` with ``tokens`` added as special tokens.
-
-    Tokens already present keep their ids; new ones get the next ids. ``chat_template`` (Jinja) is stored
-    in ``tokenizer_config.json``, where ``transformers.AutoTokenizer`` finds it.
-    """
-    src, dst = Path(src), Path(dst)
-    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
-    new = [t for t in tokens if tok.token_to_id(t) is None]
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in new])
-    cfg_file = src / "tokenizer_config.json"
-    config = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.exists() else {}
-    extra = list(config.get("extra_special_tokens") or [])
-    config["extra_special_tokens"] = extra + [t for t in tokens if t not in extra]
-    if chat_template is not None:
-        config["chat_template"] = chat_template
-    with atomic_dir(dst) as tmp:
-        tok.save(str(tmp / "tokenizer.json"))
-        (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
-                                                   encoding="utf-8")
-    return load_tokenizer(dst)
 
 
 @torch.no_grad()

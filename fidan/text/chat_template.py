@@ -16,9 +16,12 @@ each answer (so the model learns when to stop). Everything else is labelled -100
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from fidan.core.tokenizer_io import TokenizerBundle
 from fidan.errors import FidanError
+
+if TYPE_CHECKING:  # a tokenizer folder is an artifact, a floor up; the format only needs its methods
+    from fidan.artifacts.tokenizer import TokenizerBundle
 
 SYS, SYS_END = "<SYS>", "</SYS>"
 INST, INST_END = "<INST>", "</INST>"

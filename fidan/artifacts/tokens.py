@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fidan.core.datadir import SPLITS, iter_split, load_manifest
-from fidan.core.io import atomic_dir, atomic_write_json
-from fidan.core.tokenizer_io import TokenizerBundle
+from fidan.artifacts.datadir import SPLITS, iter_split, load_manifest
+from fidan.artifacts.tokenizer import TokenizerBundle
 from fidan.errors import FidanError
+from fidan.runtime.io import atomic_dir, atomic_write_json
 
 BATCH_DOCS = 512
 

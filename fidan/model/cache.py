@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from fidan.core.gpt import GPTConfig
 from fidan.errors import FidanError
+from fidan.model.gpt import GPTConfig
 
 
 class KVCache:

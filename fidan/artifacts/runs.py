@@ -17,10 +17,10 @@ import torch
 from safetensors.torch import load_model as load_safetensors_into
 from safetensors.torch import save_model
 
-from fidan.core.gpt import GPT, GPTConfig
-from fidan.core.io import atomic_dir, atomic_write_json, read_json
-from fidan.core.tokenizer_io import TokenizerBundle, load_tokenizer
+from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
 from fidan.errors import FidanError
+from fidan.model.gpt import GPT, GPTConfig
+from fidan.runtime.io import atomic_dir, atomic_write_json, read_json
 
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 

@@ -18,9 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from fidan.core.chat_template import check_messages
-from fidan.core.io import atomic_write_text
 from fidan.errors import FidanError
+from fidan.runtime.io import atomic_write_text
+from fidan.text.chat_template import check_messages
 
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 MAX_REPORTED = 5

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fidan.core.io import read_json
 from fidan.errors import FidanError
+from fidan.runtime.io import read_json
 
 SPLITS = ("train", "val")
 

@@ -1,0 +1,1 @@
+"""Turkish text rules: normalization and casing, the chat format, the treebank's gold segmentation."""
