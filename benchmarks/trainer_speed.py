@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/bench-trainer"), help="data and tokenizer cache")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this")
     args = parser.parse_args()
     data, tok, base, inst = prepare(args.work.resolve())
     fill = dict(data=str(data), tok=str(tok), base=str(base), sft_data=str(inst), steps=args.steps)
@@ -91,6 +92,8 @@ def main() -> None:
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for case, (name, before_code, after_code) in enumerate(cases):
+            if args.only not in name:
+                continue
             pairs = []
             for rep in range(args.reps):
                 b_out, a_out = Path(tmp) / f"b{case}-{rep}", Path(tmp) / f"a{case}-{rep}"
