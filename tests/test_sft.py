@@ -301,3 +301,11 @@ def test_sft_bf16_muon_and_defaults_from_the_base(tmp_path, tokenizer_dir, data_
     records = [r for r in read_metrics(tmp_path / "t") if r["kind"] == "train"]
     assert len(records) == 6 and all(r["mfu"] > 0 and r["tokens_per_s"] > 0 for r in records)
     assert s["val_loss"] < s["val_loss_before"]
+
+
+def test_sft_compiled_step(tmp_path, base_run, sft_files):
+    pytest.importorskip("torch._inductor")
+    s = sft(model=str(base_run), data=str(sft_files), out=str(tmp_path / "c"), max_steps=1, batch_size=2,
+            compile=True, precision="fp32", eval_every=5, device="cpu", quiet=True)
+    records = [r for r in read_metrics(tmp_path / "c") if r["kind"] == "train"]
+    assert s["step"] == 1 and len(records) == 1 and records[0]["loss"] > 0

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fidan.artifacts.schema import check
 from fidan.errors import FidanError
 from fidan.runtime.io import read_json
 
@@ -25,7 +26,10 @@ def load_manifest(data: str | Path) -> dict:
         raise FidanError(f"data folder not found: {path}; create it with `fidan data prepare --out {path}`")
     if not (path / "manifest.json").exists():
         raise FidanError(f"{path} is not a fidan data folder (no manifest.json); create it with `fidan data prepare`")
-    return read_json(path / "manifest.json", "data manifest")
+    manifest = read_json(path / "manifest.json", "data manifest")
+    # A corpus (data prepare) or an instruction set (data instructions): readers tell them apart below.
+    check(("data", "instructions"), manifest, path / "manifest.json")
+    return manifest
 
 
 def iter_split(data: str | Path, split: str) -> Iterator[str]:

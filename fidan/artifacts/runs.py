@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_model as load_safetensors_into
 from safetensors.torch import save_model
 
+from fidan.artifacts.schema import check, stamp
 from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig
@@ -31,7 +32,8 @@ def save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = None
     tmp = folder / ".model.safetensors.tmp"
     save_model(_unwrap(model), str(tmp))
     tmp.replace(folder / "model.safetensors")
-    atomic_write_json(folder / "config.json", {"model_type": "fidan-gpt", **_unwrap(model).config.to_dict(), **(extra or {})})
+    atomic_write_json(folder / "config.json", stamp("model", {"model_type": "fidan-gpt",
+                                                              **_unwrap(model).config.to_dict(), **(extra or {})}))
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -60,11 +62,14 @@ def save_checkpoint(run: Path, step: int, model: torch.nn.Module, state: dict, k
 
 def load_checkpoint_state(ckpt: Path) -> dict:
     # weights_only: a checkpoint can hold only tensors and plain values, never code.
-    return torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
+    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
+    check("checkpoint", state, ckpt / "state.pt")
+    return state
 
 
 def read_model_config(folder: Path) -> GPTConfig:
     raw = read_json(folder / "config.json", "model config")
+    check("model", raw, folder / "config.json")
     model_keys = set(GPTConfig.__dataclass_fields__)
     return GPTConfig.from_dict({k: v for k, v in raw.items() if k in model_keys})
 

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fidan.artifacts.datadir import SPLITS, iter_split, load_manifest
+from fidan.artifacts.schema import check, stamp
 from fidan.artifacts.tokenizer import TokenizerBundle
 from fidan.errors import FidanError
 from fidan.runtime.io import atomic_dir, atomic_write_json
@@ -65,7 +66,7 @@ def encode_splits(data: str | Path, tok: TokenizerBundle, force: bool = False) -
             meta["splits"][split] = {"tokens": count, "bytes": manifest["splits"][split]["bytes"],
                                      "documents": n_docs}
         meta["seconds"] = round(time.time() - start, 2)
-        atomic_write_json(tmp / "meta.json", meta)
+        atomic_write_json(tmp / "meta.json", stamp("tokens", meta))
     tr = meta["splits"]["train"]
     print(f"tokens: {tr['tokens']:,} train ({tr['bytes'] / max(tr['tokens'], 1):.2f} bytes/token), "
           f"{meta['splits']['val']['tokens']:,} val → {out}")
@@ -78,6 +79,7 @@ class TokenSplit:
     def __init__(self, folder: str | Path, split: str):
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text())
+        check("tokens", meta, folder / "meta.json")
         self.meta = meta
         path, dtype = folder / f"{split}.bin", np.dtype(meta["dtype"])
         # An empty split (e.g. data prepared with --val-fraction 0) cannot be memory-mapped.

@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from fidan.artifacts.conversations import in_val_split, write_conversations
+from fidan.artifacts.schema import stamp
 from fidan.corpus.sources import speeches
 from fidan.errors import BadInput, FidanError, MissingExtra
 from fidan.runtime.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir
@@ -206,6 +207,7 @@ def build_instructions(
     with atomic_dir(out_path) as tmp:
         write_conversations(tmp / "train.jsonl", train)
         write_conversations(tmp / "val.jsonl", val)
+        manifest = stamp("instructions", manifest)
         atomic_write_json(tmp / "manifest.json", manifest)
     parts = ", ".join(f"{k} {v['train'] + v['val']:,}" for k, v in counts.items())
     print(f"instructions: {len(train):,} train, {len(val):,} held out ({parts}) → {out_path}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from fidan import __version__
+from fidan.artifacts.schema import stamp
 from fidan.corpus.sources import iter_source
 from fidan.errors import BadInput
 from fidan.runtime.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir, sha256_file
@@ -153,6 +154,7 @@ def prepare_data(
             },
             "seconds": round(time.time() - start, 2),
         }
+        manifest = stamp("data", manifest)
         atomic_write_json(tmp / "manifest.json", manifest)
     sp = manifest["splits"]
     print(

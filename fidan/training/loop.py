@@ -35,6 +35,7 @@ from fidan.artifacts.runs import (
     save_checkpoint,
     save_weights,
 )
+from fidan.artifacts.schema import stamp
 from fidan.errors import FidanError
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import peak_rss_mb
@@ -190,7 +191,8 @@ class Trainer:
                  "settings": self.settings, "optimizer": full_opt if full_opt is not None else self.opt.state_dict(),
                  "task": self.task.state_dict(),
                  "scaler": self.scaler.state_dict() if self.scaler is not None else None}
-        save_checkpoint(self.run, p.step, _gathered(self.raw, full_weights), state, self.ckpts.keep)
+        save_checkpoint(self.run, p.step, _gathered(self.raw, full_weights), stamp("checkpoint", state),
+                        self.ckpts.keep)
 
     def evaluate(self) -> dict:
         """Held-out figures, logged; the best so far is tracked (and kept, with --patience)."""
