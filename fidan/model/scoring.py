@@ -132,17 +132,23 @@ def documents_in_tokens(tokens: np.ndarray, eos_id: int, chunk: int = 1 << 20) -
         yield tokens[start:]
 
 
+def count_windows(docs: Iterable[np.ndarray], start_id: int, block: int, stride: int) -> int:
+    """How many windows :func:`score_token_documents` makes of these documents (no model involved)."""
+    return sum(1 for doc in docs for _ in sliding_windows([doc.astype(np.int64).tolist()], start_id, block, stride))
+
+
 @torch.no_grad()
 def score_token_documents(nll: Callable[..., torch.Tensor], docs: Iterable[np.ndarray], start_id: int,
                           token_bytes: np.ndarray, block: int, stride: int, batch_size: int,
-                          max_windows: int | None = None) -> dict:
+                          select: set[int] | None = None) -> dict:
     """Loss and bits per byte of already-tokenized documents, by the sliding-window rule above.
 
-    ``max_windows`` caps the work (the first windows in document order; None scores everything).
+    ``select`` scores only the windows with these indices (in document order), e.g. a sample spread
+    evenly over a split; None scores every window.
     """
     meter = BitsPerByte(token_bytes)
     batch: list[Window] = []
-    n = 0
+    n = scored = 0
 
     def flush() -> None:
         x, y = pad_windows(batch)
@@ -151,14 +157,14 @@ def score_token_documents(nll: Callable[..., torch.Tensor], docs: Iterable[np.nd
 
     for doc in docs:
         for window in sliding_windows([doc.astype(np.int64).tolist()], start_id, block, stride):
-            batch.append(window)
+            if select is None or n in select:
+                batch.append(window)
+                scored += 1
+                if len(batch) == batch_size:
+                    flush()
             n += 1
-            if len(batch) == batch_size:
-                flush()
-            if max_windows is not None and n >= max_windows:
-                break
-        if max_windows is not None and n >= max_windows:
+        if select is not None and scored == len(select):
             break
     if batch:
         flush()
-    return {**meter.result(), "val_windows": n}
+    return {**meter.result(), "val_windows": scored}

@@ -10,9 +10,9 @@ fused AdamW, optional torch.compile, Muon for the hidden matrices (``--optimizer
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fidan import __version__
@@ -23,7 +23,7 @@ from fidan.artifacts.tokens import TokenSplit, encode_splits
 from fidan.errors import FidanError
 from fidan.inference import Engine, Sampling
 from fidan.model.gpt import GPT, config_from_preset
-from fidan.model.scoring import documents_in_tokens, model_nll, score_token_documents
+from fidan.model.scoring import count_windows, documents_in_tokens, model_nll, score_token_documents
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import pick_device
 from fidan.runtime.perf import autocast, resolve_precision
@@ -54,7 +54,8 @@ class PretrainTask:
         self.token_bytes = tok.token_bytes()
         self.eval_ctx = autocast(device, args.precision) if args.precision != "fp32" else None
         self.starts = torch.empty(0, dtype=torch.long)
-        self.val_docs: int | None = None  # counted on first use
+        self.val_windows: int | None = None  # counted on first use
+        self.stride = max(1, self.block // 2)
 
     def begin_step(self) -> None:
         # One draw of window starts for the whole global batch; each rank reads only its own rows.
@@ -74,13 +75,15 @@ class PretrainTask:
     def _score(self, max_windows: int | None) -> dict:
         if len(self.val) == 0:
             return {}
+        select = None
+        if max_windows is not None:  # windows spread evenly over the whole split, the same ones every time
+            if self.val_windows is None:
+                self.val_windows = count_windows(documents_in_tokens(self.val.tokens, self.tok.eos_id),
+                                                 self.tok.eos_id, self.block, self.stride)
+            select = {int(i) for i in np.linspace(0, self.val_windows - 1, min(max_windows, self.val_windows))}
         docs = documents_in_tokens(self.val.tokens, self.tok.eos_id)
-        if max_windows is not None:  # every k-th document, so a capped evaluation samples the whole split
-            if self.val_docs is None:
-                self.val_docs = sum(1 for _ in documents_in_tokens(self.val.tokens, self.tok.eos_id))
-            docs = itertools.islice(docs, 0, None, max(1, self.val_docs // max_windows))
         return score_token_documents(model_nll(self.model, self.eval_ctx), docs, self.tok.eos_id, self.token_bytes,
-                                     self.block, max(1, self.block // 2), self.args.batch_size, max_windows)
+                                     self.block, self.stride, self.args.batch_size, select)
 
     def evaluate(self) -> dict:
         result = self._score(self.eval_windows)
