@@ -94,7 +94,7 @@ def test_report_explains_the_two_held_out_figures(run):
     last = [m for m in metrics if m["kind"] == "eval"][-1]
     split = json.loads(next((run / "eval").glob("bpb-*-val.json")).read_text(encoding="utf-8"))
     line = next(x for x in md.splitlines() if x.startswith("Why the held-out bits per byte differ: "))
-    assert f"{last['val_windows']} windows ({last['val_tokens']:,} tokens) from documents spread over the val split" in line
+    assert f"{last['val_windows']} windows ({last['val_tokens']:,} tokens) spread evenly over the val split" in line
     assert (f"`fidan eval bpb` scored all {split['tokens']:,} tokens of the {split['documents']} documents of the val "
             f"split, each from a start token, in 32-token windows advancing by {split['stride']}") in line
     assert "`fidan eval bpb` scored another text (metin.txt)" in line

@@ -195,7 +195,7 @@ def bpb_note(cfg: dict, evals: list[dict], final: dict | None, bpb_results: list
         parts = [f"training scores the answers of the held-out conversations ({fmt(last.get('val_tokens'))} tokens)"]
     elif "val_windows" in last:
         parts = [f"training's evaluations score {fmt(last['val_windows'])} windows "
-                 f"({fmt(last.get('val_tokens'))} tokens) from documents spread over the val split"
+                 f"({fmt(last.get('val_tokens'))} tokens) spread evenly over the val split"
                  + (f" and its final one all {fmt(final.get('val_tokens'))} tokens" if final else "")
                  + f", each document from the end-of-text token, in {block}-token windows advancing by {block // 2}"]
     else:  # runs written before training scored documents: evenly spaced windows of the token file

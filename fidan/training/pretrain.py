@@ -2,9 +2,9 @@
 
 The task draws, per step, one global batch of random window starts from a seeded generator (its state
 is the task's checkpointed state); each process reads only its own rows from the memory-mapped tokens.
-Held-out figures use fidan.model.scoring' sliding-window rule: at every evaluation a capped number of
-windows from documents spread over the validation split, and the whole split once at the end, so a run's final bits per byte equals
-`fidan eval bpb` on the same split. Speed: bf16 autocast where the hardware computes bf16 natively,
+Held-out figures use the sliding-window rule of fidan.model.scoring: at every evaluation a capped
+number of windows spread evenly over the validation split, and the whole split once at the end, so a
+run's final bits per byte equals `fidan eval bpb` on the same split. Speed: bf16 autocast where the hardware computes bf16 natively,
 fused AdamW, optional torch.compile, Muon for the hidden matrices (``--optimizer muon``).
 """
 
