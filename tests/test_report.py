@@ -228,3 +228,14 @@ def test_untrained_baseline_is_the_run_architecture_seeded_as_training(run, tmp_
     assert mc["untrained"]["accuracy"] != mc["accuracy"] or mc["predictions"] != direct["predictions"]
     skipped = eval_mc(model=str(run), data=str(run.parent / "uyum.jsonl"), out=str(tmp_path / "mc.json"), baseline=False)
     assert "untrained" not in skipped
+
+
+def test_a_budgeted_run_reports_its_planned_steps(tmp_path, data_dir, tokenizer_dir):
+    from fidan.report.report import report
+    from fidan.training.pretrain import pretrain
+
+    run = tmp_path / "run"
+    s = pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=10_000,
+                 budget_minutes=0.03, batch_size=2, block_size=16, eval_every=1000, eval_windows=2, quiet=True)
+    text = Path(report(str(run))).read_text(encoding="utf-8")
+    assert f"| steps | {s['step']:,} of {s['max_steps']:,} planned (schedule fitted to 0.03 minutes) |" in text

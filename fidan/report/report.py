@@ -98,7 +98,7 @@ def report(run: str, out: str | None = None) -> Path:
                   f"{model.get('n_embd')} wide, {model.get('n_head')} heads, block {model.get('block_size')}, "
                   f"vocab {model.get('vocab_size')}"),
         ("parameters", n_params),
-        ("steps", f"{step:,} of {settings.get('max_steps', '?'):,}" if train else "–"),
+        ("steps", _steps(step, settings, root) if train else "–"),
         ("tokens seen", step * tokens_per_step if tokens_per_step else None),
         ("held-out bits per byte" + (" (training evaluations)" if final else ""), progress(evals, "val_bpb", bold=True)),
         ("held-out loss (nats/token)", progress(evals, "val_loss")),
@@ -302,3 +302,14 @@ def _environment_section(cfg: dict, timings: dict) -> list[str]:
             ("fidan", env.get("fidan"))]
     L += [f"{where}:", ""] + table(rows, ("", ""))
     return L
+
+
+def _steps(step: int, settings: dict, root: Path) -> str:
+    """Steps run out of those planned: a budgeted run plans its schedule as it goes (kept in config.json)."""
+    budget = settings.get("budget_minutes")
+    if budget:
+        weights = root / "config.json"
+        planned = (read_json(weights) or {}).get("fidan_planned_steps")
+        plan = f" of {planned:,} planned" if planned else ""
+        return f"{step:,}{plan} (schedule fitted to {budget:g} minutes)"
+    return f"{step:,} of {settings.get('max_steps', '?'):,}"

@@ -327,7 +327,8 @@ class Trainer:
         if not self.main:
             return {"step": p.step, "rank": self.dist.rank}
         save_weights(_gathered(self.raw, full_weights), self.run,
-                     {"fidan_step": p.step, "fidan_stage": self.task.stage, "fidan_best_step": p.best["step"]})
+                     {"fidan_step": p.step, "fidan_stage": self.task.stage, "fidan_best_step": p.best["step"],
+                      "fidan_planned_steps": p.plan})
         records = read_metrics(self.run)
         plot_loss(records, self.run / "plots" / "loss.png", title=title or self.task.stage)
         figures = final or self.last_eval
