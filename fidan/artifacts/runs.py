@@ -151,7 +151,16 @@ def copy_tokenizer(tok: TokenizerBundle, run: Path) -> None:
 
 
 def read_metrics(run: str | Path) -> list[dict]:
+    """The records of a run's metrics.jsonl; a line cut short by a crash is skipped."""
     path = Path(run) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from fidan.artifacts.runs import read_metrics
 from fidan.errors import FidanError
 from fidan.runtime.io import atomic_write_json, atomic_write_text
 
@@ -65,17 +66,7 @@ def parse_kinds(kinds: list[str] | str | None) -> list[str]:
 
 def read_records(path: Path) -> list[dict]:
     """The records of a metrics.jsonl file; a line cut short by a crash is skipped."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    return read_metrics(path.parent)
 
 
 def _fields(record: dict) -> Iterable[tuple[str, Any]]:

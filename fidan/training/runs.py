@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from fidan.artifacts.runs import checkpoint_dirs, clear_run, is_run
+from fidan.artifacts.runs import checkpoint_dirs, clear_run, is_run, read_metrics
 from fidan.errors import FidanError
 from fidan.runtime.io import atomic_write_text
 
@@ -46,15 +46,8 @@ def truncate_metrics(path: Path, step: int) -> None:
     A line cut short by a crash is dropped too, and so is a ``final`` record: the run is not over."""
     if not path.exists():
         return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("step", 0) <= step and record.get("kind") != "final":
-            keep.append(line)
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
+    keep = [r for r in read_metrics(path.parent) if r.get("step", 0) <= step and r.get("kind") != "final"]
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
 
 
 PATH_ARGS = ("data", "tokenizer", "out", "model", "val_data")
