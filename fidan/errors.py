@@ -32,3 +32,9 @@ class BadRunState(FidanError):
 
 class MissingExtra(FidanError):
     """An optional dependency (a ``fidan[...]`` extra) is not installed."""
+
+
+class Interrupted(FidanError):
+    """Training was stopped by Ctrl-C or SIGTERM after saving a checkpoint; ``--resume`` continues it."""
+
+    exit_code = 130

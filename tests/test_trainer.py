@@ -131,3 +131,38 @@ def test_truncate_metrics_drops_later_steps_and_a_torn_line(tmp_path):
     path.write_text("\n".join(lines) + '\n{"kind": "train", "st', encoding="utf-8")
     truncate_metrics(path, 3)
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_checkpoints_the_current_step_and_resume_is_exact(sig, tmp_path, data_dir, tokenizer_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    common = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), max_steps=100_000, checkpoint_every=10_000,
+                  **{**TINY, "eval_every": 10_000})
+    argv = [sys.executable, "-m", "fidan", "pretrain", "--out", str(run)]
+    for key, value in common.items():
+        argv += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(train_records(run)) < 3:
+        time.sleep(0.1)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("fidan: error: interrupted at step") and "--resume" in last
+    step = max(r["step"] for r in train_records(run))
+    assert checkpoint_dirs(run)[-1].name == f"step-{step:06d}"  # the step it stopped at, not an older one
+    pretrain(out=str(run), resume=True, until_step=step + 3, **common)
+    straight = tmp_path / "straight"
+    pretrain(out=str(straight), until_step=step + 3, **common)
+    a = {r["step"]: r["loss"] for r in train_records(straight)}
+    b = {r["step"]: r["loss"] for r in train_records(run)}
+    assert sorted(a) == sorted(b) == list(range(1, step + 4))
+    assert all(a[s] == pytest.approx(b[s], abs=1e-6) for s in a)

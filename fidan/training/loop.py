@@ -20,6 +20,7 @@ and checkpoints included) as training goes, so the learning rate reaches its end
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,12 +37,13 @@ from fidan.artifacts.runs import (
     save_weights,
 )
 from fidan.artifacts.schema import stamp
-from fidan.errors import FidanError
+from fidan.errors import FidanError, Interrupted
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import peak_rss_mb
 from fidan.runtime.io import append_jsonl
 from fidan.runtime.perf import autocast, mfu, quick_peak_flops
 from fidan.runtime.plots import plot_loss
+from fidan.runtime.signals import stop_requests
 from fidan.training.args import CheckpointArgs, EvalArgs, TrainArgs
 from fidan.training.optim import lr_at, make_optimizer, set_lr
 from fidan.training.runs import truncate_metrics, write_config
@@ -90,11 +92,16 @@ def fit(task: Task, run: Path, args: TrainArgs, evals: EvalArgs, ckpts: Checkpoi
     trainer = Trainer(task, run, args, evals, ckpts, dist=dist, device=device, quiet=quiet)
     trainer.start(resume_from, config, command_args, logger)
     try:
-        trainer.train()
-        return trainer.finish(title)
+        with stop_requests() as trainer.interrupt:
+            trainer.train()
+        summary = trainer.finish(title)
     finally:
         if trainer.trackers is not None:
             trainer.trackers.close()
+    if trainer.stopped == "interrupted":
+        raise Interrupted(f"interrupted at step {trainer.progress.step}; a checkpoint is saved in {run}/checkpoints: "
+                          "run the same command with --resume to continue exactly")
+    return summary
 
 
 class Trainer:
@@ -129,6 +136,7 @@ class Trainer:
         self.session_start = time.time()
         self.wall_at_start = 0.0
         self._warned = False  # about a warm-up capped to a share of the run
+        self.interrupt = threading.Event()  # set by Ctrl-C / SIGTERM: stop after the current step
 
     # --- the run folder ---------------------------------------------------------------------------
 
@@ -254,6 +262,10 @@ class Trainer:
                     self.stopped = f"early stop: no better held-out loss in {evals.patience} evaluations"
             if evals.patience and dist_util.any_rank(bool(self.stopped), self.dist):  # rank 0 decided for all
                 self.stopped = self.stopped or "early stop"
+            if dist_util.any_rank(self.interrupt.is_set(), self.dist):
+                self.stopped = "interrupted"
+                if not self.quiet:
+                    bar.write(f"interrupted: saving a checkpoint at step {p.step}")
             if p.step % self.ckpts.every == 0 or p.step == self.stop_at() or out_of_time or self.stopped:
                 self.checkpoint()
             if self.stopped:
@@ -312,15 +324,17 @@ class Trainer:
     def finish(self, title: str) -> dict:
         p = self.progress
         full_weights = dist_util.full_model_state(self.model, self.dist, self.args.fsdp)
-        if self.evaluates and self.last_eval_step != p.step:  # ended between evaluations: measure where it stopped
+        if self.evaluates and self.last_eval_step != p.step and self.stopped != "interrupted":
+            # the run ended between evaluations: measure where it stopped
             self.evaluate()
-        if self.evals.patience and 0 <= p.best["step"] != p.step and (self.best_dir / "model.safetensors").exists():
+        if self.evals.patience and 0 <= p.best["step"] != p.step and (self.best_dir / "model.safetensors").exists() \
+                and self.stopped != "interrupted":
             load_weights(self.raw, self.best_dir, self.device)  # keep the weights that did best on held-out data
             self.last_eval = self.task.evaluate()
             if not self.quiet:
                 print(f"kept the best weights, from step {p.best['step']}")
         # The whole held-out set once, when the run is over (not at a stop that will be resumed).
-        over = p.step >= p.plan or self.stopped.startswith("early stop")
+        over = (p.step >= p.plan or self.stopped.startswith("early stop")) and self.stopped != "interrupted"
         final = self.task.final_evaluation() if self.evaluates and over else None
         if final:
             self.log({"kind": "final", "step": p.step, **final})
@@ -368,27 +382,3 @@ def _gathered(raw: torch.nn.Module, full_weights: dict | None) -> torch.nn.Modul
     copy = type(raw)(raw.config)
     copy.load_state_dict(full_weights)
     return copy
-
-
-def estimate_step_seconds(cfg, batch_size: int, grad_accum: int = 1, device: str = "cpu", steps: int = 3,
-                          precision: str = "fp32", optimizer: str = "adamw", packed: bool = False) -> float:
-    """Time a few training steps of a throwaway model (``packed``: with document-masked attention)."""
-    from fidan.model.gpt import GPT
-
-    model = GPT(cfg).to(device)
-    opt = make_optimizer(model, optimizer, 1e-4, 0.0, (0.9, 0.95))
-    ctx = autocast(device, precision)
-    x = torch.randint(0, cfg.vocab_size, (batch_size, cfg.block_size), device=device)
-    doc = (torch.arange(cfg.block_size, device=device) // 24).expand(batch_size, -1) if packed else None
-    times = []
-    for i in range(steps + 1):
-        t0 = time.time()
-        for _ in range(grad_accum):
-            with ctx:
-                _, loss = model(x, x, doc_ids=doc, return_logits=False)
-            loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if i:  # the first step warms up allocators and kernels
-            times.append(time.time() - t0)
-    return sorted(times)[len(times) // 2]

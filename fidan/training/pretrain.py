@@ -28,7 +28,8 @@ from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import pick_device
 from fidan.runtime.perf import autocast, resolve_precision
 from fidan.training.args import TrainArgs, group, training_command
-from fidan.training.loop import dropout_seed, estimate_step_seconds, fit
+from fidan.training.estimate import estimate_step_seconds
+from fidan.training.loop import dropout_seed, fit
 from fidan.training.runs import open_run, start_fresh
 
 __all__ = ["pretrain", "PretrainTask", "estimate_step_seconds", "dropout_seed", "PRESET_OPTIMIZER", "PRESET_LR"]

@@ -31,7 +31,8 @@ from fidan.runtime.io import sha256_file
 from fidan.runtime.perf import autocast, resolve_precision
 from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS
 from fidan.training.args import TrainArgs, group, training_command
-from fidan.training.loop import estimate_step_seconds, fit
+from fidan.training.estimate import estimate_step_seconds
+from fidan.training.loop import fit
 from fidan.training.runs import open_run, start_fresh
 from fidan.training.sft_data import EpochBatches, Example, make_batch, pack_rows, tokenize_conversations
 
