@@ -309,3 +309,15 @@ def test_sft_compiled_step(tmp_path, base_run, sft_files):
             compile=True, precision="fp32", eval_every=5, device="cpu", quiet=True)
     records = [r for r in read_metrics(tmp_path / "c") if r["kind"] == "train"]
     assert s["step"] == 1 and len(records) == 1 and records[0]["loss"] > 0
+
+
+def test_sft_resume_before_the_first_checkpoint_starts_again(tmp_path, base_run, sft_files):
+    import shutil
+
+    common = dict(model=str(base_run), data=str(sft_files), out=str(tmp_path / "r"), max_steps=3, batch_size=2,
+                  eval_every=10, checkpoint_every=10, device="cpu", quiet=True)
+    first = sft(**common)
+    shutil.rmtree(tmp_path / "r" / "checkpoints")
+    (tmp_path / "r" / "model.safetensors").unlink()  # as if killed before the first checkpoint
+    again = sft(resume=True, **common)
+    assert again["step"] == 3 and again["val_loss"] == pytest.approx(first["val_loss"])

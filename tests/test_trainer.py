@@ -166,3 +166,32 @@ def test_a_signal_checkpoints_the_current_step_and_resume_is_exact(sig, tmp_path
     b = {r["step"]: r["loss"] for r in train_records(run)}
     assert sorted(a) == sorted(b) == list(range(1, step + 4))
     assert all(a[s] == pytest.approx(b[s], abs=1e-6) for s in a)
+
+
+def test_non_finite_steps_are_skipped_and_a_run_of_them_stops(tmp_path, data_dir, tokenizer_dir):
+    from fidan.errors import BadRunState
+
+    run = tmp_path / "run"
+    # A learning rate this large blows the weights up within a few steps.
+    with pytest.raises(BadRunState, match=r"5 steps in a row .* non-finite loss or gradient .*--resume") as e:
+        pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=200, lr=1e9,
+                 precision="fp32", **{**TINY, "warmup_steps": 0, "eval_every": 1000})
+    assert "\n" not in str(e.value)
+    records = train_records(run)
+    skipped = [r for r in records if r.get("skipped")]
+    assert len(skipped) >= 5 and [r["step"] for r in records[-5:]] == [r["step"] for r in skipped[-5:]]
+    assert all(r.get("skipped") is None for r in records[:records.index(skipped[0])])  # finite steps trained
+
+
+def test_a_folder_without_a_checkpoint_resumes_from_the_start(tmp_path, data_dir, tokenizer_dir, capsys):
+    """A run killed before its first checkpoint is no dead end: --resume starts it again."""
+    run = tmp_path / "run"
+    common = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=4, **TINY)
+    pretrain(**common)
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")
+    (run / "model.safetensors").unlink()  # as if killed before the first checkpoint
+    s = pretrain(resume=True, **{**common, "quiet": False})
+    assert s["step"] == 4 and "no checkpoint yet" in capsys.readouterr().out
+    assert [r["step"] for r in train_records(run)] == [1, 2, 3, 4]

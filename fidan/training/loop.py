@@ -37,7 +37,7 @@ from fidan.artifacts.runs import (
     save_weights,
 )
 from fidan.artifacts.schema import stamp
-from fidan.errors import FidanError, Interrupted
+from fidan.errors import BadRunState, FidanError, Interrupted
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import peak_rss_mb
 from fidan.runtime.io import append_jsonl
@@ -49,6 +49,7 @@ from fidan.training.optim import lr_at, make_optimizer, set_lr
 from fidan.training.runs import truncate_metrics, write_config
 
 WARMUP_SHARE = 0.25  # warm-up never takes more than this share of the run
+MAX_BAD_STEPS = 5  # non-finite steps in a row before a run stops
 PLAN_AFTER_STEPS = 3  # budgeted runs time steps after this many (allocators and kernels warm up first)
 
 
@@ -137,6 +138,7 @@ class Trainer:
         self.wall_at_start = 0.0
         self._warned = False  # about a warm-up capped to a share of the run
         self.interrupt = threading.Event()  # set by Ctrl-C / SIGTERM: stop after the current step
+        self.bad_steps = 0  # non-finite steps in a row
 
     # --- the run folder ---------------------------------------------------------------------------
 
@@ -301,10 +303,15 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), clip)
         if hasattr(grad_norm, "full_tensor"):  # FSDP: a sharded (DTensor) norm
             grad_norm = grad_norm.full_tensor()
+        grad_norm = float(grad_norm)
+        # A non-finite loss or gradient is never trained on: the step is skipped and logged. (Under fp16 the
+        # loss scaler skips steps with overflowing gradients itself and lowers its scale: that is routine.)
+        bad = not math.isfinite(loss_sum) or (self.scaler is None and not math.isfinite(grad_norm))
+        bad = dist_util.any_rank(bad, self.dist)
         if self.scaler is not None:
             self.scaler.step(self.opt)
             self.scaler.update()
-        else:
+        elif not bad:
             self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         p.step += 1
@@ -313,10 +320,17 @@ class Trainer:
         dt = time.time() - t0
         p.train_s += dt
         record = {"kind": "train", "step": p.step, "loss": loss_mean, "lr": self.opt.param_groups[0]["lr"],
-                  "grad_norm": float(grad_norm), "tokens_per_s": tokens_all / dt,
+                  "grad_norm": grad_norm, "tokens_per_s": tokens_all / dt,
                   "mfu": round(mfu(self.flops_per_token, tokens_all / dt, self.peak * self.dist.world_size), 4),
-                  **task.record()}
+                  **task.record(), **({"skipped": "non-finite loss or gradient"} if bad else {})}
         self.log(record)
+        self.bad_steps = self.bad_steps + 1 if bad else 0
+        if bad and not self.quiet:
+            bar.write(f"step {p.step}: non-finite loss or gradient; the step was skipped")
+        if self.bad_steps >= MAX_BAD_STEPS:
+            raise BadRunState(f"{MAX_BAD_STEPS} steps in a row (up to step {p.step}) had a non-finite loss or gradient "
+                              "and were skipped, so training stopped: lower --lr, check the data or try --precision "
+                              f"fp32, then --resume from the last checkpoint in {self.run}/checkpoints")
         return record
 
     # --- the end ---------------------------------------------------------------------------------

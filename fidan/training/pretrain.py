@@ -157,7 +157,7 @@ def pretrain(
         run = Path(out)
         tok = load_tokenizer(tokenizer)
         manifest = load_manifest(data)
-        ckpt = open_run(run, t.resume, t.force)
+        ckpt = open_run(run, t.resume, t.force, dist.is_main, quiet)
         if ckpt is not None:
             cfg = read_model_config(ckpt)
             check_vocab(cfg, tok, ckpt)

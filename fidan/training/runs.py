@@ -14,25 +14,30 @@ from pathlib import Path
 import yaml
 
 from fidan.artifacts.runs import checkpoint_dirs, clear_run, is_run, read_metrics
-from fidan.errors import FidanError
+from fidan.errors import BadRunState
 from fidan.runtime.io import atomic_write_text
 
 
-def open_run(run: Path, resume: bool, force: bool, main: bool = True) -> Path | None:
+def open_run(run: Path, resume: bool, force: bool, main: bool = True, quiet: bool = False) -> Path | None:
     """The checkpoint to resume from, or None for a fresh start (the folder is then cleared on rank 0).
 
-    Refuses with one line when the choice is ambiguous: an existing run without --resume or --force, or
-    --resume with nothing to resume.
+    ``--resume`` on a run that was stopped before its first checkpoint (no checkpoint, no final weights)
+    starts it again from step 0, so a killed run is never a dead end. Refused with one line: an existing
+    run without --resume or --force, or --resume where there is no run at all.
     """
     if resume:
         ckpts = checkpoint_dirs(run)
-        if not ckpts:
-            raise FidanError(f"--resume: no checkpoint in {run}/checkpoints; start without --resume "
-                             "(add --force if the folder holds an unfinished run)")
-        return ckpts[-1]
+        if ckpts:
+            return ckpts[-1]
+        if is_run(run) and not (run / "model.safetensors").exists():
+            if main and not quiet:
+                print(f"note: no checkpoint yet in {run}; starting the run again from step 0")
+            return None
+        raise BadRunState(f"--resume: no checkpoint in {run}/checkpoints; start without --resume "
+                          "(add --force to replace a finished run)")
     if is_run(run) and not force:
-        raise FidanError(f"run folder {run} already exists; pass --resume to continue it, --force to replace it, "
-                         "or choose another --out")
+        raise BadRunState(f"run folder {run} already exists; pass --resume to continue it, --force to replace it, "
+                          "or choose another --out")
     return None
 
 

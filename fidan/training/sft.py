@@ -208,16 +208,18 @@ def sft(
 def _resumed_defaults(run: Path) -> dict:
     """The resolved settings of the run being continued (its config.yaml), for options not given again."""
     path = run / "config.yaml"
-    saved = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("train", {}) if path.exists() else {}
-    return {"optimizer": saved.get("optimizer", "adamw"), "lr": saved.get("lr", FALLBACK_LR),
-            "muon_lr": saved.get("muon_lr", 0.02), "dropout": None}
+    saved = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+    train = saved.get("train") or {}
+    return {"optimizer": train.get("optimizer", "adamw"), "lr": train.get("lr", FALLBACK_LR),
+            "muon_lr": train.get("muon_lr", 0.02), "dropout": (saved.get("model") or {}).get("dropout", 0.0),
+            "from": str(path)}
 
 
 def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout, defaults, pack, args, evals,
           ckpts, dist, resume, force, logger, command_args, quiet):
     main = dist.is_main
     quiet = quiet or not main
-    ckpt = open_run(run, resume, force)
+    ckpt = open_run(run, resume, force, dist.is_main, quiet)
     if ckpt is not None:  # a resume reads the grown model and tokenizer from the run itself
         tok = load_tokenizer(run / "tokenizer")
         net = GPT(read_model_config(ckpt))
