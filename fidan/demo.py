@@ -139,7 +139,7 @@ def instruction_tuning(root: Path, minutes: float, seed: int, device: str) -> di
     print(f"   tuning for {minutes:g} min (about {guess} steps)")
     summary = sft(model=str(root), data=str(data), out=str(root / "chat"), max_steps=guess,
                   budget_minutes=minutes, batch_size=SFT_BATCH, warmup_steps=max(5, guess // 20),
-                  eval_every=max(10, guess // 5), patience=2, checkpoint_every=guess, seed=seed, device=device,
+                  eval_every=max(10, guess // 12), patience=3, checkpoint_every=guess, seed=seed, device=device,
                   force=True)
     net, tok = load_model(root / "chat", device=device)
     val = read_conversations(data / "val.jsonl")
