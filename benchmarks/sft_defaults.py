@@ -41,19 +41,15 @@ def main() -> None:
 
     from fidan.artifacts.conversations import read_conversations
     from fidan.artifacts.runs import load_model
+    from fidan.bench.bundled import bundled_data
     from fidan.chat.repl import ChatSession
     from fidan.corpus.instructions import build_instructions
-    from fidan.corpus.prepare import prepare_data
-    from fidan.tokenizer.train import train_tokenizer
     from fidan.training.pretrain import pretrain
     from fidan.training.sft import sft
 
     work = args.work
-    data, tok, base, inst = work / "data", work / "tokenizer", work / "base", work / "qa"
-    if not data.exists():
-        prepare_data(source=["tr-speeches", "tr-treebank"], out=str(data), val_fraction=0.05)
-    if not tok.exists():
-        train_tokenizer(data=str(data), out=str(tok), vocab_size=8000)
+    data, tok = bundled_data(work)
+    base, inst = work / "base", work / "qa"
     if not (base / "model.safetensors").exists():
         pretrain(data=str(data), tokenizer=str(tok), out=str(base), preset="ders", max_steps=args.pretrain_steps,
                  eval_every=args.pretrain_steps, force=True, quiet=True)

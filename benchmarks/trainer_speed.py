@@ -47,16 +47,12 @@ def run_case(tree: Path, code: str, out: Path) -> float:
 
 def prepare(work: Path) -> tuple[Path, Path, Path, Path]:
     """Data, tokenizer, a short pretrained `ders` base and an instruction set, built once."""
+    from fidan.bench.bundled import bundled_data
     from fidan.corpus.instructions import build_instructions
-    from fidan.corpus.prepare import prepare_data
-    from fidan.tokenizer.train import train_tokenizer
     from fidan.training.pretrain import pretrain
 
-    data, tok, base, inst = work / "data", work / "tokenizer", work / "base", work / "sft-data"
-    if not data.exists():
-        prepare_data(source=["tr-speeches", "tr-treebank"], out=str(data), val_fraction=0.05)
-    if not tok.exists():
-        train_tokenizer(data=str(data), out=str(tok), vocab_size=8000)
+    data, tok = (Path(p) for p in bundled_data(work))
+    base, inst = work / "base", work / "sft-data"
     if not (base / "model.safetensors").exists():
         pretrain(data=str(data), tokenizer=str(tok), out=str(base), max_steps=20, quiet=True, force=True)
     if not inst.exists():

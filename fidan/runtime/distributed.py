@@ -95,11 +95,16 @@ def mean_over_ranks(value: float, info: DistInfo) -> float:
 
 def any_rank(flag: bool, info: DistInfo) -> bool:
     """True on every rank when it is true on any (e.g. rank 0's clock says stop)."""
+    return any_ranks([flag], info)[0]
+
+
+def any_ranks(flags: list[bool], info: DistInfo) -> list[bool]:
+    """:func:`any_rank` for several flags in one collective."""
     if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
+        return list(flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=info.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return [bool(v > 0) for v in t.tolist()]
 
 
 def broadcast_int(value: int, info: DistInfo) -> int:

@@ -250,10 +250,12 @@ class Trainer:
                     plan = p.step + int(max(0.0, budget_s - self.wall()) / per_step)
                     p.plan = dist_util.broadcast_int(max(p.step, plan), self.dist)
                     bar.total = self.stop_at()
-            over_budget = dist_util.any_rank(budget_s is not None and self.wall() >= budget_s, self.dist)
+            # One collective for the clocks and signals of every rank.
+            over_budget, out_of_time, interrupted = dist_util.any_ranks(
+                [budget_s is not None and self.wall() >= budget_s, deadline is not None and time.time() >= deadline,
+                 self.interrupt.is_set()], self.dist)
             if over_budget:
                 p.plan = p.step  # a budgeted run ends when its time does: that is its last step
-            out_of_time = dist_util.any_rank(deadline is not None and time.time() >= deadline, self.dist)
             if self.evaluates and (p.step % evals.every == 0 or p.step == p.plan):
                 result = self.evaluate()
                 if result and not self.quiet:
@@ -264,7 +266,7 @@ class Trainer:
                     self.stopped = f"early stop: no better held-out loss in {evals.patience} evaluations"
             if evals.patience and dist_util.any_rank(bool(self.stopped), self.dist):  # rank 0 decided for all
                 self.stopped = self.stopped or "early stop"
-            if dist_util.any_rank(self.interrupt.is_set(), self.dist):
+            if interrupted:
                 self.stopped = "interrupted"
                 if not self.quiet:
                     bar.write(f"interrupted: saving a checkpoint at step {p.step}")
