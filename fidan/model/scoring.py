@@ -88,11 +88,6 @@ class BitsPerByte:
             self.text_nats += float(nll[b > 0].sum())
             self.bytes += int(b.sum())
 
-    def add_bytes(self, nats: float, nbytes: int) -> None:
-        """For callers that count the bytes of the text themselves (`fidan eval bpb`)."""
-        self.text_nats += nats
-        self.bytes += nbytes
-
     def result(self, prefix: str = "val_") -> dict:
         mean = self.nats / max(self.tokens, 1)
         return {f"{prefix}loss": mean, f"{prefix}bpb": self.text_nats / math.log(2) / max(self.bytes, 1),
