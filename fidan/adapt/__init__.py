@@ -1,0 +1,1 @@
+"""Adapting existing models to Turkish: transformers export and import, vocabulary extension, LoRA."""
