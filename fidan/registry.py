@@ -49,6 +49,8 @@ COMMANDS: dict[str, Command] = {
     "eval samples": Command("fidan.evaluation.samples:eval_samples", "Generations for fixed prompts with fixed seeds."),
     "report": Command("fidan.report.report:report", "Write a run's report.md with plots, from its files.",
                       positional=("run",)),
+    "vocab extend": Command("fidan.adapt.extend:extend_vocab",
+                            "Add Turkish tokens to a transformers model as BPE merges; initialise their embeddings."),
     "demo": Command("fidan.demo:demo", "Run the whole pipeline offline on the bundled Turkish corpus."),
 }
 

@@ -21,14 +21,24 @@ from fidan.artifacts.schema import check, stamp
 from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig
+from fidan.model.hf import HFCausalLM
 from fidan.runtime.io import atomic_dir, atomic_write_json, read_json
 
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 
 
 def save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = None) -> None:
-    """``model.safetensors`` + ``config.json`` (model config and fidan metadata)."""
+    """``model.safetensors`` + ``config.json`` (model config and fidan metadata).
+
+    A wrapped transformers model is written as a transformers folder (``save_pretrained``), so a run or
+    checkpoint of one loads with ``AutoModelForCausalLM`` as it is.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(_unwrap(model), HFCausalLM):
+        _unwrap(model).net.save_pretrained(str(folder))
+        config = read_json(folder / "config.json", "model config")
+        atomic_write_json(folder / "config.json", {**config, **(extra or {})})
+        return
     tmp = folder / ".model.safetensors.tmp"
     save_model(_unwrap(model), str(tmp))
     tmp.replace(folder / "model.safetensors")
@@ -103,8 +113,10 @@ def check_vocab(cfg: GPTConfig, tok: TokenizerBundle, where: Path) -> None:
 
 
 def load_weights(model: torch.nn.Module, folder: Path, device: str = "cpu") -> None:
+    target = _unwrap(model)
+    target = target.net if isinstance(target, HFCausalLM) else target
     try:
-        load_safetensors_into(_unwrap(model), str(Path(folder) / "model.safetensors"), device=device)
+        load_safetensors_into(target, str(Path(folder) / "model.safetensors"), device=device)
     except Exception as e:  # noqa: BLE001 - safetensors raises several types
         raise FidanError(f"cannot load weights from {folder} ({str(e).splitlines()[0][:200]})") from None
 

@@ -21,6 +21,7 @@ from fidan.inference.sampling import Sampling, choose_tokens
 from fidan.inference.streaming import TextStream
 from fidan.model.cache import KVCache
 from fidan.model.gpt import GPT
+from fidan.model.hf import HFCausalLM
 
 
 @dataclass
@@ -113,6 +114,8 @@ class Engine:
 
     def __init__(self, model: torch.nn.Module, decode: Callable[[list[int]], str] | None = None,
                  window: int | None = None):
+        if isinstance(model, HFCausalLM):  # a wrapped transformers model decodes with its own cache
+            model = model.net
         self.model, self.decode = model, decode
         self.window = window or model_window(model)
         if not 0 < self.window <= model_window(model):

@@ -10,6 +10,7 @@ fused AdamW, optional torch.compile, Muon for the hidden matrices (``--optimizer
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from fidan.training.args import TrainArgs, group, training_command
 from fidan.training.estimate import estimate_step_seconds
 from fidan.training.loop import dropout_seed, fit
 from fidan.training.runs import open_run, start_fresh
+from fidan.training.start import EXTENSION_FILE, copy_hf_tokenizer, load_start, new_token_ids, train_only_rows
 
 __all__ = ["pretrain", "PretrainTask", "estimate_step_seconds", "dropout_seed", "PRESET_OPTIMIZER", "PRESET_LR"]
 
@@ -115,8 +117,10 @@ class PretrainTask:
 @training_command(batch_size=32, warmup_steps=50, eval_every=100, checkpoint_every=200, keep_checkpoints=3)
 def pretrain(
     data: str,
-    tokenizer: str,
     out: str,
+    tokenizer: str | None = None,
+    init: str | None = None,
+    only_new_embeddings: bool = False,
     preset: str = "ders",
     block_size: int | None = None,
     dropout: float | None = None,
@@ -124,12 +128,16 @@ def pretrain(
     eval_windows: int = 64,
     **training,
 ) -> dict:
-    """Pretrain a GPT on a tokenized data folder (one process, or many under torchrun).
+    """Pretrain a GPT on a tokenized data folder, or continue pretraining a fidan or transformers model.
 
     Args:
         data: a data folder made by `fidan data prepare` (it is tokenized on first use).
-        tokenizer: a tokenizer folder made by `fidan tokenizer train`.
         out: the run folder (checkpoints, metrics.jsonl, plots/, model.safetensors).
+        tokenizer: a tokenizer folder made by `fidan tokenizer train` (default with --init: the model's own).
+        init: continue from these weights: a fidan run folder, or a local transformers causal-LM folder
+            (then the run folder is a transformers folder too).
+        only_new_embeddings: train only the embedding rows that `fidan vocab extend` added, everything else
+            frozen (the first phase of adapting an extended model; needs --init).
         preset: model architecture preset: ders (the lesson's GPT-2) or hizli (fastest to quality on CPU).
         block_size: sequence length (default: the preset's).
         dropout: dropout rate (default: the preset's).
@@ -140,8 +148,17 @@ def pretrain(
         optimizer: adamw, muon (Muon for block matrices + AdamW for the rest), or auto (the preset's).
         muon_lr: peak learning rate of the Muon matrices (default: the preset's, 0.04 for hizli).
     """
-    command_args = {"data": data, "tokenizer": tokenizer, "out": out, "preset": preset, "block_size": block_size,
+    command_args = {"data": data, "tokenizer": tokenizer, "out": out, "init": init,
+                    "only_new_embeddings": only_new_embeddings, "preset": preset, "block_size": block_size,
                     "dropout": dropout, "depth": depth, "eval_windows": eval_windows, **training}
+    if tokenizer is None and init is None:
+        raise FidanError("pretrain needs --tokenizer (a new model) or --init (continue a model with its tokenizer)")
+    if only_new_embeddings and init is None:
+        raise FidanError("--only-new-embeddings needs --init: the extended model whose new rows should train")
+    if init is not None and training["optimizer"] == "auto":
+        training = {**training, "optimizer": "adamw"}  # Muon's split knows fidan's blocks only
+    if only_new_embeddings and training["weight_decay"]:
+        training = {**training, "weight_decay": 0.0}  # decoupled decay would move the frozen rows
     default_lr, default_muon_lr = PRESET_LR.get(preset, (1e-3, 0.02))
     device = pick_device(training["device"])
     t = group(training, lr=default_lr if training["lr"] is None else training["lr"],
@@ -155,14 +172,19 @@ def pretrain(
     dist = dist_util.init_distributed(device)
     try:
         run = Path(out)
-        tok = load_tokenizer(tokenizer)
         manifest = load_manifest(data)
         ckpt = open_run(run, t.resume, t.force, dist.is_main, quiet)
-        if ckpt is not None:
-            cfg = read_model_config(ckpt)
-            check_vocab(cfg, tok, ckpt)
+        start = None
+        if init is not None:  # continue a model: from the run's own checkpoint when resuming
+            start = load_start(str(ckpt or init), tokenizer or (str(run) if ckpt else None), block_size)
+            tok, cfg = start.tok, start.model.config
         else:
-            cfg = config_from_preset(preset, tok.vocab_size, depth=depth, block_size=block_size, dropout=dropout)
+            tok = load_tokenizer(tokenizer)
+            if ckpt is not None:
+                cfg = read_model_config(ckpt)
+                check_vocab(cfg, tok, ckpt)
+            else:
+                cfg = config_from_preset(preset, tok.vocab_size, depth=depth, block_size=block_size, dropout=dropout)
         if dist.is_main:
             token_dir = encode_splits(data, tok)
         dist_util.barrier(dist)  # the other ranks wait until rank 0 has encoded the tokens
@@ -175,21 +197,35 @@ def pretrain(
             print("note: the data folder has no validation split; held-out evaluation is off")
 
         torch.manual_seed(args.seed)
-        model = GPT(cfg).to(dist.device)
-        if ckpt is not None:
-            load_weights(model, ckpt, dist.device)
-        elif dist.is_main:
+        if start is not None:
+            model = start.model.to(dist.device)
+            if only_new_embeddings:
+                new_ids = new_token_ids(start.folder if ckpt is None else run)
+                n = train_only_rows(model, new_ids)
+                if not quiet and dist.is_main:
+                    print(f"training only the {len(new_ids):,} new embedding rows ({n:,} weights); the rest is frozen")
+        else:
+            model = GPT(cfg).to(dist.device)
+            if ckpt is not None:
+                load_weights(model, ckpt, dist.device)
+        if ckpt is None and dist.is_main:
             start_fresh(run)
         if dist.is_main:
             copy_tokenizer(tok, run)
+            if start is not None and start.kind == "hf":
+                copy_hf_tokenizer(tok, run)
+            if start is not None and (start.folder / EXTENSION_FILE).exists() and ckpt is None:
+                shutil.copy2(start.folder / EXTENSION_FILE, run / EXTENSION_FILE)
         config = {"fidan_version": __version__, "stage": "pretrain", "data": str(Path(data).resolve()),
                   "data_sha256": [f["sha256"] for s in manifest["splits"].values() for f in s["files"]],
-                  "tokenizer": str(Path(tokenizer).resolve()), "tokenizer_sha256": tok.sha256,
-                  "model": cfg.to_dict(), "parameters": model.num_params(), "preset": preset}
+                  "tokenizer": str(tok.path.resolve()), "tokenizer_sha256": tok.sha256,
+                  "init": str(Path(init).resolve()) if init else None,
+                  "model": cfg.to_dict(), "parameters": model.num_params(),
+                  "preset": None if init else preset}
         task = PretrainTask(model, tok, train_split, val_split, args, eval_windows, dist, dist.device)
         summary = fit(task, run, args, evals, ckpts, dist=dist, device=dist.device, resume_from=ckpt, config=config,
                       command_args=command_args, logger=t.logger, quiet=quiet,
-                      title=f"{preset} · {model.num_params():,} parameters")
+                      title=f"{Path(init).name if init else preset} · {model.num_params():,} parameters")
     finally:
         dist_util.shutdown(dist)
     if dist.is_main and not quiet:

@@ -1,0 +1,162 @@
+"""Any local Hugging Face causal LM, behind the face of fidan's GPT, so the one training loop, the scoring
+routine and the inference engine take it as they take a fidan model.
+
+``HFCausalLM`` forwards ``(idx, targets, reduction, doc_ids, return_logits)`` as ``GPT`` does: the
+training loss runs through fidan's chunked cross-entropy over the model's hidden states and output head
+(a 150k-token vocabulary never holds full fp32 logits), and packed rows (``doc_ids``) become a
+block-diagonal causal mask with positions restarting in each example. ``.config`` gives the few fields
+fidan reads (``block_size``, ``vocab_size``, ``dropout``); the network itself stays an ordinary
+transformers model (``.net``), saved with ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fidan.errors import FidanError
+from fidan.model.gpt import chunked_cross_entropy, positions_in_documents
+
+# Scoring a long context on a CPU is slow: training windows of HF models are capped unless asked otherwise.
+HF_DEFAULT_MAX_BLOCK = 1024
+
+
+def is_hf_folder(path: str | Path) -> bool:
+    """A folder whose config.json is a transformers config (fidan runs write model_type fidan-gpt)."""
+    cfg = Path(path) / "config.json"
+    if not cfg.exists():
+        return False
+    try:
+        model_type = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise FidanError(f"{cfg} is not valid JSON; is {path} a model folder?") from None
+    return model_type is not None and model_type != "fidan-gpt"
+
+
+class _Config:
+    """The fields of a fidan GPTConfig that stages read, backed by the transformers config."""
+
+    def __init__(self, hf_config, block_size: int):
+        self.hf, self.block_size = hf_config, block_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.vocab_size
+
+    @vocab_size.setter
+    def vocab_size(self, value: int) -> None:
+        self.hf.vocab_size = value
+        text = getattr(self.hf, "get_text_config", None)
+        if text is not None:
+            text().vocab_size = value
+
+    @property
+    def dropout(self) -> float:
+        for name in ("attention_dropout", "attn_pdrop", "resid_pdrop", "hidden_dropout"):
+            if isinstance(getattr(self.hf, name, None), (int, float)):
+                return float(getattr(self.hf, name))
+        return 0.0
+
+    @property
+    def tie_embeddings(self) -> bool:
+        return bool(getattr(self.hf, "tie_word_embeddings", False))
+
+    def to_dict(self) -> dict:
+        return {"hf_model_type": self.hf.model_type, "architectures": getattr(self.hf, "architectures", None),
+                "vocab_size": self.vocab_size, "block_size": self.block_size}
+
+
+def context_length(hf_config) -> int | None:
+    return getattr(hf_config, "n_positions", None) or getattr(hf_config, "max_position_embeddings", None)
+
+
+class HFCausalLM(nn.Module):
+    """A transformers causal LM with fidan's forward signature (training and scoring; generation goes
+    through fidan.inference, which drives ``.net`` with its own KV cache)."""
+
+    def __init__(self, net: nn.Module, block_size: int | None = None):
+        super().__init__()
+        self.net = net
+        limit = context_length(net.config) or HF_DEFAULT_MAX_BLOCK
+        self.config = _Config(net.config, min(block_size or HF_DEFAULT_MAX_BLOCK, limit))
+        head = net.get_output_embeddings()
+        # The chunked loss needs logits = hidden @ head.T and nothing else (no bias, no soft-capping).
+        self._chunked = (isinstance(head, nn.Linear) and head.bias is None
+                         and not getattr(net.config, "final_logit_softcapping", None)
+                         and getattr(net.config, "logit_scale", None) is None)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.net.get_input_embeddings().weight.numel()
+        return n
+
+    def flops_per_token(self) -> float:
+        """6 per weight used in a matmul (all but the input embedding) + 12·L·d·T for attention."""
+        c = self.net.config
+        layers = getattr(c, "num_hidden_layers", None) or getattr(c, "n_layer", 0)
+        width = getattr(c, "hidden_size", None) or getattr(c, "n_embd", 0)
+        matmul = self.num_params() - self.net.get_input_embeddings().weight.numel()
+        if self.config.tie_embeddings:
+            matmul += self.net.get_input_embeddings().weight.numel()
+        return 6 * matmul + 12 * layers * width * self.config.block_size
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean",
+                doc_ids: torch.Tensor | None = None, return_logits: bool = True, **inference):
+        if inference.get("cache") is not None:
+            raise FidanError("HFCausalLM does not take a fidan KV cache; generate through fidan.inference.Engine")
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise FidanError(f"sequence of {T} tokens is longer than the block size {self.config.block_size}")
+        kwargs: dict = {"input_ids": idx}
+        if doc_ids is not None:  # packed examples: attention stays inside each, positions restart at 0
+            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+            kwargs["attention_mask"] = (causal & (doc_ids[:, :, None] == doc_ids[:, None, :]))[:, None]
+            kwargs["position_ids"] = positions_in_documents(doc_ids)
+        if targets is not None and not return_logits and reduction == "mean" and self._chunked:
+            hidden = self.net.base_model(**kwargs, use_cache=False).last_hidden_state
+            head = self.net.get_output_embeddings().weight
+            return None, chunked_cross_entropy(hidden.reshape(B * T, -1), head, targets.reshape(-1))
+        logits = self.net(**kwargs, use_cache=False).logits
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
+                               ignore_index=-100, reduction=reduction)
+        return logits, loss
+
+
+def quiet_transformers() -> None:
+    """No per-shard progress bars and advice lines from transformers inside fidan's own output."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def load_hf_causal_lm(path: str | Path, device: str = "cpu", block_size: int | None = None,
+                      dtype: torch.dtype = torch.float32) -> HFCausalLM:
+    """A local transformers causal-LM folder (never fetched, no remote code), wrapped for fidan."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    quiet_transformers()
+
+    path = Path(path)
+    try:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as e:
+        raise FidanError(f"{path} is not a transformers model folder ({str(e).splitlines()[0][:160]})") from None
+    archs = getattr(config, "architectures", None) or []
+    if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        raise FidanError(f"{path} holds a {', '.join(archs)}, not a causal language model; "
+                         "pass a folder with a *ForCausalLM model")
+    try:
+        net = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, trust_remote_code=False,
+                                                   dtype=dtype)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise FidanError(f"cannot load a causal LM from {path} ({str(e).splitlines()[0][:200]}); "
+                         "pass a folder with config.json and weights") from None
+    return HFCausalLM(net.to(device), block_size)
