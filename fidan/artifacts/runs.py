@@ -21,7 +21,7 @@ from fidan.artifacts.schema import check, stamp
 from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig
-from fidan.model.hf import HFCausalLM
+from fidan.model.hf import HFCausalLM, is_hf_folder, load_hf_causal_lm
 from fidan.runtime.io import atomic_dir, atomic_write_json, read_json
 
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
@@ -140,7 +140,15 @@ def clear_run(folder: Path) -> None:
 
 
 def load_model(path: str | Path, tokenizer: str | Path | None = None, device: str = "cpu"):
-    """Load a trained fidan model and its tokenizer from a run or checkpoint folder."""
+    """Load a trained fidan model and its tokenizer from a run or checkpoint folder, or a local transformers
+    causal LM (wrapped in ``HFCausalLM``) with the tokenizer in its folder."""
+    if is_hf_folder(path):
+        model = load_hf_causal_lm(path, device)
+        tok = load_tokenizer(tokenizer or path)
+        if tok.vocab_size > model.config.vocab_size:
+            raise FidanError(f"tokenizer {tok.path} has {tok.vocab_size} tokens but the model in {path} has "
+                             f"{model.config.vocab_size} embedding rows; use the tokenizer the model was trained with")
+        return model.eval(), tok
     folder = resolve_model_dir(path)
     cfg = read_model_config(folder)
     tok = load_tokenizer(tokenizer or find_tokenizer(folder))

@@ -6,7 +6,6 @@ token on, a context length, and per-token negative log-likelihoods. ``LanguageMo
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 
 from fidan.artifacts.runs import load_model, resolve_model_dir
 from fidan.errors import FidanError
+from fidan.model.hf import is_hf_folder, quiet_transformers
 from fidan.runtime.environment import environment
 from fidan.runtime.io import atomic_write_json
 
@@ -58,23 +58,12 @@ class LanguageModel:
         return out.cpu()
 
 
-def _is_hf_folder(path: Path) -> bool:
-    cfg = path / "config.json"
-    if not cfg.exists():
-        return False
-    try:
-        model_type = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise FidanError(f"{cfg} is not valid JSON; is {path} a model folder?") from None
-    return model_type != "fidan-gpt"
-
-
 def load_lm(model: str, tokenizer: str | None = None, device: str = "cpu", block_size: int | None = None) -> LanguageModel:
     """A fidan run/checkpoint folder, or a local Hugging Face causal-LM folder (never fetched, no remote code)."""
     path = Path(model)
     if not path.exists():
         raise FidanError(f"model not found: {path}; pass a run folder made by `fidan pretrain` or a local HF model folder")
-    if _is_hf_folder(path):
+    if is_hf_folder(path):
         lm = _load_hf(path, tokenizer, device)
     else:
         net, tok = load_model(path, tokenizer, device)
@@ -90,6 +79,7 @@ def load_lm(model: str, tokenizer: str | None = None, device: str = "cpu", block
 def _load_hf(path: Path, tokenizer: str | None, device: str) -> LanguageModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     try:
         tok = AutoTokenizer.from_pretrained(str(tokenizer or path), local_files_only=True, trust_remote_code=False)
         net = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)

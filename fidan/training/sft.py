@@ -23,6 +23,7 @@ from fidan.artifacts.runs import load_model, load_weights, read_model_config, re
 from fidan.artifacts.tokenizer import add_special_tokens, load_tokenizer
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig
+from fidan.model.hf import is_hf_folder, load_hf_causal_lm
 from fidan.model.scoring import BitsPerByte, model_nll
 from fidan.model.vocab import grow_embeddings
 from fidan.runtime import distributed as dist_util
@@ -35,6 +36,7 @@ from fidan.training.estimate import estimate_step_seconds
 from fidan.training.loop import fit
 from fidan.training.runs import open_run, start_fresh
 from fidan.training.sft_data import EpochBatches, Example, make_batch, pack_rows, tokenize_conversations
+from fidan.training.start import copy_hf_tokenizer, load_start
 
 __all__ = ["sft", "SFTTask", "tuning_defaults", "evaluate_responses", "estimate_sft_step_seconds",
            "make_batch", "pack_rows", "tokenize_conversations"]
@@ -51,7 +53,7 @@ def tuning_defaults(model: str | Path) -> dict:
     Rule: the base's optimizer; AdamW at 2x the base's pretraining peak rate (a tuned base keeps its own
     tuning rate); Muon matrices at the base's Muon rate; dropout 0.
     """
-    folder = resolve_model_dir(model)
+    folder = Path(model) if is_hf_folder(model) else resolve_model_dir(model)
     for candidate in (folder / "config.yaml", folder.parent.parent / "config.yaml"):
         if candidate.exists():
             try:
@@ -157,7 +159,8 @@ def sft(
     """Instruction-tune a model on chat or Alpaca-style data, with loss on the answers only.
 
     Args:
-        model: a run folder made by `fidan pretrain` (or `fidan sft`), or one of its checkpoints.
+        model: a run folder made by `fidan pretrain` (or `fidan sft`), one of its checkpoints, or a local
+            transformers causal-LM folder.
         data: a .jsonl file (Alpaca instruction/input/output or chat messages), a folder with train.jsonl
             (and val.jsonl), or hf:NAME for a Hugging Face dataset.
         out: the new run folder (checkpoints, metrics.jsonl, plots/, model.safetensors, tokenizer/).
@@ -220,26 +223,38 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
     main = dist.is_main
     quiet = quiet or not main
     ckpt = open_run(run, resume, force, dist.is_main, quiet)
+    hf = is_hf_folder(ckpt if ckpt is not None else model)
     if ckpt is not None:  # a resume reads the grown model and tokenizer from the run itself
         tok = load_tokenizer(run / "tokenizer")
-        net = GPT(read_model_config(ckpt))
-        load_weights(net, ckpt)
+        if hf:
+            net = load_hf_causal_lm(ckpt)
+        else:
+            net = GPT(read_model_config(ckpt))
+            load_weights(net, ckpt)
     else:
-        net, base_tok = load_model(model, device="cpu")
+        if hf:  # a transformers causal LM: tuned as it is, saved as a transformers folder
+            start = load_start(model, None, None)
+            net, base_tok = start.model, start.tok
+        else:
+            net, base_tok = load_model(model, device="cpu")
         if main:
             start_fresh(run)
             add_special_tokens(base_tok.path, run / "tokenizer", CHAT_TOKENS, CHAT_TEMPLATE)
         dist_util.barrier(dist)
         tok = load_tokenizer(run / "tokenizer")
-        added = tok.vocab_size - net.config.vocab_size
-        grow_embeddings(net, tok.vocab_size)
-        net = _with_dropout(net, defaults["dropout"] if dropout is None else dropout)
+        rows = net.config.vocab_size
+        grow_embeddings(net, max(rows, tok.vocab_size))  # padded rows may already hold the new ids
+        added = tok.vocab_size - base_tok.vocab_size
+        if not hf:
+            net = _with_dropout(net, defaults["dropout"] if dropout is None else dropout)
         if not quiet:
             rate = f"lr {args.lr:g} ({'given' if command_args['lr'] is not None else 'from the base: ' + str(defaults['from'])})"
             print(f"tuning: {rate}, {args.optimizer}, dropout {net.config.dropout:g}")
             if added:
-                print(f"tokenizer: added {added} chat tokens ({' '.join(CHAT_TOKENS)}); embeddings grown to "
-                      f"{tok.vocab_size} rows, new rows = mean of the old")
+                print(f"tokenizer: added {added} chat tokens ({' '.join(CHAT_TOKENS)}); embeddings "
+                      f"{rows} → {net.config.vocab_size} rows, new rows = mean of the old")
+    if main and hf:
+        copy_hf_tokenizer(tok, run)
     cfg = net.config
     net.to(dist.device)
 
