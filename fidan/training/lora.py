@@ -1,0 +1,247 @@
+"""LoRA: train small low-rank adapters beside frozen weights, through ``peft``.
+
+Each targeted linear layer ``W`` gains two small matrices, ``A`` (r × in) and ``B`` (out × r), and
+computes ``W x + (alpha / r) · B A x``. ``B`` starts at zero, so an adapted model starts exactly as the
+base model; only ``A`` and ``B`` are trained. ``merge_lora`` folds ``(alpha / r) · B A`` into ``W`` and
+gives back an ordinary model with the original state_dict keys.
+
+Adapters are injected in place (``peft.inject_adapter_in_model``): a fidan GPT stays a ``GPT`` (same
+``forward``, ``config``, ``num_params``, ``flops_per_token``), and a transformers model keeps its class.
+Apply LoRA before wrapping a model in DDP or ``torch.compile``.
+
+QLoRA (a 4-bit NF4 base with LoRA adapters in bf16) needs CUDA and bitsandbytes: ``check_qlora`` and
+``load_4bit_hf``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from fidan.errors import BadConfig, BadInput, MissingExtra
+
+# Default targets, in order of preference: fidan's GPT, Llama/Qwen/Mistral-style and GPT-2-style blocks.
+FIDAN_TARGETS = ("attn.qkv", "attn.proj", "mlp.fc", "mlp.gate", "mlp.proj")
+HF_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "c_attn", "c_proj", "c_fc")
+
+
+@dataclass
+class LoraSpec:
+    """Rank ``r``, scale ``alpha`` (updates are scaled by alpha / r), dropout on the adapter input and the
+    target layers (names or dotted name endings such as ``attn.proj``; None: ``default_targets``)."""
+
+    r: int = 16
+    alpha: float = 32
+    dropout: float = 0.0
+    targets: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.targets, str):  # "q_proj,v_proj" from a command line
+            self.targets = tuple(t.strip() for t in self.targets.split(",") if t.strip())
+        elif self.targets is not None:
+            self.targets = tuple(self.targets)
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
+            raise BadConfig(f"LoRA rank r must be a positive integer, got {self.r!r}")
+        if not self.alpha > 0:
+            raise BadConfig(f"LoRA alpha must be positive, got {self.alpha!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise BadConfig(f"LoRA dropout must be in [0, 1), got {self.dropout!r}")
+        if self.targets is not None and not self.targets:
+            raise BadConfig("LoRA targets are empty; name at least one linear layer, or leave them out for the defaults")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["targets"] = list(self.targets) if self.targets is not None else None
+        return d
+
+
+def _peft():
+    try:
+        import peft
+    except ImportError:
+        raise MissingExtra("LoRA needs the peft package: pip install 'fidan[lora]'") from None
+    return peft
+
+
+def _is_linear(module: nn.Module) -> bool:
+    # transformers' Conv1D (GPT-2) is a linear layer with a transposed weight; bnb's 4-bit layers subclass Linear
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+def _output_head(model: nn.Module) -> nn.Module | None:
+    for owner in (model, getattr(model, "net", None)):
+        get = getattr(owner, "get_output_embeddings", None)
+        if callable(get) and get() is not None:
+            return get()
+    return getattr(model, "lm_head", None)
+
+
+def _matches(name: str, target: str) -> bool:
+    """peft's rule: a target names a module when it is the full name or a dotted ending of it."""
+    return name == target or name.endswith("." + target)
+
+
+def linear_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Linear layers that can take LoRA, by name (the output head is left out: the chunked training loss
+    reads its weight directly, so an adapter there would be skipped)."""
+    head = _output_head(model)
+    return {n: m for n, m in model.named_modules() if _is_linear(m) and m is not head}
+
+
+def _layer_patterns(names) -> str:
+    seen = dict.fromkeys(re.sub(r"\.\d+(?=\.)", ".N", n) for n in names)
+    return ", ".join(seen) or "none"
+
+
+def default_targets(model: nn.Module) -> list[str]:
+    """Attention and MLP linear layers: fidan's qkv/proj/fc/gate/proj, else the usual transformers names."""
+    names = list(linear_layers(model))
+    candidates = FIDAN_TARGETS if any(_matches(n, "attn.qkv") for n in names) else HF_TARGETS
+    found = [t for t in candidates if any(_matches(n, t) for n in names)]
+    if not found:
+        raise BadConfig(f"no usual attention or MLP layers found for LoRA; name targets from: {_layer_patterns(names)}")
+    return found
+
+
+def _is_lora_layer(module: nn.Module) -> bool:
+    return any(c.__name__ == "LoraLayer" for c in type(module).__mro__)  # without importing peft
+
+
+def has_lora(model: nn.Module) -> bool:
+    return any(_is_lora_layer(m) for m in model.modules())
+
+
+def apply_lora(model: nn.Module, spec: LoraSpec, train_also: tuple[str, ...] = ()) -> nn.Module:
+    """Inject LoRA adapters into ``model`` in place and freeze every other parameter; returns ``model``.
+
+    ``train_also`` names modules that stay fully trainable beside the adapters, such as ``("wte", "lm_head")``
+    when new token rows were added to a model and must learn (they are saved with the model, not the adapters).
+    """
+    peft = _peft()
+    if has_lora(model):
+        raise BadConfig("the model already has LoRA adapters; merge them (merge_lora) before adding new ones")
+    modules = dict(model.named_modules())
+    also = [t for t in train_also if not any(_matches(n, t) for n in modules if n)]
+    if also:
+        raise BadConfig(f"modules to train beside LoRA ({', '.join(also)}) match no module of the model")
+    also = [m for n, m in modules.items() if n and any(_matches(n, t) for t in train_also)]
+    layers = linear_layers(model)
+    targets = list(spec.targets) if spec.targets is not None else default_targets(model)
+    unknown = [t for t in targets if not any(_matches(n, t) for n in layers)]
+    if unknown:
+        head = _output_head(model)
+        on_head = [t for t in unknown if any(_matches(n, t) for n, m in model.named_modules() if m is head)]
+        why = "the output head cannot take LoRA; " if on_head else ""
+        raise BadConfig(f"LoRA targets {', '.join(unknown)} match no linear layer; {why}"
+                        f"linear layers: {_layer_patterns(layers)}")
+    chosen = [n for n in layers if any(_matches(n, t) for t in targets)]
+    conv1d = {type(layers[n]).__name__ == "Conv1D" for n in chosen}
+    if len(conv1d) > 1:
+        raise BadConfig("LoRA targets mix Linear and GPT-2 Conv1D layers; target one kind at a time")
+    config = peft.LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, bias="none",
+                             target_modules=chosen, fan_in_fan_out=conv1d == {True})
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model = peft.inject_adapter_in_model(config, model)
+    for name, p in model.named_parameters():  # peft freezes the base already; make sure of it
+        p.requires_grad_("lora_" in name)
+    for module in also:
+        module.requires_grad_(True)
+    return model
+
+
+def trainable_share(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; a shared (tied) tensor is counted once."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every adapter into its base weight (W += alpha / r · B A) and put the plain layer back.
+
+    Returns ``model`` itself as an ordinary model: the original state_dict keys, every parameter trainable
+    again. On a 4-bit (QLoRA) base the merge is re-quantized: merge an unquantized copy for full precision.
+    """
+    if hasattr(model, "merge_and_unload"):  # a peft.PeftModel from get_peft_model
+        model = model.merge_and_unload()
+    for name, module in list(model.named_modules()):
+        if not _is_lora_layer(module):
+            continue
+        module.merge(safe_merge=True)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, module.get_base_layer())
+    if "peft_config" in vars(model):
+        del model.peft_config
+    for p in model.parameters():
+        p.requires_grad_(p.is_floating_point())  # packed 4-bit weights are integers: never trainable
+    return model
+
+
+def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Only the adapter weights (keys such as ``blocks.0.attn.qkv.lora_A.weight``), detached copies."""
+    if not has_lora(model):
+        raise BadConfig("the model has no LoRA adapters to save")
+    state = _peft().get_peft_model_state_dict(model)
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load adapter weights from ``lora_state_dict`` into a model that ``apply_lora`` gave the same adapters."""
+    if not has_lora(model):
+        raise BadConfig("the model has no LoRA adapters; apply_lora with the same spec before loading them")
+    expected = set(lora_state_dict(model))
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        raise BadInput(f"LoRA weights do not fit the model's adapters ({len(missing)} missing, {len(unexpected)} "
+                       f"unexpected, e.g. {first}); were they trained with other targets?")
+    try:
+        _peft().set_peft_model_state_dict(model, state)
+    except RuntimeError as e:
+        raise BadInput(f"LoRA weights do not fit the model's adapters ({str(e).splitlines()[-1].strip()[:200]}); "
+                       "was the rank r different?") from None
+
+
+def _bitsandbytes():
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise MissingExtra("QLoRA needs bitsandbytes: pip install bitsandbytes (CUDA only)") from None
+    return bitsandbytes
+
+
+def check_qlora(device: str) -> None:
+    """QLoRA needs a CUDA device that torch can see and bitsandbytes; one clear line otherwise."""
+    device = str(device)
+    if device == "cpu":
+        raise BadConfig("QLoRA (4-bit base) needs a CUDA GPU; on CPU use --lora-r without --qlora")
+    if not device.startswith("cuda"):
+        raise BadConfig(f"QLoRA (4-bit base) needs a CUDA GPU, not {device}; use --lora-r without --qlora")
+    if not torch.cuda.is_available():
+        raise BadConfig("QLoRA (4-bit base) needs a CUDA GPU and torch sees none; use --lora-r without --qlora")
+    _bitsandbytes()
+
+
+def load_4bit_hf(path: str | Path, block_size: int | None = None) -> nn.Module:
+    """A local transformers causal LM with 4-bit NF4 weights (bf16 compute), prepared for k-bit training and
+    wrapped for fidan's training loop; add adapters with ``apply_lora``."""
+    check_qlora("cuda")
+    peft = _peft()
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from fidan.model.hf import HFCausalLM, quiet_transformers
+
+    quiet_transformers()
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    try:
+        net = AutoModelForCausalLM.from_pretrained(str(path), quantization_config=quant, local_files_only=True,
+                                                   trust_remote_code=False,
+                                                   device_map={"": torch.cuda.current_device()})
+    except (OSError, ValueError) as e:
+        raise BadInput(f"cannot load {path} as a 4-bit causal LM ({str(e).splitlines()[0][:200]})") from None
+    return HFCausalLM(peft.prepare_model_for_kbit_training(net), block_size)
+
