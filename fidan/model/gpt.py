@@ -92,6 +92,11 @@ PRESETS: dict[str, dict] = {
     # RMSNorm, QK-norm, ReLU² MLP, no biases, zero-init projections, no dropout; trained with Muon.
     "hizli": dict(block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.0, bias=False, pos_emb="rope",
                   norm="rmsnorm", mlp="relu2", qk_norm=True, tie_embeddings=False, zero_init=True),
+    # Qwen3's shape (rotary positions, RMSNorm, QK-norm, SwiGLU, tied embeddings, no biases), small: it
+    # exports as a native Qwen3ForCausalLM. Meant for large vocabularies such as Qwen's own, where the
+    # tied embedding is most of the model and the blocks cost little.
+    "qwen3": dict(block_size=128, n_layer=6, n_head=2, n_embd=128, dropout=0.0, bias=False, pos_emb="rope",
+                  norm="rmsnorm", mlp="swiglu", mlp_ratio=3.0, qk_norm=True, tie_embeddings=True, zero_init=True),
 }
 
 

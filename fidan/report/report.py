@@ -16,6 +16,7 @@ import yaml
 
 from fidan.artifacts.runs import read_metrics
 from fidan.errors import FidanError
+from fidan.report.adapt import adaptation_section
 from fidan.report.data import data_section
 from fidan.report.markdown import duration, fmt, quote, read_json, read_yaml, table
 from fidan.report.plots import plot_mc, plot_training
@@ -96,7 +97,9 @@ def report(run: str, out: str | None = None) -> Path:
     card = [
         ("model", f"{preset or cfg.get('stage', '?')}: {model.get('n_layer')} layers, "
                   f"{model.get('n_embd')} wide, {model.get('n_head')} heads, block {model.get('block_size')}, "
-                  f"vocab {model.get('vocab_size')}"),
+                  f"vocab {model.get('vocab_size')}" if "hf_model_type" not in model else
+                  f"transformers {model['hf_model_type']} from `{cfg.get('init') or cfg.get('base_model')}`, "
+                  f"block {model.get('block_size')}, vocab {model.get('vocab_size')}"),
         ("parameters", n_params),
         ("steps", _steps(step, settings, root) if train else "–"),
         ("tokens seen", step * tokens_per_step if tokens_per_step else None),
@@ -142,6 +145,7 @@ def report(run: str, out: str | None = None) -> Path:
         rows.append(("peak FLOP/s used for MFU", f"{cfg['peak_flops'] / 1e9:,.1f} G"))
     L += table([r for r in rows if r[1] is not None], ("", ""))
 
+    L += adaptation_section(root, final)
     L += _eval_section(results, evals, mc_png, root, out)
     L += data_section(cfg, root)
     L += _subruns_section(root)

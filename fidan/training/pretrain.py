@@ -39,8 +39,8 @@ __all__ = ["pretrain", "PretrainTask", "estimate_step_seconds", "dropout_seed", 
 SAMPLE_PROMPT = "Türkiye"
 # The optimizer each preset was tuned with (``--optimizer auto``), and its learning rates (``--lr``,
 # ``--muon-lr`` when not given). hizli's were picked from 2-minute speedruns (benchmarks/RESULTS.md).
-PRESET_OPTIMIZER = {"ders": "adamw", "hizli": "muon"}
-PRESET_LR = {"ders": (1e-3, 0.02), "hizli": (3e-3, 0.04)}
+PRESET_OPTIMIZER = {"ders": "adamw", "hizli": "muon", "qwen3": "muon"}
+PRESET_LR = {"ders": (1e-3, 0.02), "hizli": (3e-3, 0.04), "qwen3": (3e-3, 0.04)}
 
 
 class PretrainTask:
@@ -138,7 +138,8 @@ def pretrain(
             (then the run folder is a transformers folder too).
         only_new_embeddings: train only the embedding rows that `fidan vocab extend` added, everything else
             frozen (the first phase of adapting an extended model; needs --init).
-        preset: model architecture preset: ders (the lesson's GPT-2) or hizli (fastest to quality on CPU).
+        preset: model architecture preset: ders (the lesson's GPT-2), hizli (fastest to quality on CPU) or
+            qwen3 (Qwen3's shape, small, tied embeddings: exports as Qwen3ForCausalLM).
         block_size: sequence length (default: the preset's).
         dropout: dropout rate (default: the preset's).
         depth: the size dial: layers; width is 64 per layer, heads of size 64 (default: the preset's size).
