@@ -152,3 +152,39 @@ def test_only_new_embeddings_needs_an_extended_model(base, data_dir, tmp_path):
                  max_steps=2, batch_size=2, block_size=32, quiet=True)
     with pytest.raises(FidanError, match="--tokenizer"):
         pretrain(data=str(data_dir), out=str(tmp_path / "r2"), max_steps=2, quiet=True)
+
+
+def test_lora_tuning_of_a_transformers_model(base, tmp_path, capsys):
+    from fidan.training.sft import sft
+
+    data = tmp_path / "chat.jsonl"
+    rows = [{"instruction": f"Soru {i}: {w} nedir?", "output": f"{w} güzel bir kelimedir."}
+            for i, w in enumerate(["kitap", "ağaç", "deniz", "güneş", "çiçek", "ev"] * 6)]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    common = dict(model=str(base), data=str(data), max_steps=6, batch_size=2, eval_every=3, checkpoint_every=3,
+                  lora_r=2, lora_alpha=4, quiet=True)
+    sft(out=str(tmp_path / "a"), **common)
+    sft(out=str(tmp_path / "b"), until_step=3, **common)
+    sft(out=str(tmp_path / "b"), resume=True, **common)
+
+    def losses(run):
+        return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                if r.get("kind") == "train"]
+
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")  # exact resume with adapters
+    merged = load_file(str(tmp_path / "a" / "model.safetensors"))
+    assert not any("lora" in k for k in merged)  # saved merged: an ordinary transformers model
+    original = load_file(str(base / "model.safetensors"))
+    assert not torch.equal(merged["model.layers.0.self_attn.q_proj.weight"],
+                           original["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(merged["model.norm.weight"], original["model.norm.weight"])  # not a LoRA target
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "a"))
+    assert model.get_input_embeddings().weight.size(0) == original["model.embed_tokens.weight"].size(0) + 6
+
+    assert cli(["sft", "--model", str(base), "--data", str(data), "--out", str(tmp_path / "q"), "--lora-r", "4",
+                "--qlora"]) == 2
+    assert "CUDA" in capsys.readouterr().err
+    assert cli(["sft", "--model", str(base), "--data", str(data), "--out", str(tmp_path / "t"), "--lora-r", "4",
+                "--lora-targets", "nope"]) == 2
+    assert "match no linear layer" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists() and not (tmp_path / "t").exists()  # nothing written

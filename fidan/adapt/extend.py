@@ -49,6 +49,7 @@ def extend_vocab(base: str, data: str, add: int, out: str, init: str = "subtoken
         block_size: context window for scoring.
         seed: seed for the random initialisation.
         force: replace --out if it exists.
+        quiet: print nothing.
     """
     started = time.time()
     base_dir, out_dir = Path(base), Path(out)

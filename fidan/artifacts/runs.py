@@ -35,7 +35,14 @@ def save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = None
     """
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(_unwrap(model), HFCausalLM):
-        _unwrap(model).net.save_pretrained(str(folder))
+        net = _unwrap(model).net
+        if any(".lora_" in name for name, _ in net.named_parameters()):
+            # adapters not merged yet (a checkpoint): every weight under its own name, read back after
+            # the same adapters are put on an empty model (fidan.training.start.resume_model)
+            save_model(net, str(folder / "model.safetensors"))
+            net.config.to_json_file(str(folder / "config.json"))
+        else:
+            net.save_pretrained(str(folder))
         config = read_json(folder / "config.json", "model config")
         atomic_write_json(folder / "config.json", {**config, **(extra or {})})
         return

@@ -80,6 +80,7 @@ class HFCausalLM(nn.Module):
 
     def __init__(self, net: nn.Module, block_size: int | None = None):
         super().__init__()
+        quiet_transformers()
         self.net = net
         limit = context_length(net.config) or HF_DEFAULT_MAX_BLOCK
         self.config = _Config(net.config, min(block_size or HF_DEFAULT_MAX_BLOCK, limit))

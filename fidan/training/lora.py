@@ -129,6 +129,22 @@ def apply_lora(model: nn.Module, spec: LoraSpec, train_also: tuple[str, ...] = (
     if also:
         raise BadConfig(f"modules to train beside LoRA ({', '.join(also)}) match no module of the model")
     also = [m for n, m in modules.items() if n and any(_matches(n, t) for t in train_also)]
+    chosen, conv1d = check_targets(model, spec)
+    config = peft.LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, bias="none",
+                             target_modules=chosen, fan_in_fan_out=conv1d)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model = peft.inject_adapter_in_model(config, model)
+    for name, p in model.named_parameters():  # peft freezes the base already; make sure of it
+        p.requires_grad_("lora_" in name)
+    for module in also:
+        module.requires_grad_(True)
+    return model
+
+
+def check_targets(model: nn.Module, spec: LoraSpec) -> tuple[list[str], bool]:
+    """The linear layers ``spec`` names in ``model`` (and whether they are GPT-2 Conv1D layers); one clear
+    error when a target names none. Changes nothing, so a command can check before it writes anything."""
     layers = linear_layers(model)
     targets = list(spec.targets) if spec.targets is not None else default_targets(model)
     unknown = [t for t in targets if not any(_matches(n, t) for n in layers)]
@@ -142,16 +158,7 @@ def apply_lora(model: nn.Module, spec: LoraSpec, train_also: tuple[str, ...] = (
     conv1d = {type(layers[n]).__name__ == "Conv1D" for n in chosen}
     if len(conv1d) > 1:
         raise BadConfig("LoRA targets mix Linear and GPT-2 Conv1D layers; target one kind at a time")
-    config = peft.LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, bias="none",
-                             target_modules=chosen, fan_in_fan_out=conv1d == {True})
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model = peft.inject_adapter_in_model(config, model)
-    for name, p in model.named_parameters():  # peft freezes the base already; make sure of it
-        p.requires_grad_("lora_" in name)
-    for module in also:
-        module.requires_grad_(True)
-    return model
+    return chosen, conv1d == {True}
 
 
 def trainable_share(model: nn.Module) -> tuple[int, int]:

@@ -31,8 +31,9 @@ def make_adamw(model: torch.nn.Module | list, lr: float, weight_decay: float, be
     """
     params = list(model.parameters()) if isinstance(model, torch.nn.Module) else list(model)
     params = [p for p in params if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
+    # Matrices decay; biases, norm gains and matrices trained only in some rows (new tokens) do not.
+    decay = [p for p in params if p.dim() >= 2 and not getattr(p, "fidan_rows_only", False)]
+    no_decay = [p for p in params if p.dim() < 2 or getattr(p, "fidan_rows_only", False)]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]] or groups[:1]
     use_fused = _fused_ok(params) if fused is None else fused

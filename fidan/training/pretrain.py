@@ -24,6 +24,7 @@ from fidan.artifacts.tokens import TokenSplit, encode_splits
 from fidan.errors import FidanError
 from fidan.inference import Engine, Sampling
 from fidan.model.gpt import GPT, config_from_preset
+from fidan.model.hf import is_hf_folder
 from fidan.model.scoring import count_windows, documents_in_tokens, model_nll, score_token_documents
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import pick_device
@@ -32,7 +33,18 @@ from fidan.training.args import TrainArgs, group, training_command
 from fidan.training.estimate import estimate_step_seconds
 from fidan.training.loop import dropout_seed, fit
 from fidan.training.runs import open_run, start_fresh
-from fidan.training.start import EXTENSION_FILE, copy_hf_tokenizer, load_start, new_token_ids, train_only_rows
+from fidan.training.start import (
+    EXTENSION_FILE,
+    Start,
+    adapt_with_lora,
+    copy_hf_tokenizer,
+    load_start,
+    lora_request,
+    merged_for_saving,
+    new_token_ids,
+    resume_model,
+    train_only_rows,
+)
 
 __all__ = ["pretrain", "PretrainTask", "estimate_step_seconds", "dropout_seed", "PRESET_OPTIMIZER", "PRESET_LR"]
 
@@ -121,6 +133,10 @@ def pretrain(
     tokenizer: str | None = None,
     init: str | None = None,
     only_new_embeddings: bool = False,
+    lora_r: int = 0,
+    lora_alpha: float = 32.0,
+    lora_targets: str | None = None,
+    qlora: bool = False,
     preset: str = "ders",
     block_size: int | None = None,
     dropout: float | None = None,
@@ -138,6 +154,11 @@ def pretrain(
             (then the run folder is a transformers folder too).
         only_new_embeddings: train only the embedding rows that `fidan vocab extend` added, everything else
             frozen (the first phase of adapting an extended model; needs --init).
+        lora_r: train LoRA adapters of this rank instead of the weights (0: off; needs --init); the run
+            saves the adapters merged into an ordinary model.
+        lora_alpha: LoRA scale: updates are multiplied by alpha / r.
+        lora_targets: comma-separated linear layers that get adapters (default: every attention and MLP layer).
+        qlora: keep a transformers base in 4 bits under the adapters (needs CUDA and bitsandbytes).
         preset: model architecture preset: ders (the lesson's GPT-2), hizli (fastest to quality on CPU) or
             qwen3 (Qwen3's shape, small, tied embeddings: exports as Qwen3ForCausalLM).
         block_size: sequence length (default: the preset's).
@@ -150,16 +171,18 @@ def pretrain(
         muon_lr: peak learning rate of the Muon matrices (default: the preset's, 0.04 for hizli).
     """
     command_args = {"data": data, "tokenizer": tokenizer, "out": out, "init": init,
-                    "only_new_embeddings": only_new_embeddings, "preset": preset, "block_size": block_size,
+                    "only_new_embeddings": only_new_embeddings, "lora_r": lora_r, "lora_alpha": lora_alpha,
+                    "lora_targets": lora_targets, "qlora": qlora, "preset": preset, "block_size": block_size,
                     "dropout": dropout, "depth": depth, "eval_windows": eval_windows, **training}
     if tokenizer is None and init is None:
         raise FidanError("pretrain needs --tokenizer (a new model) or --init (continue a model with its tokenizer)")
     if only_new_embeddings and init is None:
         raise FidanError("--only-new-embeddings needs --init: the extended model whose new rows should train")
+    lora = lora_request(lora_r, lora_alpha, lora_targets, qlora, pick_device(training["device"]))
+    if lora is not None and (init is None or only_new_embeddings):
+        raise FidanError("LoRA adapts an existing model: pass --init, and not --only-new-embeddings")
     if init is not None and training["optimizer"] == "auto":
         training = {**training, "optimizer": "adamw"}  # Muon's split knows fidan's blocks only
-    if only_new_embeddings and training["weight_decay"]:
-        training = {**training, "weight_decay": 0.0}  # decoupled decay would move the frozen rows
     default_lr, default_muon_lr = PRESET_LR.get(preset, (1e-3, 0.02))
     device = pick_device(training["device"])
     t = group(training, lr=default_lr if training["lr"] is None else training["lr"],
@@ -177,7 +200,12 @@ def pretrain(
         ckpt = open_run(run, t.resume, t.force, dist.is_main, quiet)
         start = None
         if init is not None:  # continue a model: from the run's own checkpoint when resuming
-            start = load_start(str(ckpt or init), tokenizer or (str(run) if ckpt else None), block_size)
+            run_tok = str(run) if ckpt is not None and is_hf_folder(ckpt) else None  # HF runs keep it beside
+            if ckpt is not None and lora is not None:
+                tok = load_tokenizer(tokenizer or run_tok or run / "tokenizer")
+                start = Start(resume_model(ckpt, block_size, lora), tok, "hf" if run_tok else "fidan", Path(init))
+            else:
+                start = load_start(str(ckpt or init), tokenizer or run_tok, block_size)
             tok, cfg = start.tok, start.model.config
         else:
             tok = load_tokenizer(tokenizer)
@@ -205,6 +233,11 @@ def pretrain(
                 n = train_only_rows(model, new_ids)
                 if not quiet and dist.is_main:
                     print(f"training only the {len(new_ids):,} new embedding rows ({n:,} weights); the rest is frozen")
+            if lora is not None and ckpt is None:
+                trained, total = adapt_with_lora(model, lora)
+                if not quiet and dist.is_main:
+                    print(f"LoRA r={lora.r}, alpha={lora.alpha:g}: training {trained:,} of {total:,} weights "
+                          f"({trained / total:.2%})")
         else:
             model = GPT(cfg).to(dist.device)
             if ckpt is not None:
@@ -222,11 +255,14 @@ def pretrain(
                   "tokenizer": str(tok.path.resolve()), "tokenizer_sha256": tok.sha256,
                   "init": str(Path(init).resolve()) if init else None,
                   "model": cfg.to_dict(), "parameters": model.num_params(),
-                  "preset": None if init else preset}
+                  "preset": None if init else preset, "lora": lora.to_dict() if lora else None,
+                  "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
         task = PretrainTask(model, tok, train_split, val_split, args, eval_windows, dist, dist.device)
         summary = fit(task, run, args, evals, ckpts, dist=dist, device=dist.device, resume_from=ckpt, config=config,
                       command_args=command_args, logger=t.logger, quiet=quiet,
                       title=f"{Path(init).name if init else preset} · {model.num_params():,} parameters")
+        if lora is not None and dist.is_main:
+            merged_for_saving(model, run)
     finally:
         dist_util.shutdown(dist)
     if dist.is_main and not quiet:

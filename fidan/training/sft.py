@@ -34,9 +34,17 @@ from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS
 from fidan.training.args import TrainArgs, group, training_command
 from fidan.training.estimate import estimate_step_seconds
 from fidan.training.loop import fit
+from fidan.training.lora import check_targets
 from fidan.training.runs import open_run, start_fresh
 from fidan.training.sft_data import EpochBatches, Example, make_batch, pack_rows, tokenize_conversations
-from fidan.training.start import copy_hf_tokenizer, load_start
+from fidan.training.start import (
+    adapt_with_lora,
+    copy_hf_tokenizer,
+    load_start,
+    lora_request,
+    merged_for_saving,
+    resume_model,
+)
 
 __all__ = ["sft", "SFTTask", "tuning_defaults", "evaluate_responses", "estimate_sft_step_seconds",
            "make_batch", "pack_rows", "tokenize_conversations"]
@@ -154,6 +162,10 @@ def sft(
     dropout: float | None = None,
     pack: bool = True,
     eval_examples: int = 500,
+    lora_r: int = 0,
+    lora_alpha: float = 32.0,
+    lora_targets: str | None = None,
+    qlora: bool = False,
     **training,
 ) -> dict:
     """Instruction-tune a model on chat or Alpaca-style data, with loss on the answers only.
@@ -169,6 +181,11 @@ def sft(
         dropout: dropout rate while tuning (default: 0).
         pack: pack several short examples into each sequence (attention never crosses examples).
         eval_examples: held-out conversations used per evaluation, at most.
+        lora_r: train LoRA adapters of this rank (and the chat tokens' embedding rows) instead of every
+            weight (0: off); the run saves the adapters merged into an ordinary model.
+        lora_alpha: LoRA scale: updates are multiplied by alpha / r.
+        lora_targets: comma-separated linear layers that get adapters (default: every attention and MLP layer).
+        qlora: keep a transformers base in 4 bits under the adapters (needs CUDA and bitsandbytes).
         batch_size: rows (packed sequences) per micro-batch (per process under torchrun).
         lr: peak learning rate (default: twice the base's pretraining rate, from its config.yaml).
         optimizer: adamw, muon, or auto (the base's optimizer).
@@ -177,7 +194,9 @@ def sft(
         seed: seed for the data order and dropout.
     """
     command_args = {"model": model, "data": data, "out": out, "val_data": val_data, "val_fraction": val_fraction,
-                    "dropout": dropout, "pack": pack, "eval_examples": eval_examples, **training}
+                    "dropout": dropout, "pack": pack, "eval_examples": eval_examples, "lora_r": lora_r,
+                    "lora_alpha": lora_alpha, "lora_targets": lora_targets, "qlora": qlora, **training}
+    lora = lora_request(lora_r, lora_alpha, lora_targets, qlora, pick_device(training["device"]))
     if eval_examples <= 0:
         raise FidanError(f"--eval-examples must be positive, got {eval_examples}")
     if not 0 <= val_fraction < 1:
@@ -195,7 +214,9 @@ def sft(
     try:
         summary, net, n_train, n_val = _tune(model, data, run, val_data, val_fraction, eval_examples, dropout,
                                              defaults, pack, args, evals, ckpts, dist, resume, t.force, t.logger,
-                                             command_args, quiet)
+                                             command_args, quiet, lora)
+        if lora is not None and dist.is_main:
+            merged_for_saving(net, run)
     finally:
         dist_util.shutdown(dist)
     if not dist.is_main:
@@ -206,6 +227,10 @@ def sft(
         after = f", held-out answer loss {summary['val_loss']:.3f}" if summary["val_loss"] is not None else ""
         print(f"done: step {summary['step']}/{summary['max_steps']}{why}{after} → {run}")
     return summary
+
+
+def _chat_ids(tok) -> list[int]:
+    return [tok.tokenizer.token_to_id(t) for t in CHAT_TOKENS]
 
 
 def _resumed_defaults(run: Path) -> dict:
@@ -219,14 +244,16 @@ def _resumed_defaults(run: Path) -> dict:
 
 
 def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout, defaults, pack, args, evals,
-          ckpts, dist, resume, force, logger, command_args, quiet):
+          ckpts, dist, resume, force, logger, command_args, quiet, lora=None):
     main = dist.is_main
     quiet = quiet or not main
     ckpt = open_run(run, resume, force, dist.is_main, quiet)
     hf = is_hf_folder(ckpt if ckpt is not None else model)
     if ckpt is not None:  # a resume reads the grown model and tokenizer from the run itself
         tok = load_tokenizer(run / "tokenizer")
-        if hf:
+        if lora is not None:
+            net = resume_model(ckpt, None, lora, _chat_ids(tok))
+        elif hf:
             net = load_hf_causal_lm(ckpt)
         else:
             net = GPT(read_model_config(ckpt))
@@ -237,6 +264,8 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
             net, base_tok = start.model, start.tok
         else:
             net, base_tok = load_model(model, device="cpu")
+        if lora is not None:
+            check_targets(net, lora)  # before anything is written
         if main:
             start_fresh(run)
             add_special_tokens(base_tok.path, run / "tokenizer", CHAT_TOKENS, CHAT_TEMPLATE)
@@ -253,6 +282,12 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
             if added:
                 print(f"tokenizer: added {added} chat tokens ({' '.join(CHAT_TOKENS)}); embeddings "
                       f"{rows} → {net.config.vocab_size} rows, new rows = mean of the old")
+        if lora is not None:
+            torch.manual_seed(args.seed)  # the adapters' starting values, the same on every run
+            trained, total = adapt_with_lora(net, lora, _chat_ids(tok))
+            if not quiet:
+                print(f"LoRA r={lora.r}, alpha={lora.alpha:g}: training {trained:,} of {total:,} weights "
+                      f"({trained / total:.2%}: the adapters and the chat tokens' embedding rows)")
     if main and hf:
         copy_hf_tokenizer(tok, run)
     cfg = net.config
@@ -287,7 +322,8 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
               "data": str(data) if str(data).startswith("hf:") else str(Path(data).resolve()),
               "data_sha256": sha256_file(data) if Path(data).is_file() else None, "val_data": val_data,
               "tokenizer_sha256": tok.sha256, "model": cfg.to_dict(), "parameters": net.num_params(),
-              "pack": pack, "train_conversations": len(train_ex), "val_conversations": len(val_ex)}
+              "pack": pack, "train_conversations": len(train_ex), "val_conversations": len(val_ex),
+              "lora": lora.to_dict() if lora else None}
     task = SFTTask(net, train_ex, val_ex, tok.eos_id, tok.token_bytes(), args, pack, dist, dist.device)
     summary = fit(task, run, args, evals, ckpts, dist=dist, device=dist.device, resume_from=ckpt, config=config,
                   command_args=command_args, logger=logger, quiet=quiet,

@@ -89,16 +89,9 @@ def train_only_rows(model: torch.nn.Module, ids: list[int]) -> int:
     """Freeze everything but rows ``ids`` of the input embedding and output head; returns the trainable
     count. Old rows get a zero gradient, so Adam leaves them exactly where they are (weight decay must be
     0: decoupled decay would shrink them)."""
-    embeddings = _vocab_matrices(model)
     for p in model.parameters():
         p.requires_grad_(False)
-    rows = torch.zeros(model.config.vocab_size, 1)
-    rows[torch.tensor(ids)] = 1.0
-    for weight in embeddings:
-        weight.requires_grad_(True)
-        mask = rows.to(weight.device, weight.dtype)
-        weight.register_hook(lambda g, m=mask: g * m)
-    return len(ids) * sum(w.size(1) for w in embeddings)
+    return _train_rows(model, ids)
 
 
 def _vocab_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -110,3 +103,70 @@ def _vocab_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     for w in found:
         unique.setdefault(id(w), w)  # tied: one matrix
     return list(unique.values())
+
+
+def lora_request(lora_r: int, lora_alpha: float, lora_targets: str | None, qlora: bool, device: str):
+    """The LoRA settings asked for on a command line (None: train the weights themselves)."""
+    from fidan.training.lora import LoraSpec, check_qlora
+
+    if qlora:
+        check_qlora(device)
+        if not lora_r:
+            raise FidanError("--qlora trains LoRA adapters over a 4-bit base: pass --lora-r too (e.g. --lora-r 16)")
+    if not lora_r:
+        if lora_targets:
+            raise FidanError("--lora-targets needs --lora-r (the adapters' rank)")
+        return None
+    return LoraSpec(r=lora_r, alpha=lora_alpha, targets=lora_targets)
+
+
+def resume_model(ckpt: Path, block_size: int | None, lora=None, trainable_rows: list[int] = ()) -> torch.nn.Module:
+    """A checkpoint's model: its architecture built empty, the adapters put back if the run had them, then
+    every saved weight loaded (an adapted checkpoint holds base and adapter weights under peft's names)."""
+    if is_hf_folder(ckpt):
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.from_pretrained(str(ckpt), local_files_only=True, trust_remote_code=False)
+        model = HFCausalLM(AutoModelForCausalLM.from_config(config), block_size)
+    else:
+        model = GPT(read_model_config(ckpt))
+    if lora is not None:
+        adapt_with_lora(model, lora, trainable_rows)
+    load_weights(model, ckpt)
+    return model
+
+
+def adapt_with_lora(model: torch.nn.Module, lora, trainable_rows: list[int] = ()) -> tuple[int, int]:
+    """Put LoRA adapters on ``model`` (everything else frozen); ``trainable_rows`` of the embeddings (new
+    tokens) keep learning. Returns (trained weights, all weights)."""
+    from fidan.training.lora import apply_lora, trainable_share
+
+    apply_lora(model, lora)
+    _, total = trainable_share(model)
+    trained = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
+    if trainable_rows:
+        trained += _train_rows(model, list(trainable_rows))
+    return trained, total
+
+
+def _train_rows(model: torch.nn.Module, ids: list[int]) -> int:
+    rows = torch.zeros(model.config.vocab_size, 1)
+    rows[torch.tensor(ids)] = 1.0
+    matrices = _vocab_matrices(model)
+    for weight in matrices:
+        weight.requires_grad_(True)
+        weight.fidan_rows_only = True  # no weight decay: decoupled decay would move the frozen rows
+        weight.register_hook(lambda g, m=rows.to(weight.device, weight.dtype): g * m)
+    return len(ids) * sum(w.size(1) for w in matrices)
+
+
+def merged_for_saving(model: torch.nn.Module, run: Path) -> None:
+    """Fold a run's adapters into its weights and write the run's final model again, as a plain model."""
+    from fidan.artifacts.runs import save_weights
+    from fidan.training.lora import merge_lora
+
+    extra = {}
+    cfg = run / "config.json"
+    if cfg.exists():
+        extra = {k: v for k, v in json.loads(cfg.read_text(encoding="utf-8")).items() if k.startswith("fidan_")}
+    save_weights(merge_lora(model), run, extra)
