@@ -44,6 +44,7 @@ from fidan.training.start import (
     new_token_ids,
     resume_model,
     train_only_rows,
+    trained_weights,
 )
 
 __all__ = ["pretrain", "PretrainTask", "estimate_step_seconds", "dropout_seed", "PRESET_OPTIMIZER", "PRESET_LR"]
@@ -256,7 +257,7 @@ def pretrain(
                   "init": str(Path(init).resolve()) if init else None,
                   "model": cfg.to_dict(), "parameters": model.num_params(),
                   "preset": None if init else preset, "lora": lora.to_dict() if lora else None,
-                  "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+                  "trainable_parameters": trained_weights(model)}
         task = PretrainTask(model, tok, train_split, val_split, args, eval_windows, dist, dist.device)
         summary = fit(task, run, args, evals, ckpts, dist=dist, device=dist.device, resume_from=ckpt, config=config,
                       command_args=command_args, logger=t.logger, quiet=quiet,

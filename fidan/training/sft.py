@@ -44,6 +44,7 @@ from fidan.training.start import (
     lora_request,
     merged_for_saving,
     resume_model,
+    trained_weights,
 )
 
 __all__ = ["sft", "SFTTask", "tuning_defaults", "evaluate_responses", "estimate_sft_step_seconds",
@@ -323,7 +324,8 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
               "data_sha256": sha256_file(data) if Path(data).is_file() else None, "val_data": val_data,
               "tokenizer_sha256": tok.sha256, "model": cfg.to_dict(), "parameters": net.num_params(),
               "pack": pack, "train_conversations": len(train_ex), "val_conversations": len(val_ex),
-              "lora": lora.to_dict() if lora else None}
+              "lora": lora.to_dict() if lora else None,
+              "trainable_parameters": trained_weights(net)}
     task = SFTTask(net, train_ex, val_ex, tok.eos_id, tok.token_bytes(), args, pack, dist, dist.device)
     summary = fit(task, run, args, evals, ckpts, dist=dist, device=dist.device, resume_from=ckpt, config=config,
                   command_args=command_args, logger=logger, quiet=quiet,

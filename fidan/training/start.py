@@ -143,10 +143,20 @@ def adapt_with_lora(model: torch.nn.Module, lora, trainable_rows: list[int] = ()
 
     apply_lora(model, lora)
     _, total = trainable_share(model)
-    trained = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
     if trainable_rows:
-        trained += _train_rows(model, list(trainable_rows))
-    return trained, total
+        _train_rows(model, list(trainable_rows))
+    return trained_weights(model), total
+
+
+def trained_weights(model: torch.nn.Module) -> int:
+    """Weights that training changes: trainable tensors, of which row-masked matrices count their rows only."""
+    seen: set[int] = set()
+    n = 0
+    for p in model.parameters():
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            n += p.size(1) * p.fidan_rows if getattr(p, "fidan_rows_only", False) else p.numel()
+    return n
 
 
 def _train_rows(model: torch.nn.Module, ids: list[int]) -> int:
@@ -156,6 +166,7 @@ def _train_rows(model: torch.nn.Module, ids: list[int]) -> int:
     for weight in matrices:
         weight.requires_grad_(True)
         weight.fidan_rows_only = True  # no weight decay: decoupled decay would move the frozen rows
+        weight.fidan_rows = len(ids)
         weight.register_hook(lambda g, m=rows.to(weight.device, weight.dtype): g * m)
     return len(ids) * sum(w.size(1) for w in matrices)
 
