@@ -3,7 +3,8 @@
 The new tokens are BPE merges learned on the data over the base tokenizer's own segmentation
 (fidan.adapt.vocab). Each new embedding row starts from the rows of the base tokens it replaces:
 ``subtoken-mean`` (their mean: the model reads the new token roughly as it read its pieces), ``mean``
-(the mean of all rows, what ``resize_token_embeddings(mean_resizing=True)`` aims at) or ``random``.
+(the mean of all rows, what ``resize_token_embeddings(mean_resizing=True)`` aims at) or ``random``
+(normal with the model's ``initializer_range``, what transformers gives new rows otherwise).
 The output head, when not tied, gets the same rule. Held-out figures are measured right after the
 extension, before any training, for every initialisation, beside the base model's.
 """
@@ -42,7 +43,7 @@ def extend_vocab(base: str, data: str, add: int, out: str, init: str = "subtoken
         add: how many new tokens, at most (ranked by the tokens they save on the data).
         out: the new model folder (weights, extended tokenizer, extension.json).
         init: how new embedding rows start: subtoken-mean (mean of the rows of the pieces they replace),
-            mean (mean of all rows) or random.
+            mean (mean of all rows) or random (normal with the model's initializer_range, as transformers does).
         min_frequency: a new token must save a token at least this many times in the data.
         compare: also measure held-out bits per byte with the other initialisations (not saved).
         eval_docs: held-out documents scored for bits per byte (0: every one).
@@ -155,8 +156,9 @@ def initialise_rows(model: HFCausalLM, new_ids: list[int], pieces: list[list[int
             rows = torch.stack([old[p].mean(0) for p in pieces])
         elif method == "mean":
             rows = old.mean(0, keepdim=True).expand(len(new_ids), -1)
-        elif method == "random":
-            rows = torch.randn(len(new_ids), w.size(1), generator=gen) * old.std()
+        elif method == "random":  # what transformers gives new rows without mean_resizing
+            std = getattr(model.net.config, "initializer_range", None) or 0.02
+            rows = torch.randn(len(new_ids), w.size(1), generator=gen) * std
         else:
             raise FidanError(f"unknown initialisation {method!r}; choose one of {', '.join(INITS)}")
         w[ids] = rows.to(w.dtype)
