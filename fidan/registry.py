@@ -51,8 +51,12 @@ COMMANDS: dict[str, Command] = {
     "eval samples": Command("fidan.evaluation.samples:eval_samples", "Generations for fixed prompts with fixed seeds."),
     "report": Command("fidan.report.report:report", "Write a run's report.md with plots, from its files.",
                       positional=("run",)),
+    "export hf": Command("fidan.adapt.export:export_hf",
+                         "Write a fidan run as a transformers folder (GPT-2, Qwen3 or Llama), exactly."),
     "vocab extend": Command("fidan.adapt.extend:extend_vocab",
                             "Add Turkish tokens to a transformers model as BPE merges; initialise their embeddings."),
+    "demo adapt": Command("fidan.demo_adapt:demo_adapt",
+                          "Adapt a model to Turkish offline: Qwen-tokenizer base, more Turkish tokens, continued pretraining."),
     "demo": Command("fidan.demo:demo", "Run the whole pipeline offline on the bundled Turkish corpus."),
 }
 

@@ -19,7 +19,7 @@ LAYERS = [
     {"inference"},
     {"training"},
     {"corpus", "tokenizer", "evaluation", "generation", "chat", "report", "adapt"},  # stages: never each other
-    {"demo", "bench"},  # composite commands: they run other stages end to end
+    {"demo", "demo_adapt", "bench"},  # composite commands: they run other stages end to end
     {"registry", "cli", "__init__", "__main__"},  # the entry points
 ]
 TOP = LAYERS[-1]

@@ -1,0 +1,89 @@
+"""`fidan export hf`: every preset exports to a standard transformers architecture with equal logits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fidan.adapt.export import architecture, export_hf
+from fidan.artifacts.runs import copy_tokenizer, save_weights
+from fidan.artifacts.tokenizer import load_tokenizer
+from fidan.cli import main as cli
+from fidan.errors import FidanError
+from fidan.model.gpt import GPT, GPTConfig, config_from_preset
+
+transformers = pytest.importorskip("transformers")
+
+TEXT = "Türkiye Cumhuriyeti 1923 yılında kuruldu; İstanbul'un güzel sokaklarında yürüdük."
+
+
+def make_run(folder, tokenizer_dir, cfg: GPTConfig):
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    with torch.no_grad():  # away from the initialisation (zero-init projections would hide mapping bugs)
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_weights(model, folder)
+    copy_tokenizer(load_tokenizer(tokenizer_dir), folder)
+    return model.eval()
+
+
+def configs(vocab: int) -> dict[str, GPTConfig]:
+    small = dict(n_layer=2, n_embd=64, n_head=2, block_size=64)
+    return {
+        "ders": config_from_preset("ders", vocab, **small),
+        "hizli": config_from_preset("hizli", vocab, **small),
+        "qwen3": config_from_preset("qwen3", vocab, **small),
+        "llama": GPTConfig(vocab_size=vocab, **small, bias=False, pos_emb="rope", norm="rmsnorm", mlp="swiglu"),
+        "llama-bias-relu2": GPTConfig(vocab_size=vocab, **small, pos_emb="rope", norm="rmsnorm", mlp="relu2"),
+        "gpt2-tied-relu2": GPTConfig(vocab_size=vocab, **small, bias=False, mlp="relu2", tie_embeddings=True),
+    }
+
+
+@pytest.mark.parametrize("name", ["ders", "hizli", "qwen3", "llama", "llama-bias-relu2", "gpt2-tied-relu2"])
+def test_export_gives_equal_logits(name, tokenizer_dir, tmp_path):
+    vocab = load_tokenizer(tokenizer_dir).vocab_size
+    cfg = configs(vocab)[name]
+    model = make_run(tmp_path / "run", tokenizer_dir, cfg)
+    export_hf(model=str(tmp_path / "run"), out=str(tmp_path / "hf"))
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
+    assert type(hf).__name__ == architecture(cfg)
+    x = torch.randint(0, vocab, (2, cfg.block_size))
+    with torch.no_grad():
+        diff = (hf(x).logits - model(x)[0]).abs().max().item()
+    assert diff <= 1e-4, diff
+    assert hf.config.tie_word_embeddings == cfg.tie_embeddings
+
+
+def test_exported_folder_works_with_transformers_and_fidan(tokenizer_dir, data_dir, tmp_path):
+    from fidan.evaluation.bpb import eval_bpb
+
+    vocab = load_tokenizer(tokenizer_dir).vocab_size
+    make_run(tmp_path / "run", tokenizer_dir, configs(vocab)["hizli"])
+    export_hf(model=str(tmp_path / "run"), out=str(tmp_path / "hf"))
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    assert hf_tok(TEXT, add_special_tokens=False)["input_ids"] == load_tokenizer(tokenizer_dir).encode(TEXT)
+    assert hf_tok.eos_token == "<|endoftext|>"
+    out = transformers.pipeline("text-generation", model=str(tmp_path / "hf"))("Türkiye", max_new_tokens=5,
+                                                                             do_sample=False)
+    assert out[0]["generated_text"].startswith("Türkiye")
+    ours = eval_bpb(model=str(tmp_path / "run"), text=str(data_dir), split="val", out=str(tmp_path / "a.json"))
+    theirs = eval_bpb(model=str(tmp_path / "hf"), text=str(data_dir), split="val", out=str(tmp_path / "b.json"))
+    assert abs(ours["bpb"] - theirs["bpb"]) <= 1e-4
+
+
+def test_export_refuses_bad_input(tokenizer_dir, tmp_path, capsys):
+    vocab = load_tokenizer(tokenizer_dir).vocab_size
+    assert cli(["export", "hf", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "hf")]) == 2
+    make_run(tmp_path / "run", tokenizer_dir, configs(vocab)["ders"])
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "keep.txt").write_text("mine")
+    assert cli(["export", "hf", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (tmp_path / "hf" / "keep.txt").read_text() == "mine"
+    odd = GPTConfig(vocab_size=vocab, n_layer=1, n_embd=32, n_head=2, block_size=16, pos_emb="rope", norm="rmsnorm")
+    make_run(tmp_path / "odd", tokenizer_dir, odd)  # rotary positions with a GELU MLP: no exact equivalent
+    assert cli(["export", "hf", "--model", str(tmp_path / "odd"), "--out", str(tmp_path / "odd-hf")]) == 2
+    assert "mlp=gelu" in capsys.readouterr().err and not (tmp_path / "odd-hf").exists()
+    with pytest.raises(FidanError, match="layernorm"):
+        architecture(GPTConfig(vocab_size=10, n_layer=1, n_embd=8, n_head=2, pos_emb="rope", mlp="swiglu"))
