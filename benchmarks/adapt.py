@@ -73,12 +73,18 @@ def main() -> None:
     ap.add_argument("--sft-steps", type=int, default=150)
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--skip-control", action="store_true")
+    ap.add_argument("--sft-only", action="store_true", help="only LoRA against full tuning (needs --sft-data)")
     args = ap.parse_args()
     work, base = Path(args.work), Path(args.base)
     work.mkdir(parents=True, exist_ok=True)
     val = list(iter_split(args.data, "val"))
     common = dict(data=args.data, batch_size=16, seed=0, eval_every=1000, max_steps=100_000, force=True, quiet=True)
     result: dict = {"base": str(base), "add": args.add}
+    if args.sft_only:
+        result["sft"] = sft_compare(base, args.sft_data, work, args.sft_steps, args.lora_r)
+        (work / "adapt-bench-sft.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        print_sft(result["sft"])
+        return
 
     t = time.time()
     ext = fidan.extend_vocab(base=str(base), data=args.data, add=args.add, out=str(work / "extended"), force=True,
@@ -113,9 +119,16 @@ def main() -> None:
     print(f"continued pretraining ({c['minutes']:g} min): new rows {c['new_rows_bpb']:.4f} → adapted "
           f"{c['adapted_bpb']:.4f}; base {base_bpb:.4f}" + (f"; base trained as long {result['control_bpb']:.4f}"
                                                              if "control_bpb" in result else ""))
-    for name, r in (result.get("sft") or {}).items():
+    print_sft(result.get("sft") or {})
+
+
+def print_sft(sft: dict) -> None:
+    for name, r in sft.items():
         print(f"sft {name}: held-out answer loss {r['val_loss_before']:.3f} → {r['val_loss']:.3f}, trains "
               f"{r['trainable']:,} of {r['parameters']:,} ({r['trainable'] / r['parameters']:.2%}), {r['seconds']} s")
+    if len(sft) == 2:
+        full, lora = sft.values()
+        print(f"LoRA / full held-out answer loss: {lora['val_loss'] / full['val_loss']:.3f}")
 
 
 if __name__ == "__main__":
