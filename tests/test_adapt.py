@@ -57,6 +57,21 @@ def test_new_merges_shorten_text_and_round_trip(tokenizer_dir, data_dir):
     assert new.encode(odd).ids == tok.encode(odd).ids
 
 
+def test_special_tokens_after_the_vocabulary_keep_their_ids(tokenizer_dir, data_dir, tmp_path):
+    from fidan.artifacts.tokenizer import add_special_tokens
+
+    add_special_tokens(tokenizer_dir, tmp_path / "tok", ["<A>", "<B>", "<C>"])  # appended, as Qwen's are
+    tok = Tokenizer.from_file(str(tmp_path / "tok" / "tokenizer.json"))
+    special = {t: tok.token_to_id(t) for t in ("<A>", "<B>", "<C>")}
+    new, ids = extend_tokenizer(tok, learn_extension(tok, iter_split(data_dir, "train"), 20))
+    assert {t: new.token_to_id(t) for t in special} == special
+    assert min(ids) > max(special.values())
+    text = "<A> Türkiye Cumhuriyeti <C>"
+    assert new.decode(new.encode(text).ids, skip_special_tokens=False) == text
+    for text in iter_split(data_dir, "val"):
+        assert new.decode(new.encode(text).ids) == text and not set(new.encode(text).ids) & set(special.values())
+
+
 def test_extend_writes_a_model_with_initialised_rows(base, data_dir, tmp_path):
     out = tmp_path / "ext"
     record = extend_vocab(base=str(base), data=str(data_dir), add=30, out=str(out), quiet=True)

@@ -146,8 +146,14 @@ def extend_tokenizer(tok: Tokenizer, ext: Extension) -> tuple[Tokenizer, list[in
     spec = _spec(tok)
     model = spec["model"]
     vocab: dict[str, int] = model["vocab"]
-    used = [*vocab.values(), *(t["id"] for t in spec.get("added_tokens") or [])]
+    added = {t["content"]: t["id"] for t in spec.get("added_tokens") or []}
+    used = [*vocab.values(), *added.values()]
     next_id = max(used) + 1 if used else 0
+    # Special tokens that sit after the model's vocabulary (Qwen's <|endoftext|> ... at 151,643+) join it
+    # with their own ids: tokenizers gives an added token missing from the model the id "model size + k",
+    # which would land on the new tokens once the model's vocabulary has a gap.
+    for content, i in added.items():
+        vocab.setdefault(content, i)
     ids = []
     for t in ext.new_tokens:
         vocab[t.token] = next_id
@@ -155,4 +161,9 @@ def extend_tokenizer(tok: Tokenizer, ext: Extension) -> tuple[Tokenizer, list[in
         next_id += 1
     as_strings = bool(model["merges"]) and isinstance(model["merges"][0], str)
     model["merges"] = list(model["merges"]) + [f"{a} {b}" if as_strings else [a, b] for a, b in ext.merges]
-    return Tokenizer.from_str(json.dumps(spec, ensure_ascii=False)), ids
+    extended = Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
+    moved = [c for c, i in added.items() if extended.token_to_id(c) != i]
+    moved += [t.token for t, i in zip(ext.new_tokens, ids, strict=True) if extended.token_to_id(t.token) != i]
+    if moved:  # never hand out a tokenizer whose ids disagree with the embedding rows
+        raise FidanError(f"extending the tokenizer moved the ids of {moved[:3]}; this tokenizer layout is not supported")
+    return extended, ids
