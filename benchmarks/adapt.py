@@ -35,7 +35,9 @@ def add_tokens_comparison(base: Path, extended: Path, texts: list[str]) -> dict:
     plain = Tokenizer.from_file(str(base / "tokenizer.json"))
     merged = Tokenizer.from_file(str(extended / "tokenizer.json"))
     added = Tokenizer.from_file(str(base / "tokenizer.json"))
-    added.add_tokens([AddedToken(t["text"], normalized=False) for t in record["new_tokens"]])
+    # add_tokens takes text: new tokens that end inside a UTF-8 character have none and are left out
+    whole = [t["text"] for t in record["new_tokens"] if "\ufffd" not in t["text"]]
+    added.add_tokens([AddedToken(t, normalized=False) for t in whole])
     sample = "Alarm çaldığında kalarak bekleyenler evlerine döndüler."
     result = {}
     for name, tok in (("base", plain), ("merges", merged), ("add_tokens", added)):
@@ -44,6 +46,7 @@ def add_tokens_comparison(base: Path, extended: Path, texts: list[str]) -> dict:
         result[name] = {"tokens_per_word": round(tpw, 3), "tokens": n,
                         "round_trip": all(tok.decode(tok.encode(t).ids) == t for t in texts[:200]),
                         "sample": [tok.decode([i]) for i in ids]}
+    result["add_tokens"]["added"] = len(whole)
     return result
 
 
@@ -113,6 +116,7 @@ def main() -> None:
     print(f"\nvocabulary: +{args.add} tokens; held-out tokens/word {e['tokens_per_word_before']:.3f} → "
           f"{e['tokens_per_word_after']:.3f} ({e['tokens_saved']:.1%} fewer), learned in {e['seconds']} s")
     print("bits per byte right after extension: " + ", ".join(f"{k} {v:.4f}" for k, v in e["bpb"].items()))
+    print(f"add_tokens took {result['add_tokens'].pop('added')} of the {args.add} tokens (the rest are not whole characters)")
     for name, r in result["add_tokens"].items():
         print(f"  {name:10s} tokens/word {r['tokens_per_word']}, round trip {r['round_trip']}: {r['sample']}")
     c = result["continued"]
