@@ -46,7 +46,7 @@ def add_tokens_comparison(base: Path, extended: Path, texts: list[str]) -> dict:
         result[name] = {"tokens_per_word": round(tpw, 3), "tokens": n,
                         "round_trip": all(tok.decode(tok.encode(t).ids) == t for t in texts[:200]),
                         "sample": [tok.decode([i]) for i in ids]}
-    result["add_tokens"]["added"] = len(whole)
+    result["add_tokens"]["tokens_added"] = len(whole)
     return result
 
 
@@ -116,7 +116,8 @@ def main() -> None:
     print(f"\nvocabulary: +{args.add} tokens; held-out tokens/word {e['tokens_per_word_before']:.3f} → "
           f"{e['tokens_per_word_after']:.3f} ({e['tokens_saved']:.1%} fewer), learned in {e['seconds']} s")
     print("bits per byte right after extension: " + ", ".join(f"{k} {v:.4f}" for k, v in e["bpb"].items()))
-    print(f"add_tokens took {result['add_tokens'].pop('added')} of the {args.add} tokens (the rest are not whole characters)")
+    print(f"add_tokens took {result['add_tokens']['add_tokens']['tokens_added']} of the {args.add} tokens "
+          "(the rest end inside a character)")
     for name, r in result["add_tokens"].items():
         print(f"  {name:10s} tokens/word {r['tokens_per_word']}, round trip {r['round_trip']}: {r['sample']}")
     c = result["continued"]
