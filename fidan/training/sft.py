@@ -54,6 +54,9 @@ __all__ = ["sft", "SFTTask", "tuning_defaults", "evaluate_responses", "estimate_
 # learns them at a rate near its pretraining rate, not 10x below it (docs/sft-chat.md has the figures).
 TUNE_LR_SCALE = 2.0
 FALLBACK_LR = 1e-4  # bases without a readable config.yaml
+# LoRA adapters start at zero and hold few weights: they train at 10x the rate of full tuning (the usual
+# practice; benchmarks/RESULTS.md has the comparison at equal and at 10x rates).
+LORA_LR_SCALE = 10.0
 
 
 def tuning_defaults(model: str | Path) -> dict:
@@ -188,7 +191,8 @@ def sft(
         lora_targets: comma-separated linear layers that get adapters (default: every attention and MLP layer).
         qlora: keep a transformers base in 4 bits under the adapters (needs CUDA and bitsandbytes).
         batch_size: rows (packed sequences) per micro-batch (per process under torchrun).
-        lr: peak learning rate (default: twice the base's pretraining rate, from its config.yaml).
+        lr: peak learning rate (default: twice the base's pretraining rate, from its config.yaml; with
+            --lora-r ten times that).
         optimizer: adamw, muon, or auto (the base's optimizer).
         muon_lr: peak learning rate of the Muon matrices (default: the base's).
         eval_every: evaluate the held-out answer loss every N steps.
@@ -206,7 +210,8 @@ def sft(
     run = Path(out)
     resume = training["resume"]
     defaults = tuning_defaults(model) if not resume else _resumed_defaults(run)
-    t = group(training, lr=defaults["lr"] if training["lr"] is None else training["lr"],
+    default_lr = defaults["lr"] * (LORA_LR_SCALE if lora is not None and not resume else 1.0)
+    t = group(training, lr=default_lr if training["lr"] is None else training["lr"],
               optimizer=defaults["optimizer"] if training["optimizer"] == "auto" else training["optimizer"],
               muon_lr=defaults["muon_lr"] if training["muon_lr"] is None else training["muon_lr"],
               precision=resolve_precision(training["precision"], device), device=device)
