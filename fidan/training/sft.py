@@ -283,7 +283,11 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
         if not hf:
             net = _with_dropout(net, defaults["dropout"] if dropout is None else dropout)
         if not quiet:
-            rate = f"lr {args.lr:g} ({'given' if command_args['lr'] is not None else 'from the base: ' + str(defaults['from'])})"
+            source = (f"from the base: {defaults['from']}" if defaults["from"] else
+                      f"default {FALLBACK_LR:g}: the base has no config.yaml")
+            if lora is not None:
+                source += f", x{LORA_LR_SCALE:g} for LoRA"
+            rate = f"lr {args.lr:g} ({'given' if command_args['lr'] is not None else source})"
             print(f"tuning: {rate}, {args.optimizer}, dropout {net.config.dropout:g}")
             if added:
                 print(f"tokenizer: added {added} chat tokens ({' '.join(CHAT_TOKENS)}); embeddings "
