@@ -53,6 +53,16 @@ def test_export_gives_equal_logits(name, tokenizer_dir, tmp_path):
         diff = (hf(x).logits - model(x)[0]).abs().max().item()
     assert diff <= 1e-4, diff
     assert hf.config.tie_word_embeddings == cfg.tie_embeddings
+    shared = hf.get_output_embeddings().weight.data_ptr() == hf.get_input_embeddings().weight.data_ptr()
+    assert shared == cfg.tie_embeddings  # an untied head stays its own matrix after loading
+    assert hf.config.bos_token_id == hf.config.eos_token_id == hf.config.pad_token_id == model_eos(tokenizer_dir)
+    written = {p.name for p in (tmp_path / "hf").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+            "generation_config.json", "README.md"} <= written
+
+
+def model_eos(tokenizer_dir) -> int:
+    return load_tokenizer(tokenizer_dir).eos_id
 
 
 def test_exported_folder_works_with_transformers_and_fidan(tokenizer_dir, data_dir, tmp_path):
@@ -72,6 +82,34 @@ def test_exported_folder_works_with_transformers_and_fidan(tokenizer_dir, data_d
     assert abs(ours["bpb"] - theirs["bpb"]) <= 1e-4
 
 
+def test_exported_tokenizer_keeps_the_chat_template(tokenizer_dir, tmp_path):
+    from fidan.artifacts.tokenizer import add_special_tokens
+    from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, encode_chat
+
+    chat_tok = add_special_tokens(tokenizer_dir, tmp_path / "chat-tok", CHAT_TOKENS, CHAT_TEMPLATE)
+    cfg = GPTConfig(vocab_size=chat_tok.vocab_size, n_layer=1, n_embd=32, n_head=2, block_size=32, bias=False,
+                    pos_emb="rope", norm="rmsnorm", mlp="swiglu", qk_norm=True, tie_embeddings=True)
+    make_run(tmp_path / "run", tmp_path / "chat-tok", cfg)
+    export_hf(model=str(tmp_path / "run"), out=str(tmp_path / "hf"))
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    messages = [{"role": "system", "content": "Kısa yanıt ver."}, {"role": "user", "content": "Başkent neresi?"},
+                {"role": "assistant", "content": "Ankara."}, {"role": "user", "content": "Peki en büyük şehir?"}]
+    ids = hf_tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert list(ids) == encode_chat(chat_tok, messages, add_generation_prompt=True)[0]
+
+
+def test_export_in_half_precision(tokenizer_dir, tmp_path):
+    vocab = load_tokenizer(tokenizer_dir).vocab_size
+    model = make_run(tmp_path / "run", tokenizer_dir, configs(vocab)["ders"])
+    result = export_hf(model=str(tmp_path / "run"), out=str(tmp_path / "hf"), dtype="bf16")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
+    assert result["dtype"] == "bf16" and hf.dtype == torch.bfloat16
+    x = torch.randint(0, vocab, (1, 32))
+    with torch.no_grad():
+        ours, theirs = model(x)[0], hf(x).logits.float()
+    assert (ours - theirs).abs().max().item() < 0.1 * ours.abs().max().item()  # rounded, not remapped
+
+
 def test_export_refuses_bad_input(tokenizer_dir, tmp_path, capsys):
     vocab = load_tokenizer(tokenizer_dir).vocab_size
     assert cli(["export", "hf", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "hf")]) == 2
@@ -81,6 +119,13 @@ def test_export_refuses_bad_input(tokenizer_dir, tmp_path, capsys):
     assert cli(["export", "hf", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 2
     assert "already exists" in capsys.readouterr().err
     assert (tmp_path / "hf" / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == ["keep.txt"]
+    assert cli(["export", "hf", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "hf"), "--force"]) == 0
+    assert not (tmp_path / "hf" / "keep.txt").exists() and (tmp_path / "hf" / "model.safetensors").exists()
+    assert cli(["export", "hf", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "run"), "--force"]) == 2
+    assert "would replace the run" in capsys.readouterr().err and (tmp_path / "run" / "config.json").exists()
+    assert cli(["export", "hf", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "x"), "--dtype", "int8"]) == 2
+    assert "--dtype" in capsys.readouterr().err and not (tmp_path / "x").exists()
     odd = GPTConfig(vocab_size=vocab, n_layer=1, n_embd=32, n_head=2, block_size=16, pos_emb="rope", norm="rmsnorm")
     make_run(tmp_path / "odd", tokenizer_dir, odd)  # rotary positions with a GELU MLP: no exact equivalent
     assert cli(["export", "hf", "--model", str(tmp_path / "odd"), "--out", str(tmp_path / "odd-hf")]) == 2

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -29,7 +30,12 @@ from fidan.model.gpt import GPT, GPTConfig
 from fidan.model.hf import quiet_transformers
 from fidan.runtime.io import atomic_dir, atomic_write_json, atomic_write_text
 
-EXPORTS = "learned positions + LayerNorm (GPT-2), or rotary positions + RMSNorm with a SwiGLU or ReLU² MLP (Qwen3/Llama)"
+if TYPE_CHECKING:
+    import transformers
+
+EXPORTS = ("learned positions + LayerNorm (GPT-2; preset ders), or rotary positions + RMSNorm with a SwiGLU or "
+           "ReLU² MLP (Qwen3/Llama; presets hizli, qwen3)")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def architecture(cfg: GPTConfig) -> str:
@@ -50,8 +56,14 @@ def architecture(cfg: GPTConfig) -> str:
     return "Qwen3ForCausalLM" if cfg.qk_norm else "LlamaForCausalLM"
 
 
-def hf_config_and_state(model: GPT, eos_id: int | None = None):
-    """The transformers config and state dict (fp32 copies) equal to a fidan GPT."""
+def hf_config_and_state(model: GPT, eos_id: int | None = None
+                        ) -> tuple[transformers.PretrainedConfig, dict[str, torch.Tensor]]:
+    """The transformers config and state dict (fp32 copies) equal to a fidan GPT.
+
+    Keys follow the transformers class named in ``config.architectures[0]``; with tied embeddings there
+    is no ``lm_head.weight`` (transformers ties it to the input embedding). ``eos_id`` becomes the BOS,
+    EOS and padding id. Dropout rates are 0: the exported model is for inference.
+    """
     import transformers
 
     cfg = model.config
@@ -100,6 +112,8 @@ def hf_config_and_state(model: GPT, eos_id: int | None = None):
                 for name, part in zip(("q_proj", "k_proj", "v_proj"), qkv.split(C, 0), strict=True):
                     out[f"{h}self_attn.{name}.{kind}"] = part.clone()
                 out[f"{h}self_attn.o_proj.{kind}"] = sd[f"{b}attn.proj.{kind}"]
+                # SwiGLU: proj(silu(gate(x)) * fc(x)). ReLU²: relu(a) * a == relu(a)**2 for every a, so with
+                # hidden_act="relu" and gate = up = fc the gated MLP computes exactly proj(relu(fc(x))**2).
                 gate = sd[f"{b}mlp.gate.{kind}"] if cfg.mlp == "swiglu" else sd[f"{b}mlp.fc.{kind}"].clone()
                 if arch == "LlamaForCausalLM" or kind == "weight":
                     out[f"{h}mlp.gate_proj.{kind}"], out[f"{h}mlp.up_proj.{kind}"] = gate, sd[f"{b}mlp.fc.{kind}"]
@@ -128,29 +142,36 @@ def to_transformers(model: GPT, eos_id: int | None = None) -> torch.nn.Module:
     return net.eval()
 
 
-def export_hf(model: str, out: str, force: bool = False) -> dict:
+def export_hf(model: str, out: str, force: bool = False, dtype: str = "fp32") -> dict:
     """Write a fidan run as a transformers model folder (GPT-2, Qwen3 or Llama architecture) with its tokenizer.
 
     Args:
         model: a fidan run folder (or one of its checkpoints).
         out: the transformers folder to write (config.json, model.safetensors, tokenizer files, README.md).
         force: replace --out if it exists.
+        dtype: weights as fp32 (exact), bf16 or fp16 (half the size, rounded).
     """
+    if dtype not in DTYPES:
+        raise FidanError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     out_dir = Path(out)
     if out_dir.exists() and not force:
         raise FidanError(f"--out {out_dir} already exists; pass --force to replace it or choose another folder")
     folder = resolve_model_dir(model)
+    source = Path(folder).resolve()
+    if out_dir.resolve() == source or out_dir.resolve() in source.parents:
+        raise FidanError(f"--out {out_dir} would replace the run being exported ({model}); choose another folder")
     net, tok = load_model(folder)
     if not isinstance(net, GPT):
         raise FidanError(f"{model} is already a transformers model folder; nothing to export")
     arch = architecture(net.config)
-    hf = to_transformers(net, tok.eos_id)
+    hf = to_transformers(net, tok.eos_id).to(DTYPES[dtype])
     with atomic_dir(out_dir) as tmp:
         hf.save_pretrained(str(tmp))
         _write_tokenizer(tok, tmp)
-        _write_card(tmp, out_dir.name, Path(model), net.config, arch, net.num_params())
-    print(f"exported {Path(model)} → {out_dir} ({arch}, {net.num_params():,} parameters, fp32)")
-    return {"out": str(out_dir), "architecture": arch, "parameters": net.num_params()}
+        _write_card(tmp, out_dir.name, Path(model), net.config, arch, net.num_params(), dtype)
+    print(f"exported {Path(model)} → {out_dir}: {arch}, {net.num_params():,} parameters, {dtype}; "
+          "config.json, model.safetensors, tokenizer, generation_config.json, README.md")
+    return {"out": str(out_dir), "architecture": arch, "parameters": net.num_params(), "dtype": dtype}
 
 
 def _write_tokenizer(tok: TokenizerBundle, folder: Path) -> None:
@@ -166,9 +187,11 @@ def _write_tokenizer(tok: TokenizerBundle, folder: Path) -> None:
     atomic_write_json(folder / "tokenizer_config.json", config)
 
 
-def _write_card(folder: Path, name: str, run: Path, cfg: GPTConfig, arch: str, params: int) -> None:
+def _write_card(folder: Path, name: str, run: Path, cfg: GPTConfig, arch: str, params: int, dtype: str) -> None:
     relu2 = ("\nThe ReLU² MLP is written as a gated MLP with `hidden_act=\"relu\"` and the same matrix as gate "
              "and up projection (relu(a)·a = relu(a)²), so the outputs are exact.\n") if cfg.mlp == "relu2" and arch != "GPT2LMHeadModel" else ""
+    exact = ("Exact: the logits equal the fidan model's." if dtype == "fp32" else
+             f"The fp32 weights are rounded to {dtype}; in fp32 the export is exact.")
     atomic_write_text(folder / "README.md", f"""---
 language: tr
 library_name: transformers
@@ -177,7 +200,7 @@ library_name: transformers
 # {run.resolve().name}
 
 A Turkish language model trained with fidan and exported with `fidan export hf` as `{arch}`
-({params:,} parameters, fp32). Exact: the logits equal the fidan model's.
+({params:,} parameters, {dtype}). {exact}
 
 Architecture: {cfg.n_layer} layers, width {cfg.n_embd}, {cfg.n_head} heads, context {cfg.block_size},
 vocabulary {cfg.vocab_size}; positions {cfg.pos_emb}, norm {cfg.norm}, MLP {cfg.mlp}, QK-norm {cfg.qk_norm},
