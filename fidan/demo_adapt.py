@@ -30,7 +30,7 @@ VAL_FRACTION = 0.02
 
 def demo_adapt(
     out: str = "runs/demo-adapt",
-    base_minutes: float = 2.5,
+    base_minutes: float = 3.75,
     add: int = 4000,
     rows_minutes: float = 0.75,
     adapt_minutes: float = 2.5,
@@ -58,7 +58,8 @@ def demo_adapt(
     device = pick_device(device)
     data = str(root / "data")
     timings: dict[str, float] = {}
-    common = dict(data=data, batch_size=batch_size, seed=seed, device=device, eval_every=1000, max_steps=100_000)
+    common = dict(data=data, batch_size=batch_size, seed=seed, device=device, eval_every=1000, max_steps=100_000,
+                  warmup_steps=10)
 
     t = time.time()
     print("== 1/6 corpus: Turkish speeches 1906-1938 + Turkish Web Treebank (offline packages)")
