@@ -81,6 +81,11 @@ def demo_adapt(
     ext = extend_vocab(base=str(root / "base"), data=data, add=add, out=str(root / "extended"), seed=seed,
                        eval_docs=0)
     timings["extend"] = time.time() - t
+    starts = {k: v for k, v in ext["held_out"]["bpb"].items() if k != "base"}
+    if starts and min(starts, key=starts.get) != "subtoken-mean":
+        print(f"note: on this stand-in, trained {base_minutes:g} minutes, {min(starts, key=starts.get)} starts best; on the "
+              "base trained for 12 minutes in benchmarks/RESULTS.md subtoken-mean does (2.4886 against 2.5229 for "
+              "random): the best start depends on how well the base's rows are trained")
 
     t = time.time()
     print(f"== 5/6 continued pretraining: the new rows alone for {rows_minutes:g} min")
