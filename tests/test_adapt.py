@@ -207,3 +207,25 @@ def test_lora_tuning_of_a_transformers_model(base, tmp_path, capsys):
                 "--lora-targets", "nope"]) == 2
     assert "match no linear layer" in capsys.readouterr().err
     assert not (tmp_path / "q").exists() and not (tmp_path / "t").exists()  # nothing written
+
+
+@pytest.mark.parametrize("kind", ["qwen3", "gpt2"])
+def test_packed_rows_of_a_transformers_model_equal_separate_examples(kind):
+    from fidan.model.hf import HFCausalLM
+
+    torch.manual_seed(0)
+    if kind == "qwen3":
+        net = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(
+            vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+            num_key_value_heads=2, head_dim=16, max_position_embeddings=64))
+    else:
+        net = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=2,
+                                                                   n_positions=64, bos_token_id=0, eos_token_id=0))
+    model = HFCausalLM(net.eval())
+    x, y = torch.randint(0, 50, (1, 20)), torch.randint(0, 50, (1, 20))
+    doc = torch.tensor([[0] * 8 + [1] * 12])
+    packed = model(x, y, reduction="none", doc_ids=doc)[1].view(1, 20)
+    alone = torch.cat([model(x[:, :8], y[:, :8], reduction="none")[1], model(x[:, 8:], y[:, 8:], reduction="none")[1]])
+    assert torch.allclose(packed.view(-1), alone, atol=1e-5)
+    full = model(x, y)[1]  # the chunked training loss equals the plain one
+    assert torch.allclose(model(x, y, return_logits=False)[1], full, atol=1e-5)
