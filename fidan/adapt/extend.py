@@ -11,7 +11,6 @@ extension, before any training, for every initialisation, beside the base model'
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -184,10 +183,3 @@ def summary_table(record: dict) -> str:
         lines.append("  bits per byte    " + ", ".join(f"{k} {v:.4f}" for k, v in h["bpb"].items())
                      + "  (before any training)")
     return "\n".join(lines)
-
-
-def read_extension(folder: str | Path) -> dict:
-    path = Path(folder) / EXTENSION_FILE
-    if not path.exists():
-        raise FidanError(f"{folder} has no {EXTENSION_FILE}; it was not written by `fidan vocab extend`")
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -119,6 +119,14 @@ def check_vocab(cfg: GPTConfig, tok: TokenizerBundle, where: Path) -> None:
         )
 
 
+def check_rows(model: torch.nn.Module, tok: TokenizerBundle, where: str | Path) -> None:
+    """Every token id of the tokenizer needs an embedding row (more rows than tokens is padding)."""
+    rows = model.config.vocab_size
+    if tok.vocab_size > rows:
+        raise FidanError(f"tokenizer {tok.path} has {tok.vocab_size} tokens but the model in {where} has {rows} "
+                         "embedding rows; pass the tokenizer the model was trained or extended with")
+
+
 def load_weights(model: torch.nn.Module, folder: Path, device: str = "cpu") -> None:
     target = _unwrap(model)
     target = target.net if isinstance(target, HFCausalLM) else target
@@ -152,9 +160,7 @@ def load_model(path: str | Path, tokenizer: str | Path | None = None, device: st
     if is_hf_folder(path):
         model = load_hf_causal_lm(path, device)
         tok = load_tokenizer(tokenizer or path)
-        if tok.vocab_size > model.config.vocab_size:
-            raise FidanError(f"tokenizer {tok.path} has {tok.vocab_size} tokens but the model in {path} has "
-                             f"{model.config.vocab_size} embedding rows; use the tokenizer the model was trained with")
+        check_rows(model, tok, path)
         return model.eval(), tok
     folder = resolve_model_dir(path)
     cfg = read_model_config(folder)

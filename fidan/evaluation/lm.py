@@ -16,12 +16,9 @@ import torch.nn.functional as F
 
 from fidan.artifacts.runs import load_model, resolve_model_dir
 from fidan.errors import FidanError
-from fidan.model.hf import is_hf_folder, quiet_transformers
+from fidan.model.hf import HF_DEFAULT_MAX_BLOCK, is_hf_folder, quiet_transformers
 from fidan.runtime.environment import environment
 from fidan.runtime.io import atomic_write_json
-
-# Scoring a long context on a CPU is slow; HF models with huge windows are capped unless asked otherwise.
-HF_DEFAULT_MAX_BLOCK = 1024
 
 
 @dataclass

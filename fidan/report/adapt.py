@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fidan.report.markdown import fmt, read_json, table
-
-EXTENSION_FILE = "extension.json"
+from fidan.training.start import EXTENSION_FILE
 
 
 def adaptation_section(root: Path, final: dict | None) -> list[str]:

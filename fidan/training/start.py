@@ -10,7 +10,13 @@ from pathlib import Path
 
 import torch
 
-from fidan.artifacts.runs import load_weights, read_model_config, resolve_model_dir
+from fidan.artifacts.runs import (
+    check_rows,
+    find_tokenizer,
+    load_weights,
+    read_model_config,
+    resolve_model_dir,
+)
 from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT
@@ -45,24 +51,9 @@ def load_start(init: str, tokenizer: str | None, block_size: int | None, device:
                          "leave --block-size out when continuing a fidan model")
     model = GPT(cfg)
     load_weights(model, folder)
-    tok = load_tokenizer(tokenizer) if tokenizer else _fidan_tokenizer(folder)
+    tok = load_tokenizer(tokenizer or find_tokenizer(folder))
     check_rows(model, tok, path)
     return Start(model.to(device), tok, "fidan", folder)
-
-
-def _fidan_tokenizer(folder: Path) -> TokenizerBundle:
-    for candidate in (folder / "tokenizer", folder.parent.parent / "tokenizer"):
-        if (candidate / "tokenizer.json").exists():
-            return load_tokenizer(candidate)
-    raise FidanError(f"no tokenizer next to {folder}; pass --tokenizer")
-
-
-def check_rows(model: torch.nn.Module, tok: TokenizerBundle, where: Path) -> None:
-    """Every token id of the tokenizer must have an embedding row (more rows than tokens is padding)."""
-    rows = model.config.vocab_size
-    if tok.vocab_size > rows:
-        raise FidanError(f"tokenizer {tok.path} has {tok.vocab_size} tokens but the model in {where} has "
-                         f"{rows} embedding rows; pass the tokenizer the model was trained or extended with")
 
 
 def copy_hf_tokenizer(tok: TokenizerBundle, run: Path) -> None:
