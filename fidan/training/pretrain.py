@@ -179,13 +179,13 @@ def pretrain(
         raise FidanError("pretrain needs --tokenizer (a new model) or --init (continue a model with its tokenizer)")
     if only_new_embeddings and init is None:
         raise FidanError("--only-new-embeddings needs --init: the extended model whose new rows should train")
-    lora = lora_request(lora_r, lora_alpha, lora_targets, qlora, pick_device(training["device"]))
+    device = pick_device(training["device"])
+    lora = lora_request(lora_r, lora_alpha, lora_targets, qlora, device)
     if lora is not None and (init is None or only_new_embeddings):
         raise FidanError("LoRA adapts an existing model: pass --init, and not --only-new-embeddings")
     if init is not None and training["optimizer"] == "auto":
         training = {**training, "optimizer": "adamw"}  # Muon's split knows fidan's blocks only
     default_lr, default_muon_lr = PRESET_LR.get(preset, (1e-3, 0.02))
-    device = pick_device(training["device"])
     t = group(training, lr=default_lr if training["lr"] is None else training["lr"],
               optimizer=PRESET_OPTIMIZER.get(preset, "adamw") if training["optimizer"] == "auto"
               else training["optimizer"],

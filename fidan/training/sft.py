@@ -201,12 +201,12 @@ def sft(
     command_args = {"model": model, "data": data, "out": out, "val_data": val_data, "val_fraction": val_fraction,
                     "dropout": dropout, "pack": pack, "eval_examples": eval_examples, "lora_r": lora_r,
                     "lora_alpha": lora_alpha, "lora_targets": lora_targets, "qlora": qlora, **training}
-    lora = lora_request(lora_r, lora_alpha, lora_targets, qlora, pick_device(training["device"]))
     if eval_examples <= 0:
         raise FidanError(f"--eval-examples must be positive, got {eval_examples}")
     if not 0 <= val_fraction < 1:
         raise FidanError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     device = pick_device(training["device"])
+    lora = lora_request(lora_r, lora_alpha, lora_targets, qlora, device)
     run = Path(out)
     resume = training["resume"]
     defaults = tuning_defaults(model) if not resume else _resumed_defaults(run)
