@@ -34,6 +34,9 @@ def save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = None
     checkpoint of one loads with ``AutoModelForCausalLM`` as it is.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    if hasattr(_unwrap(model), "save_folder"):  # a model that knows its own layout (a text classifier)
+        _unwrap(model).save_folder(folder, extra)
+        return
     if isinstance(_unwrap(model), HFCausalLM):
         net = _unwrap(model).net
         if any(".lora_" in name for name, _ in net.named_parameters()):
@@ -96,6 +99,9 @@ def resolve_model_dir(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise FidanError(f"model not found: {path}; pass a run folder made by `fidan pretrain`")
+    if (path / "classifier.json").exists() or (path.parent.parent / "classifier.json").exists():
+        raise FidanError(f"{path} is a text classifier (`fidan classify`), not a language model; use "
+                         "`fidan classify predict` with it, or pass a run made by `fidan pretrain` or `fidan sft`")
     if (path / "model.safetensors").exists():
         return path
     ckpts = checkpoint_dirs(path)
@@ -129,6 +135,9 @@ def check_rows(model: torch.nn.Module, tok: TokenizerBundle, where: str | Path) 
 
 def load_weights(model: torch.nn.Module, folder: Path, device: str = "cpu") -> None:
     target = _unwrap(model)
+    if hasattr(target, "load_folder"):
+        target.load_folder(Path(folder), device)
+        return
     target = target.net if isinstance(target, HFCausalLM) else target
     try:
         load_safetensors_into(target, str(Path(folder) / "model.safetensors"), device=device)
@@ -136,7 +145,7 @@ def load_weights(model: torch.nn.Module, folder: Path, device: str = "cpu") -> N
         raise FidanError(f"cannot load weights from {folder} ({str(e).splitlines()[0][:200]})") from None
 
 
-RUN_ARTIFACTS = ("config.yaml", "config.json", "model.safetensors", "metrics.jsonl", "checkpoints", "plots", "report.md",
+RUN_ARTIFACTS = ("config.yaml", "config.json", "model.safetensors", "classifier.json", "metrics.jsonl", "checkpoints", "plots", "report.md",
                  "eval", "timings.json", "tensorboard", "metrics.csv", "wandb-run.json", "wandb")
 
 

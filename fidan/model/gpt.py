@@ -278,6 +278,19 @@ class GPT(nn.Module):
         if cache is not None:
             return self.forward_cached(idx, cache, start or [0] * idx.size(0), last), None
         B, T = idx.shape
+        x = self.hidden_states(idx, doc_ids)
+        if targets is not None and not return_logits and reduction == "mean":
+            return None, chunked_cross_entropy(x.view(B * T, -1), self.lm_head.weight, targets.reshape(-1))
+        logits = self.lm_head(x)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
+                               ignore_index=-100, reduction=reduction)
+        return logits, loss
+
+    def hidden_states(self, idx: torch.Tensor, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The final normalized hidden states (B, T, n_embd): what the output head (or a classifier) reads."""
+        B, T = idx.shape
         if T > self.config.block_size:
             raise FidanError(f"sequence of {T} tokens is longer than the model's block size {self.config.block_size}")
         mask = None
@@ -298,15 +311,7 @@ class GPT(nn.Module):
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, mask, rope)
-        x = self.ln_f(x)
-        if targets is not None and not return_logits and reduction == "mean":
-            return None, chunked_cross_entropy(x.view(B * T, -1), self.lm_head.weight, targets.reshape(-1))
-        logits = self.lm_head(x)
-        if targets is None:
-            return logits, None
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
-                               ignore_index=-100, reduction=reduction)
-        return logits, loss
+        return self.ln_f(x)
 
     def forward_cached(self, idx: torch.Tensor, cache: KVCache, start: list[int],
                        last: list[int] | None = None) -> torch.Tensor:

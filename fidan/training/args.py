@@ -32,6 +32,7 @@ class TrainArgs:
     grad_accum: int = 1
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
+    schedule: str = "cosine"
     warmup_steps: int = 50
     weight_decay: float = 0.1
     grad_clip: float = 1.0
@@ -105,7 +106,8 @@ SHARED: tuple[Option, ...] = (
     Option("batch_size", int, 32, "sequences per micro-batch (per process under torchrun)."),
     Option("grad_accum", int, 1, "micro-batches per optimizer step."),
     Option("lr", float | None, None, "peak learning rate."),
-    Option("min_lr_ratio", float, 0.1, "the cosine schedule ends at lr * min_lr_ratio."),
+    Option("min_lr_ratio", float, 0.1, "the schedule ends at lr * min_lr_ratio."),
+    Option("schedule", Literal["cosine", "linear"], "cosine", "decay after warm-up: cosine or linear."),
     Option("warmup_steps", int, 50, "linear warmup steps (at most a quarter of the run)."),
     Option("weight_decay", float, 0.1, "weight decay on matrices and embeddings."),
     Option("grad_clip", float, 1.0, "clip the global gradient norm to this (0 disables)."),
@@ -200,7 +202,7 @@ def group(training: dict, *, lr: float, optimizer: str, muon_lr: float, precisio
     t = training
     train = TrainArgs(max_steps=t["max_steps"], until_step=t["until_step"], max_minutes=t["max_minutes"],
                       budget_minutes=t["budget_minutes"], batch_size=t["batch_size"], grad_accum=t["grad_accum"],
-                      lr=lr, min_lr_ratio=t["min_lr_ratio"], warmup_steps=t["warmup_steps"],
+                      lr=lr, min_lr_ratio=t["min_lr_ratio"], schedule=t["schedule"], warmup_steps=t["warmup_steps"],
                       weight_decay=t["weight_decay"], grad_clip=t["grad_clip"], optimizer=optimizer,
                       muon_lr=muon_lr, precision=precision, compile=t["compile"], fsdp=t["fsdp"], seed=t["seed"],
                       peak_gflops=t["peak_gflops"])

@@ -69,6 +69,19 @@ class Task(Protocol):
     def record(self) -> dict: ...  # extra fields for the step's metrics record
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
+    # Optional: ``monitor`` (the held-out figure that picks the best weights and drives early stopping;
+    # default "val_loss"), ``higher_is_better`` (default False) and ``describe(result) -> str`` (the
+    # evaluation line; default: loss and bits per byte).
+
+
+def _monitor(task) -> tuple[str, bool]:
+    return getattr(task, "monitor", "val_loss"), getattr(task, "higher_is_better", False)
+
+
+def describe(task, result: dict) -> str:
+    if hasattr(task, "describe"):
+        return task.describe(result)
+    return f"held-out loss {result['val_loss']:.3f}, {result['val_bpb']:.3f} bits/byte"
 
 
 @dataclass
@@ -79,7 +92,8 @@ class Progress:
     plan: int = 0  # planned length of the schedule, in steps
     train_s: float = 0.0  # seconds spent in training steps
     wall_s: float = 0.0  # seconds of wall time, evaluations and checkpoints included
-    best: dict = field(default_factory=lambda: {"loss": math.inf, "step": -1, "bad_evals": 0})
+    # the best held-out value of the task's monitored figure so far (``loss`` for older checkpoints)
+    best: dict = field(default_factory=lambda: {"value": None, "step": -1, "bad_evals": 0})
 
 
 def warmup_for(args: TrainArgs, plan: int) -> int:
@@ -159,8 +173,7 @@ class Trainer:
             # Tuning may only make things worse: the starting weights are a candidate for the best too.
             self.before = self.evaluate()
             if self.before and not self.quiet:
-                print(f"before training: held-out loss {self.before['val_loss']:.3f}, "
-                      f"{self.before['val_bpb']:.3f} bits/byte")
+                print(f"before training: {describe(self.task, self.before)}")
 
     def _resume(self, ckpt: Path) -> None:
         state = load_checkpoint_state(ckpt)
@@ -210,8 +223,11 @@ class Trainer:
         if result:
             p = self.progress
             self.log({"kind": "eval", "step": p.step, **result})
-            if result["val_loss"] < p.best["loss"]:
-                p.best = {"loss": result["val_loss"], "step": p.step, "bad_evals": 0}
+            key, higher = _monitor(self.task)
+            best = p.best.get("value", p.best.get("loss"))
+            value = result[key]
+            if best is None or (value > best if higher else value < best):
+                p.best = {"value": value, "step": p.step, "bad_evals": 0}
                 if self.evals.patience and self.main:
                     save_weights(self.raw, self.best_dir, {"fidan_step": p.step, "fidan_stage": self.task.stage})
             else:
@@ -260,10 +276,10 @@ class Trainer:
                 result = self.evaluate()
                 if result and not self.quiet:
                     sample = f" | {result['sample']!r}" if result.get("sample") else ""
-                    bar.write(f"step {p.step}: held-out loss {result['val_loss']:.3f}, "
-                              f"{result['val_bpb']:.3f} bits/byte{sample}")
+                    bar.write(f"step {p.step}: {describe(self.task, result)}{sample}")
                 if evals.patience and p.best["bad_evals"] >= evals.patience:
-                    self.stopped = f"early stop: no better held-out loss in {evals.patience} evaluations"
+                    what = _monitor(self.task)[0].removeprefix("val_").replace("_", "-")
+                    self.stopped = f"early stop: no better held-out {what} in {evals.patience} evaluations"
             if evals.patience and dist_util.any_rank(bool(self.stopped), self.dist):  # rank 0 decided for all
                 self.stopped = self.stopped or "early stop"
             if interrupted:
@@ -288,7 +304,7 @@ class Trainer:
             bar.write(f"note: --warmup-steps {args.warmup_steps} is more than {WARMUP_SHARE:.0%} of a "
                       f"{p.plan}-step run; warming up for {warmup} steps")
             self._warned = True
-        set_lr(self.opt, lr_at(p.step, p.plan, args.lr, warmup, args.min_lr_ratio))
+        set_lr(self.opt, lr_at(p.step, p.plan, args.lr, warmup, args.min_lr_ratio, args.schedule))
         torch.manual_seed(dropout_seed(args.seed, p.step, self.dist.rank))
         task.begin_step()
         loss_sum, n_tokens = 0.0, 0
@@ -363,7 +379,8 @@ class Trainer:
         plot_loss(records, self.run / "plots" / "loss.png", title=title or self.task.stage)
         figures = final or self.last_eval
         before = self.before or next((r for r in records if r.get("kind") == "eval" and r["step"] == 0), None)
-        return {"step": p.step, "max_steps": p.plan, "stopped": self.stopped or None,
+        return {**{k: v for k, v in figures.items() if k.startswith("val_") and not isinstance(v, dict | list)},
+                "step": p.step, "max_steps": p.plan, "stopped": self.stopped or None,
                 "stopped_early": self.stopped == "time limit", "val_loss": figures.get("val_loss"),
                 "val_bpb": figures.get("val_bpb"), "sample": self.last_eval.get("sample"),
                 "val_loss_before": before and before["val_loss"], "val_bpb_before": before and before["val_bpb"],

@@ -148,15 +148,20 @@ def make_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: f
     return MuonAdamW(muon, make_adamw(rest, lr, 0.0, betas, fused))
 
 
-def lr_at(step: int, max_steps: int, lr: float, warmup_steps: int, min_lr_ratio: float) -> float:
-    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``max_steps``.
+SCHEDULES = ("cosine", "linear")
+
+
+def lr_at(step: int, max_steps: int, lr: float, warmup_steps: int, min_lr_ratio: float,
+          schedule: str = "cosine") -> float:
+    """Linear warmup to ``lr``, then cosine (or linear) decay to ``lr * min_lr_ratio`` at ``max_steps``.
 
     A pure function of the step, so a resumed run follows exactly the same schedule.
     """
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
-    return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    shape = 1 - progress if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+    return lr * (min_lr_ratio + (1 - min_lr_ratio) * shape)
 
 
 def set_lr(optimizer, lr: float) -> None:
