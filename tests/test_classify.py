@@ -1,0 +1,222 @@
+"""`fidan classify`: neural classifiers through the shared trainer, TF-IDF beside them, prediction,
+resume, search and bad input; tiny models and made-up Turkish sentences."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fidan.classify.predict import Predictor, classify_eval, classify_predict
+from fidan.classify.task import class_weights, example_losses
+from fidan.classify.train import classify_train
+from fidan.errors import FidanError
+
+FOOD = ["Annem mutfakta {} pişirdi ve sofraya {} koydu.", "Bu akşam {} yaptık, yanına {} ekledik.",
+        "Fırındaki {} çok güzel kokuyor, {} da hazır.", "Tarifte {} için iki kaşık {} gerekiyor."]
+FOOD_WORDS = ["mercimek çorbası", "karnıyarık", "pilav", "baklava", "yoğurt", "cacık", "börek", "salata"]
+SPORT = ["Takım dün akşam {} maçında {} ile karşılaştı.", "Hakem {} sırasında {} için penaltı verdi.",
+         "Antrenör {} öncesi oyunculara {} anlattı.", "Taraftarlar {} boyunca {} diye bağırdı."]
+SPORT_WORDS = ["derbi", "final", "lig", "deplasman", "kaleci", "forvet", "gol", "taktik"]
+
+
+def sentences(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "yemek" if i % 2 == 0 else "spor"
+        form, words = (FOOD, FOOD_WORDS) if label == "yemek" else (SPORT, SPORT_WORDS)
+        rows.append({"text": rng.choice(form).format(rng.choice(words), rng.choice(words)), "label": label})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cls") / "toy.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sentences(200)), encoding="utf-8")
+    return path
+
+
+FAST = dict(batch_size=8, max_length=32, layers=1, width=32, vocab_size=300, eval_every=10, warmup_steps=2,
+            quiet=True, baseline=False)
+
+
+def test_scratch_learns_and_predicts_what_eval_saw(toy_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    s = classify_train(data=str(toy_data), out=str(run), model="scratch", max_steps=40, **{**FAST, "baseline": True})
+    assert s["test_macro_f1"] > 0.9 and s["val_macro_f1"] > 0.9
+    assert s["baseline"]["test_macro_f1"] > 0.9  # TF-IDF beside it, on the same split
+    for name in ("classifier.json", "model.safetensors", "tokenizer/tokenizer.json", "split/train.jsonl",
+                 "eval/test.json", "eval/test-confusion.png", "eval/test-predictions.jsonl",
+                 "eval/baseline-test.json", "metrics.jsonl", "config.yaml"):
+        assert (run / name).exists(), name
+    saved = [json.loads(x) for x in (run / "eval" / "test-predictions.jsonl").read_text().splitlines()]
+    again = Predictor(run, device="cpu").probs([r["text"] for r in saved])
+    for row, p in zip(saved, again, strict=True):
+        assert [round(float(x), 6) for x in p] == [row["probs"][n] for n in ("spor", "yemek")]
+    # predict from standard input prints one JSON line per text
+    capsys.readouterr()
+    import sys
+
+    old = sys.stdin
+    sys.stdin = io.StringIO("Hakem maçta penaltı verdi.\nAnnem börek pişirdi.\n")
+    try:
+        r = classify_predict(model=str(run), input="-", device="cpu")
+    finally:
+        sys.stdin = old
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert r["texts"] == 2 and [x["label"] for x in lines] == ["spor", "yemek"]
+    m = classify_eval(model=str(run), data=str(run / "split" / "test.jsonl"), device="cpu")
+    assert m["macro_f1"] == pytest.approx(s["test_macro_f1"])
+
+
+def test_resume_is_exact(toy_data, tmp_path):
+    args = dict(data=str(toy_data), model="scratch", max_steps=12, checkpoint_every=4, patience=0,
+                **{**FAST, "eval_every": 4})
+    classify_train(out=str(tmp_path / "whole"), **args)
+    classify_train(out=str(tmp_path / "part"), until_step=6, **args)
+    classify_train(out=str(tmp_path / "part"), resume=True, **args)
+
+    def losses(run):
+        return [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                if r["kind"] == "train"]
+
+    assert losses(tmp_path / "part") == losses(tmp_path / "whole")
+
+
+def test_losses():
+    logits = torch.randn(6, 3)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    assert torch.allclose(example_losses(logits, y), F.cross_entropy(logits, y, reduction="none"))
+    assert torch.allclose(example_losses(logits, y, smoothing=0.1),
+                          F.cross_entropy(logits, y, reduction="none", label_smoothing=0.1), atol=1e-6)
+    p = F.softmax(logits, -1).gather(1, y[:, None]).squeeze(1)
+    assert torch.allclose(example_losses(logits, y, gamma=2.0), (1 - p) ** 2 * F.cross_entropy(logits, y, reduction="none"))
+    assert class_weights([90, 10], "balanced") == pytest.approx([100 / 180, 100 / 20])
+    assert class_weights([90, 10], "sqrt") == pytest.approx([math.sqrt(100 / 180), math.sqrt(100 / 20)])
+    assert class_weights([90, 10], "none") is None
+
+
+def test_gradient_accumulation_gives_the_same_loss(toy_data, tmp_path):
+    args = dict(data=str(toy_data), model="scratch", max_steps=3, dropout=0.0, head_dropout=0.0,
+                class_weight="balanced", **{**FAST, "batch_size": 8})
+    a = classify_train(out=str(tmp_path / "a"), **args)
+    b = classify_train(out=str(tmp_path / "b"), **{**args, "batch_size": 4, "grad_accum": 2})
+    la = [r["loss"] for r in map(json.loads, (tmp_path / "a" / "metrics.jsonl").read_text().splitlines())
+          if r["kind"] == "train"]
+    lb = [r["loss"] for r in map(json.loads, (tmp_path / "b" / "metrics.jsonl").read_text().splitlines())
+          if r["kind"] == "train"]
+    assert la == pytest.approx(lb, rel=1e-4) and a["step"] == b["step"] == 3
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory, tokenizer_dir):
+    """A tiny fidan language-model run (untrained weights are enough to test the plumbing)."""
+    from fidan.artifacts.runs import copy_tokenizer, save_weights
+    from fidan.artifacts.tokenizer import load_tokenizer
+    from fidan.model.gpt import GPT, config_from_preset
+
+    tok = load_tokenizer(tokenizer_dir)
+    run = tmp_path_factory.mktemp("lm") / "run"
+    torch.manual_seed(0)
+    save_weights(GPT(config_from_preset("hizli", tok.vocab_size, depth=1)), run)
+    copy_tokenizer(tok, run)
+    return run
+
+
+def test_fidan_backbone_with_lora_saves_merged_and_reloads(toy_data, lm_run, tmp_path):
+    run = tmp_path / "lora"
+    s = classify_train(data=str(toy_data), out=str(run), model=str(lm_run), pooling="last", lora_r=4,
+                       max_steps=6, **FAST)
+    assert s["kind"] == "fidan"
+    spec = json.loads((run / "classifier.json").read_text())
+    assert spec["backbone"]["type"] == "fidan-gpt" and spec["pooling"] == "last"
+    from safetensors.torch import load_file
+
+    assert not any("lora_" in k for k in load_file(str(run / "model.safetensors")))  # merged
+    texts = [json.loads(x)["text"] for x in (run / "split" / "test.jsonl").read_text().splitlines()]
+    saved = [json.loads(x) for x in (run / "eval" / "test-predictions.jsonl").read_text().splitlines()]
+    again = Predictor(run, device="cpu").probs(texts)
+    assert [max(r["probs"], key=r["probs"].get) for r in saved] == [("spor", "yemek")[int(p.argmax())] for p in again]
+    with pytest.raises(FidanError, match="text classifier"):
+        from fidan.artifacts.runs import load_model
+
+        load_model(run)
+
+
+def _tiny_bert(folder):
+    import transformers
+
+    words = sorted({w.strip(".,;") for r in sentences(200) for w in r["text"].lower().split()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *words]
+    folder.mkdir(parents=True)
+    tok = transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, strip_accents=False)
+    assert tok.unk_token_id not in tok("Hakem penaltı verdi.")["input_ids"]
+    tok.save_pretrained(str(folder))
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64)
+    transformers.BertForMaskedLM(config).save_pretrained(str(folder))
+    return folder
+
+
+def test_transformers_encoder_becomes_a_transformers_classifier(toy_data, tmp_path):
+    import transformers
+
+    bert = _tiny_bert(tmp_path / "bert")
+    run = tmp_path / "enc"
+    s = classify_train(data=str(toy_data), out=str(run), model=str(bert), max_steps=30, lr=1e-2, **FAST)
+    assert s["kind"] == "encoder" and s["test_macro_f1"] > 0.8
+    net = transformers.AutoModelForSequenceClassification.from_pretrained(str(run))
+    assert net.config.id2label == {0: "spor", 1: "yemek"}
+    tok = transformers.AutoTokenizer.from_pretrained(str(run / "tokenizer"))
+    with torch.no_grad():
+        logits = net(**tok(["hakem penaltı verdi"], return_tensors="pt")).logits
+    ours = Predictor(run, device="cpu").probs(["hakem penaltı verdi"])
+    assert torch.allclose(F.softmax(logits, -1), torch.tensor(ours, dtype=torch.float32), atol=1e-5)
+
+
+def test_bad_input(toy_data, tmp_path, lm_run):
+    one = tmp_path / "one.jsonl"
+    one.write_text('{"text": "a b", "label": "x"}\n' * 20, encoding="utf-8")
+    with pytest.raises(FidanError, match="one label"):
+        classify_train(data=str(one), out=str(tmp_path / "r1"), model="tfidf", quiet=True)
+    assert not (tmp_path / "r1").exists()
+    with pytest.raises(FidanError, match="not a text classifier"):
+        classify_predict(model=str(lm_run), input=str(toy_data))
+    with pytest.raises(FidanError, match="no such folder"):
+        classify_train(data=str(toy_data), out=str(tmp_path / "r2"), model="nowhere/at/all", quiet=True)
+    # resuming a run on another label set
+    run = tmp_path / "r3"
+    classify_train(data=str(toy_data), out=str(run), model="scratch", max_steps=4, until_step=2, **FAST)
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"text": r["text"], "label": r["label"] + "x"}, ensure_ascii=False) + "\n"
+                             for r in sentences(60)), encoding="utf-8")
+    spec = json.loads((run / "classifier.json").read_text())
+    (run / "classifier.json").write_text(json.dumps({**spec, "labels": ["olumlu", "olumsuz"]}))
+    with pytest.raises(FidanError, match="trained on the labels olumlu, olumsuz"):
+        classify_train(data=str(toy_data), out=str(run), model="scratch", max_steps=4, resume=True, **FAST)
+    # a label the model never saw, at eval time
+    tf = tmp_path / "tf"
+    classify_train(data=str(toy_data), out=str(tf), model="tfidf", quiet=True)
+    with pytest.raises(FidanError, match="sporx|yemekx"):
+        classify_eval(model=str(tf), data=str(other))
+
+
+def test_search_starts_from_the_defaults_and_replays(toy_data, tmp_path):
+    run = tmp_path / "s"
+    s = classify_train(data=str(toy_data), out=str(run), model="tfidf", search=3, quiet=True)
+    trials = [json.loads(x) for x in (run / "search" / "trials.jsonl").read_text().splitlines()]
+    assert len(trials) == 3 and trials[0]["params"]["tfidf_c"] == 10.0
+    assert s["search"]["best_val_macro_f1"] == max(t["val_macro_f1"] for t in trials)
+    from fidan.cli import main
+
+    assert main(["classify", "train", "--config", str(run / "search" / "best.yaml"), "--out", str(tmp_path / "replay"),
+                 "--quiet"]) in (0, None)
+    replay = json.loads((tmp_path / "replay" / "eval" / "summary.json").read_text())
+    assert replay["val_macro_f1"] == pytest.approx(s["val_macro_f1"])
