@@ -56,7 +56,8 @@ COMMANDS: dict[str, Command] = {
     "vocab extend": Command("fidan.adapt.extend:extend_vocab",
                             "Add Turkish tokens to a transformers model as BPE merges; initialise their embeddings."),
     "classify data": Command("fidan.classify.data:classify_data",
-                             "Write labelled texts as a stratified train/val/test split (CSV, JSONL, builtin sets)."),
+                             "Write labelled texts as a stratified train/val/test split (CSV, JSONL, builtin sets).",
+                             positional=("source",)),
     "classify train": Command("fidan.classify.train:classify_train",
                               "Train a text classifier (TF-IDF, scratch, fidan backbone, transformers encoder)."),
     "classify eval": Command("fidan.classify.predict:classify_eval",
@@ -65,6 +66,8 @@ COMMANDS: dict[str, Command] = {
                                 "Label texts (file or stdin) with a trained classifier, with probabilities."),
     "demo adapt": Command("fidan.demo_adapt:demo_adapt",
                           "Adapt a model to Turkish offline: Qwen-tokenizer base, more Turkish tokens, continued pretraining."),
+    "demo classify": Command("fidan.demo_classify:demo_classify",
+                             "Classify Turkish text offline: TF-IDF, scratch and a pretrained backbone side by side."),
     "demo": Command("fidan.demo:demo", "Run the whole pipeline offline on the bundled Turkish corpus."),
 }
 

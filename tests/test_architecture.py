@@ -19,7 +19,7 @@ LAYERS = [
     {"inference"},
     {"training"},
     {"corpus", "tokenizer", "evaluation", "generation", "chat", "report", "adapt", "classify"},  # stages: never each other
-    {"demo", "demo_adapt", "bench"},  # composite commands: they run other stages end to end
+    {"demo", "demo_adapt", "demo_classify", "bench"},  # composite commands: they run other stages end to end
     {"registry", "cli", "__init__", "__main__"},  # the entry points
 ]
 TOP = LAYERS[-1]

@@ -33,7 +33,7 @@ from fidan.runtime.io import atomic_write_json
 from fidan.runtime.perf import autocast, resolve_precision
 from fidan.training.args import group, training_command
 from fidan.training.loop import fit
-from fidan.training.runs import open_run, start_fresh
+from fidan.training.runs import open_run, start_fresh, write_config
 from fidan.training.start import lora_request
 
 SPLIT_DIR = "split"
@@ -160,6 +160,8 @@ def classify_train(
     a = command_args
     if kind == "tfidf":
         summary = _train_tfidf(splits, labels, run, a, training["seed"], quiet)
+        write_config(run, a, {"fidan_version": __version__, "stage": "classify", "kind": "tfidf", "labels": labels,
+                              "train_texts": len(splits["train"]), "val_texts": len(splits.get("val", []))})
     else:
         summary = _train_neural(model, kind, splits, labels, run, ckpt, command_args, training, quiet)
         if baseline:

@@ -17,6 +17,7 @@ import yaml
 from fidan.artifacts.runs import read_metrics
 from fidan.errors import FidanError
 from fidan.report.adapt import adaptation_section
+from fidan.report.classify import classification_section
 from fidan.report.data import data_section
 from fidan.report.markdown import duration, fmt, quote, read_json, read_yaml, table
 from fidan.report.plots import plot_mc, plot_training
@@ -146,6 +147,7 @@ def report(run: str, out: str | None = None) -> Path:
     L += table([r for r in rows if r[1] is not None], ("", ""))
 
     L += adaptation_section(root, final)
+    L += classification_section(root, lambda png: _rel(png, root, out))
     L += _eval_section(results, evals, mc_png, root, out)
     L += data_section(cfg, root)
     L += _subruns_section(root)
