@@ -31,6 +31,7 @@ TINY_REPLACE = {
     "--vocab-size": "300", "--max-steps": "4", "--until-step": "2", "--batch-size": "4", "--eval-every": "2",
     "--checkpoint-every": "2", "--max-new-tokens": "8", "--num-samples": "1", "--minutes": "0.05",
     "--max-minutes": "0.5", "--budget-minutes": "0.03", "--block-size": "32", "--depth": "1", "--eval-windows": "4", "--warmup-steps": "1",
+    "--epochs": "0.01", "--search": "2",
 }
 TINY_ADD = {
     "pretrain": {"--block-size": "32", "--depth": "1", "--batch-size": "4", "--eval-windows": "4", "--max-steps": "4",
@@ -39,6 +40,8 @@ TINY_ADD = {
     "data instructions": {"--kenet-max": "50"},
     "sft": {"--batch-size": "4", "--max-steps": "2", "--eval-every": "2", "--precision": "fp32", "--quiet": None},
     "tokenizer eval": {"--no-morph": None, "--repeats": "1"},
+    "classify train": {"--batch-size": "4", "--max-steps": "4", "--eval-every": "2", "--layers": "1", "--width": "32",
+                       "--vocab-size": "300", "--precision": "fp32", "--quiet": None},
 }
 
 

@@ -98,8 +98,9 @@ def new_classifier(model: str, kind: str, spec: ClassifierSpec, run: Path, train
                 fresh.load_state_dict(backbone.state_dict())
                 backbone = fresh
         if spec.max_length > backbone.config.block_size:
-            raise BadInput(f"--max-length {spec.max_length} is longer than the backbone's block size "
-                           f"{backbone.config.block_size}; pass --max-length {backbone.config.block_size} or less")
+            print(f"note: --max-length {spec.max_length} is longer than the backbone's block size; texts are cut "
+                  f"to {backbone.config.block_size} tokens")
+            spec.max_length = backbone.config.block_size
         backbone.train()
         spec.backbone = backbone_spec(backbone)
         tok.tokenizer.save(str(_fresh(tok_dir) / "tokenizer.json"))
