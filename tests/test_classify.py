@@ -220,3 +220,47 @@ def test_search_starts_from_the_defaults_and_replays(toy_data, tmp_path):
                  "--quiet"]) in (0, None)
     replay = json.loads((tmp_path / "replay" / "eval" / "summary.json").read_text())
     assert replay["val_macro_f1"] == pytest.approx(s["val_macro_f1"])
+
+
+def test_transformers_causal_lm_gets_a_pooled_head_equal_to_the_fidan_run(toy_data, lm_run, tmp_path):
+    """The same weights as a fidan run and as an exported transformers folder give the same features."""
+    from fidan.adapt.export import export_hf
+    from fidan.classify.build import new_classifier
+    from fidan.classify.models import BundleCodec, ClassifierSpec
+
+    export_hf(model=str(lm_run), out=str(tmp_path / "hf"))
+    s = classify_train(data=str(toy_data), out=str(tmp_path / "run"), model=str(tmp_path / "hf"), max_steps=4, **FAST)
+    assert s["kind"] == "fidan"
+    spec = json.loads((tmp_path / "run" / "classifier.json").read_text())
+    assert spec["backbone"]["type"] == "hf-causal"
+    made = {}
+    for name, src in (("fidan", str(lm_run)), ("hf", str(tmp_path / "hf"))):
+        spec = ClassifierSpec(kind="fidan", labels=["a", "b"], max_length=32)
+        net, codec = new_classifier(src, "fidan", spec, tmp_path / name, [], tokenizer=None, vocab_size=0, layers=1,
+                                    width=32, dropout=None)
+        assert isinstance(codec, BundleCodec)
+        made[name] = (net.eval(), codec)
+    rows = made["fidan"][1].encode(["Annem börek pişirdi.", "Hakem penaltı verdi, taraftar sevindi."], 32, "head")
+    from fidan.classify.models import pad_batch
+
+    x, mask = pad_batch(rows, made["fidan"][1].pad_id)
+    a, b = made["fidan"][0].features(x, mask), made["hf"][0].features(x, mask)
+    assert torch.allclose(a * mask[..., None], b * mask[..., None], atol=1e-4)
+
+
+def test_report_has_a_classification_section(toy_data, tmp_path):
+    from fidan.report.report import report
+
+    run = tmp_path / "r"
+    classify_train(data=str(toy_data), out=str(run), model="scratch", max_steps=6, **{**FAST, "baseline": True})
+    text = report(str(run)).read_text(encoding="utf-8")
+    assert "## Classification" in text and "TF-IDF baseline" in text and "test-confusion.png" in text
+
+
+def test_cli_bad_column_is_one_line_and_exit_2(toy_data, tmp_path, capsys):
+    from fidan.cli import main
+
+    code = main(["classify", "train", "--data", str(toy_data), "--label-column", "etiket", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "its columns are: text, label" in err[0]
+    assert not (tmp_path / "x").exists()
