@@ -120,7 +120,37 @@ def pad_batch(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
 # --- models ------------------------------------------------------------------------------------------
 
 
-class PooledClassifier(nn.Module):
+class _Classifier(nn.Module):
+    """What every neural classifier shares: counting, and saving itself with its spec."""
+
+    spec: ClassifierSpec
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self) -> float:
+        return _flops_per_token(self)
+
+    def save_folder(self, folder: Path, extra: dict | None = None) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._write_weights(folder)
+        self.spec.write(folder)
+        if extra:
+            atomic_write_json(folder / "state.json", extra)
+
+    def load_folder(self, folder: Path, device: str = "cpu") -> None:
+        _load(self._weights_module(), folder, device)
+
+    def _weights_module(self) -> nn.Module:
+        return self
+
+    def _write_weights(self, folder: Path) -> None:
+        tmp = folder / ".model.safetensors.tmp"
+        save_model(self, str(tmp))
+        tmp.replace(folder / "model.safetensors")
+
+
+class PooledClassifier(_Classifier):
     """A causal LM's pooled final hidden states → dropout → linear head."""
 
     def __init__(self, backbone: GPT | HFCausalLM, spec: ClassifierSpec):
@@ -149,26 +179,8 @@ class PooledClassifier(nn.Module):
             pooled = (h * m).sum(1) / m.sum(1).clamp_min(1)
         return self.head(self.drop(pooled.float()))
 
-    def num_params(self, non_embedding: bool = False) -> int:
-        return _used_params(self)
 
-    def flops_per_token(self) -> float:
-        return _flops_per_token(self)
-
-    def save_folder(self, folder: Path, extra: dict | None = None) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".model.safetensors.tmp"
-        save_model(self, str(tmp))
-        tmp.replace(folder / "model.safetensors")
-        self.spec.write(folder)
-        if extra:
-            atomic_write_json(folder / "state.json", extra)
-
-    def load_folder(self, folder: Path, device: str = "cpu") -> None:
-        _load(self, folder, device)
-
-
-class EncoderClassifier(nn.Module):
+class EncoderClassifier(_Classifier):
     """``AutoModelForSequenceClassification`` with fidan's (ids, mask) → logits signature."""
 
     def __init__(self, net: nn.Module, spec: ClassifierSpec):
@@ -180,21 +192,11 @@ class EncoderClassifier(nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.net(input_ids=ids, attention_mask=mask).logits.float()
 
-    def num_params(self, non_embedding: bool = False) -> int:
-        return _used_params(self)
+    def _weights_module(self) -> nn.Module:
+        return self.net
 
-    def flops_per_token(self) -> float:
-        return _flops_per_token(self)
-
-    def save_folder(self, folder: Path, extra: dict | None = None) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+    def _write_weights(self, folder: Path) -> None:
         self.net.save_pretrained(str(folder))  # a transformers folder: config.json with id2label + weights
-        self.spec.write(folder)
-        if extra:
-            atomic_write_json(folder / "state.json", extra)
-
-    def load_folder(self, folder: Path, device: str = "cpu") -> None:
-        _load(self.net, folder, device)
 
 
 @dataclass
@@ -213,10 +215,6 @@ def _load(module: nn.Module, folder: Path, device: str) -> None:
     except Exception as e:  # noqa: BLE001 - safetensors raises several types
         raise FidanError(f"cannot load classifier weights from {folder} ({str(e).splitlines()[0][:200]}); "
                          "is it a checkpoint of this classifier?") from None
-
-
-def _used_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _flops_per_token(model: nn.Module) -> float:

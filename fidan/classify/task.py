@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from fidan.classify.metrics import classification_metrics
 from fidan.classify.models import pad_batch
+from fidan.training.sft_data import EpochBatches
 
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 # Called as hook(index, figures) after every held-out evaluation (a search prunes bad trials with it).
@@ -46,35 +47,23 @@ def example_losses(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0
 
 
 class EpochOrder:
-    """Examples in a seeded order per epoch; (epoch, cursor) is the whole state (exact resume)."""
+    """Examples in a seeded order per epoch (fidan.training.sft_data's, one example per row)."""
 
     def __init__(self, n: int, seed: int):
-        self.n, self.seed = n, seed
-        self.epoch, self.cursor = 0, 0
-        self._order: list[int] = []
-        self._order_epoch = -1
+        self.batches = EpochBatches([([0], [0])] * n, block_size=1, pack=False, seed=seed)
 
-    def order(self) -> list[int]:
-        if self._order_epoch != self.epoch:
-            g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-            self._order, self._order_epoch = torch.randperm(self.n, generator=g).tolist(), self.epoch
-        return self._order
+    @property
+    def epoch(self) -> int:
+        return self.batches.epoch
 
     def next(self, k: int) -> list[int]:
-        out: list[int] = []
-        while len(out) < k:
-            take = self.order()[self.cursor:self.cursor + k - len(out)]
-            out += take
-            self.cursor += len(take)
-            if self.cursor >= self.n:
-                self.epoch, self.cursor = self.epoch + 1, 0
-        return out
+        return [row[0] for row in self.batches.next(k)]
 
     def state(self) -> dict:
-        return {"epoch": self.epoch, "cursor": self.cursor}
+        return self.batches.state()
 
     def load_state(self, state: dict) -> None:
-        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+        self.batches.load_state(state)
 
 
 def length_batches(rows: list[list[int]], batch_size: int) -> Iterator[list[int]]:
