@@ -264,3 +264,22 @@ def test_cli_bad_column_is_one_line_and_exit_2(toy_data, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "its columns are: text, label" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_truncation_keeps_the_head_or_the_tail(tokenizer_dir, tmp_path):
+    from fidan.artifacts.tokenizer import load_tokenizer
+    from fidan.classify.models import BundleCodec, HFCodec
+
+    codec = BundleCodec(load_tokenizer(tokenizer_dir))
+    text = "Ankara'da kış soğuk geçer; İzmir'de ise hava ılıktır ve deniz kenarında yürümek güzeldir."
+    full = codec.encode([text], 1000, "head")[0]
+    head, tail = codec.encode([text], 8, "head")[0], codec.encode([text], 8, "tail")[0]
+    assert head == full[:7] + [codec.pad_id] and tail == full[-8:]  # end-of-text closes both
+    bert = _tiny_bert(tmp_path / "bert")
+    import transformers
+
+    hf = HFCodec(transformers.AutoTokenizer.from_pretrained(str(bert)))
+    ids = hf.encode(["annem börek pişirdi ve sofraya salata koydu"], 5, "tail")[0]
+    tok = hf.tokenizer
+    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id and len(ids) == 5
+    assert tok.convert_ids_to_tokens(ids[1:-1]) == ["sofraya", "salata", "koydu"]
