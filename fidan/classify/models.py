@@ -158,7 +158,7 @@ class PooledClassifier(_Classifier):
         self.backbone, self.spec = backbone, spec
         self.config = backbone.config  # block_size, vocab_size... for code that reads a model's config
         hf = backbone.net.config if isinstance(backbone, HFCausalLM) else None
-        width = getattr(hf, "hidden_size", None) or getattr(hf, "n_embd", None) if hf else backbone.config.n_embd
+        width = (getattr(hf, "hidden_size", None) or hf.n_embd) if hf is not None else backbone.config.n_embd
         self.drop = nn.Dropout(spec.head_dropout)
         self.head = nn.Linear(width, len(spec.labels))
         nn.init.normal_(self.head.weight, std=0.02)
