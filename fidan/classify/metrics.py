@@ -64,7 +64,8 @@ def plot_confusion(confusion: list[list[int]], labels: list[str], out: Path, tit
             for j in range(k):
                 ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=8 if k > 8 else 10,
                         color="white" if share[i, j] > 0.6 else "black")
-        ax.set_xticks(range(k), labels, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
+        turn = k > 2 and max(len(x) for x in labels) * k > 20  # long names side by side would overlap
+        ax.set_xticks(range(k), labels, rotation=35 if turn else 0, ha="right" if turn else "center")
         ax.set_yticks(range(k), labels)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
