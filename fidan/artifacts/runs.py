@@ -22,7 +22,7 @@ from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig
 from fidan.model.hf import HFCausalLM, is_hf_folder, load_hf_causal_lm
-from fidan.runtime.io import atomic_dir, atomic_write_json, read_json
+from fidan.runtime.io import atomic_dir, atomic_write_json, read_json, sha256_file
 
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 
@@ -69,15 +69,54 @@ def checkpoint_dirs(run: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
 
 
+CHECKSUMS = "checksums.json"
+
+
+def _file_sums(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != CHECKSUMS}
+
+
 def save_checkpoint(run: Path, step: int, model: torch.nn.Module, state: dict, keep: int) -> Path:
-    """Write ``checkpoints/step-N/`` atomically and keep only the newest ``keep`` checkpoints."""
+    """Write ``checkpoints/step-N/`` atomically, with the SHA-256 of every file in it, and keep only the
+    newest ``keep`` checkpoints."""
     target = Path(run) / "checkpoints" / f"step-{step:06d}"
     with atomic_dir(target) as tmp:
         save_weights(model, tmp)
         torch.save(state, tmp / "state.pt")
+        atomic_write_json(tmp / CHECKSUMS, _file_sums(tmp))
     for old in checkpoint_dirs(run)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def checkpoint_damage(ckpt: Path) -> str | None:
+    """What is wrong with a checkpoint (a file missing, cut short or changed since it was saved), or None.
+    Checkpoints written before checksums were recorded are taken as they are."""
+    sums_file = Path(ckpt) / CHECKSUMS
+    if not sums_file.exists():
+        return None if (Path(ckpt) / "state.pt").exists() else "state.pt is missing"
+    try:
+        saved = json.loads(sums_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return f"{CHECKSUMS} is unreadable"
+    for name, digest in saved.items():
+        path = Path(ckpt) / name
+        if not path.exists():
+            return f"{name} is missing"
+        if sha256_file(path) != digest:
+            return f"{name} does not match its checksum (cut short or changed)"
+    return None
+
+
+def newest_sound_checkpoint(run: Path, say=print) -> Path | None:
+    """The newest checkpoint whose files match their checksums; each damaged newer one is reported."""
+    for ckpt in reversed(checkpoint_dirs(run)):
+        damage = checkpoint_damage(ckpt)
+        if damage is None:
+            return ckpt
+        say(f"note: checkpoint {ckpt} is damaged ({damage}); trying the one before it")
+    return None
 
 
 def load_checkpoint_state(ckpt: Path) -> dict:
@@ -104,9 +143,11 @@ def resolve_model_dir(path: str | Path) -> Path:
                          "`fidan classify predict` with it, or pass a run made by `fidan pretrain` or `fidan sft`")
     if (path / "model.safetensors").exists():
         return path
-    ckpts = checkpoint_dirs(path)
-    if ckpts:
-        return ckpts[-1]
+    if checkpoint_dirs(path):
+        sound = newest_sound_checkpoint(path)
+        if sound is not None:
+            return sound
+        raise FidanError(f"every checkpoint in {path}/checkpoints is damaged; train the run again")
     raise FidanError(f"{path} holds no model.safetensors and no checkpoints; is it a fidan run folder?")
 
 

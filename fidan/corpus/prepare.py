@@ -14,6 +14,7 @@ from fidan.artifacts.schema import stamp
 from fidan.corpus.sources import iter_source
 from fidan.errors import BadInput
 from fidan.runtime.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir, sha256_file
+from fidan.runtime.lock import locks_out
 from fidan.text.turkish import normalize_text
 
 SPLIT_RULE = "blake2b-64(cleaned document text) mod 1,000,000 < val_fraction * 1,000,000 → val, else train"
@@ -58,6 +59,7 @@ class _ShardWriter:
             self.file = None
 
 
+@locks_out("data")
 def prepare_data(
     source: list[str] | str,
     out: str,

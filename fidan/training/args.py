@@ -9,8 +9,10 @@ uses smaller batches) or the help of a parameter (by listing it in its own docst
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import os
 import re
 import typing
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fidan.errors import FidanError
+from fidan.runtime.lock import folder_lock
 
 
 @dataclass
@@ -157,7 +160,11 @@ def training_command(**defaults: object) -> Callable[[Callable], Callable]:
                 raise FidanError(f"{func.__name__}: {e}") from None
             bound.apply_defaults()
             values = dict(bound.arguments)
-            return func(**{n: values.pop(n) for n in own_names}, **values)
+            out = values.get("out")
+            # one writer per run folder (rank 0 writes for all ranks under torchrun)
+            held = folder_lock(out, "run") if out and os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+            with held:
+                return func(**{n: values.pop(n) for n in own_names}, **values)
 
         stage.__signature__ = full
         hints = typing.get_type_hints(func)

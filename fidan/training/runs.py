@@ -9,11 +9,12 @@ model, settings in groups, data and tokenizer hashes), ``config.json`` + ``model
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import yaml
 
-from fidan.artifacts.runs import checkpoint_dirs, clear_run, is_run, read_metrics
+from fidan.artifacts.runs import checkpoint_dirs, clear_run, is_run, newest_sound_checkpoint, read_metrics
 from fidan.errors import BadRunState
 from fidan.runtime.io import atomic_write_text
 
@@ -26,10 +27,16 @@ def open_run(run: Path, resume: bool, force: bool, main: bool = True, quiet: boo
     run without --resume or --force, or --resume where there is no run at all.
     """
     if resume:
+        for stale in (run / "checkpoints").glob(".step-*.tmp") if main else ():
+            shutil.rmtree(stale, ignore_errors=True)  # a checkpoint whose writing was cut off by a crash
         ckpts = checkpoint_dirs(run)
         if ckpts:
-            return ckpts[-1]
-        if is_run(run) and not (run / "model.safetensors").exists():
+            sound = newest_sound_checkpoint(run, say=print if main and not quiet else lambda _: None)
+            if sound is not None:
+                return sound
+            raise BadRunState(f"--resume: every checkpoint in {run}/checkpoints is damaged (see above); start the "
+                              "run again with --force")
+        if run.is_dir() and not (run / "model.safetensors").exists():  # stopped before its first checkpoint
             if main and not quiet:
                 print(f"note: no checkpoint yet in {run}; starting the run again from step 0")
             return None
