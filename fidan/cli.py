@@ -14,6 +14,7 @@ jsonargparse derives from a signature (``--max_steps``, ``--force true``, ``--so
 from __future__ import annotations
 
 import argparse
+import errno
 import inspect
 import re
 import sys
@@ -274,7 +275,30 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fidan: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a failed write, reported by the OS or wrapped by a library ("os error 28")
+        from fidan.runtime.io import as_os_error
+
+        err = as_os_error(e, "")
+        if not isinstance(err, OSError) or err.errno not in STORAGE_ERRORS:
+            raise
+        print(f"fidan: error: {storage_message(err)}", file=sys.stderr)
+        return 2
     return 0
+
+
+# Writing failed for a reason the user fixes outside fidan: one line, exit 2. Every artifact is written
+# under a temporary name and renamed, so the files from before are intact and nothing half-written stays.
+STORAGE_ERRORS = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "disk quota exceeded",
+                  errno.EFBIG: "file size limit exceeded", errno.EACCES: "permission denied",
+                  errno.EPERM: "operation not permitted", errno.EROFS: "read-only file system"}
+
+
+def storage_message(e: OSError) -> str:
+    what = STORAGE_ERRORS[e.errno]
+    where = f" writing {e.filename}" if e.filename else " while writing"
+    fix = ("free some space or choose another --out" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+           else "check the folder's permissions or choose another --out")
+    return f"{what}{where}; {fix} (files written before are unchanged)"
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig
 from fidan.model.hf import HFCausalLM, is_hf_folder, load_hf_causal_lm
-from fidan.runtime.io import atomic_dir, atomic_write_json, read_json, sha256_file
+from fidan.runtime.io import as_os_error, atomic_dir, atomic_write_json, read_json, sha256_file
 
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 
@@ -31,8 +31,16 @@ def save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = None
     """``model.safetensors`` + ``config.json`` (model config and fidan metadata).
 
     A wrapped transformers model is written as a transformers folder (``save_pretrained``), so a run or
-    checkpoint of one loads with ``AutoModelForCausalLM`` as it is.
+    checkpoint of one loads with ``AutoModelForCausalLM`` as it is. A failed write (disk full...) is an
+    ``OSError`` whatever library wrote the file.
     """
+    try:
+        _save_weights(model, folder, extra)
+    except Exception as e:
+        raise as_os_error(e, folder / "model.safetensors") from None
+
+
+def _save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if hasattr(_unwrap(model), "save_folder"):  # a model that knows its own layout (a text classifier)
         _unwrap(model).save_folder(folder, extra)

@@ -140,3 +140,17 @@ def as_list(value: str | os.PathLike | list | tuple | None) -> list:
     if isinstance(value, str | os.PathLike):
         return [value]
     return list(value)
+
+
+def as_os_error(e: BaseException, path: str | os.PathLike) -> BaseException:
+    """A library's wrapped I/O failure (safetensors reports "... (os error 28)") as the OSError it is;
+    any other exception unchanged."""
+    if isinstance(e, OSError):
+        return e
+    import re
+
+    m = re.search(r"os error (\d+)", str(e))
+    if not m:
+        return e
+    code = int(m.group(1))
+    return OSError(code, os.strerror(code), str(path))

@@ -1,0 +1,82 @@
+"""Storage faults: a write that fails (disk full, simulated with a file-size limit; permission denied) gives
+one line and exit status 2, leaves the files from before intact and no half-written folder."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import signal
+import sys
+
+import pytest
+
+from fidan.artifacts.runs import checkpoint_damage, checkpoint_dirs
+from fidan.cli import main
+
+LIMIT = 64 * 1024  # bytes: small files (configs, logs) fit, weights and shards do not
+
+
+def _limited_main(argv: list[str], err_path: str, limit: int | None) -> None:
+    sys.stderr = open(err_path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - the child exits with it open
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    if limit is not None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    os._exit(main(argv))
+
+
+def run_cli(argv: list[str], tmp_path, limit: int | None = LIMIT) -> tuple[int, list[str]]:
+    """Exit status and stderr lines of ``fidan ARGV`` in a forked child under a file-size limit."""
+    err = tmp_path / "stderr.txt"
+    child = multiprocessing.get_context("fork").Process(target=_limited_main, args=(argv, str(err), limit))
+    child.start()
+    child.join(120)
+    lines = [x for x in err.read_text(encoding="utf-8").splitlines() if x.startswith("fidan:")]
+    return child.exitcode, lines
+
+
+def snapshot(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tmp_path, data_dir, tokenizer_dir):
+    run = tmp_path / "run"
+    args = ["pretrain", "--data", str(data_dir), "--tokenizer", str(tokenizer_dir), "--out", str(run),
+            "--max-steps", "6", "--batch-size", "4", "--block-size", "32", "--eval-every", "100",
+            "--checkpoint-every", "2", "--precision", "fp32", "--peak-gflops", "100", "--quiet"]
+    assert run_cli([*args, "--until-step", "2"], tmp_path, limit=None)[0] == 0
+    before = snapshot(run / "checkpoints")
+    code, err = run_cli([*args, "--resume"], tmp_path)
+    assert code == 2 and len(err) == 1 and "file size limit exceeded" in err[0] and "unchanged" in err[0]
+    assert snapshot(run / "checkpoints") == before  # the step-2 checkpoint, untouched; no half-written one
+    assert checkpoint_damage(checkpoint_dirs(run)[-1]) is None
+    assert run_cli([*args, "--resume"], tmp_path, limit=None)[0] == 0  # and the run goes on from it
+
+
+def test_disk_full_while_writing_data_or_a_tokenizer_keeps_what_was_there(tmp_path, corpus_file, data_dir):
+    data = tmp_path / "data"
+    assert run_cli(["data", "prepare", "--source", str(corpus_file), "--out", str(data)], tmp_path, limit=None)[0] == 0
+    before = snapshot(data)
+    code, err = run_cli(["data", "prepare", "--source", str(corpus_file), "--out", str(data), "--force",
+                         "--min-chars", "5"], tmp_path, limit=8 * 1024)
+    assert code == 2 and len(err) == 1 and "file size limit" in err[0]
+    assert snapshot(data) == before and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    tok = tmp_path / "tok"
+    code, err = run_cli(["tokenizer", "train", "--data", str(data_dir), "--out", str(tok), "--vocab-size", "400"],
+                        tmp_path, limit=4 * 1024)
+    assert code == 2 and len(err) == 1 and "file size limit" in err[0]
+    assert not tok.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_permission_denied_is_one_line(tmp_path, corpus_file):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code, err = run_cli(["data", "prepare", "--source", str(corpus_file), "--out", str(locked / "d")], tmp_path,
+                            limit=None)
+    finally:
+        locked.chmod(0o755)
+    assert code == 2 and len(err) == 1 and "permission denied" in err[0]
