@@ -215,14 +215,21 @@ def _config_path(argv: list[str]) -> str | None:
     return known.config
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as fidan's: one line (no usage block) and exit status 2."""
+
+    def error(self, message: str):
+        raise BadConfig(f"{self.prog}: {message}; see `{self.prog} --help`")
+
+
 def parse_command(name: str, argv: list[str]) -> tuple[Callable, dict]:
     """The stage function of ``name`` and its keyword arguments from ``argv`` (and any --config file).
 
-    argparse exits on bad flags and on --help, as usual.
+    --help prints and exits as usual; a bad or missing flag is a one-line BadConfig.
     """
     config = _config_path(argv)
     preset = load_config(config, name) if config else {}
-    parser = argparse.ArgumentParser(prog=f"fidan {name}")
+    parser = _Parser(prog=f"fidan {name}")
     func = build_command_parser(parser, name, preset)
     given = vars(parser.parse_args(argv))
     given.pop("config", None)

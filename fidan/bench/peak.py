@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from fidan.errors import BadInput
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import atomic_write_json
 from fidan.runtime.perf import bf16_supported, measure_peak_flops
@@ -18,6 +19,8 @@ def bench_peak(device: str = "auto", size: int = 2048, seconds: float = 2.0, jso
         seconds: time spent per precision (the best repetition counts).
         json: also write the figures to this JSON file.
     """
+    if size < 16 or seconds <= 0:
+        raise BadInput(f"--size must be at least 16 and --seconds positive, got {size} and {seconds}")
     device = pick_device(device)
     result = {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__, "size": size,
               "bf16_native": bf16_supported(device)}

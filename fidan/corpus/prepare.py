@@ -121,7 +121,7 @@ def prepare_data(
                 w.close()
         if writers["train"].docs == 0:
             raise BadInput(
-                f"the corpus is empty after cleaning ({stats['read']} documents read, "
+                f"the corpus from {', '.join(source)} is empty after cleaning ({stats['read']} documents read, "
                 f"{stats['too_short']} shorter than --min-chars {min_chars}, {stats['duplicates']} duplicates); "
                 "check the sources or lower --min-chars"
             )

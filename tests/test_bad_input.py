@@ -1,0 +1,150 @@
+"""The bad-input matrix: every command, given bad input, answers with one line that says what is wrong and
+how to fix it, exits with status 2, and loses nothing on disk.
+
+The matrix is data: a new command adds rows to ``MATRIX``, not code. In a row's arguments ``{data}`` is a
+prepared data folder, ``{tok}`` its tokenizer, ``{run}`` a tiny trained run, ``{cls}`` a trained TF-IDF
+classifier, ``{chat_tok}`` a tokenizer with the chat markers added (6 tokens more than the run's), and any
+other name a file of ``FILES`` written into the test's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+from fidan.cli import COMMANDS, main
+
+FILES = {
+    "empty.jsonl": b"",
+    "latin1.txt": "Çok güzel bir gün, hava çok güzel ve ürünler çok iyi.\n".encode("latin-1"),
+    "bad.jsonl": b'{"text": "iyi bir metin burada duruyor"}\n{"text": "yarim\n',
+    "cols.csv": "metin,etiket\nçok güzel,olumlu\nhiç iyi değil,olumsuz\n".encode(),
+    "single.jsonl": "".join(json.dumps({"text": f"metin {i}", "label": "x"}) + "\n" for i in range(20)).encode(),
+    "labelled.jsonl": "".join(json.dumps({"text": f"metin {i}", "label": "ab"[i % 2]}) + "\n"
+                              for i in range(40)).encode(),
+    "badchat.jsonl": b'{"instruction": "yarim\n{"instruction": "Baskent neresi?", "output": ',
+    "badlabel.jsonl": b'{"text": "iyi bir metin", "label": "a"}\n{"text": "yarim\n',
+    "unseen.jsonl": b'{"text": "yeni bir metin", "label": "c"}\n',
+    "bad.yaml": b"max_steps: [1, 2\n",
+    "unknown.yaml": b"max_stepz: 10\n",
+    "config.yaml": b"args: {}\n",
+    "notes.txt": "Ankara'da kış soğuk geçer.\n".encode(),
+    "existing/keep.txt": b"do not lose me\n",
+}
+
+# (command line, what the one line must contain)
+MATRIX: list[tuple[str, str]] = [
+    # data prepare
+    ("data prepare --source missing.jsonl --out out", "source path not found: missing.jsonl"),
+    ("data prepare --source latin1.txt --out out", "latin1.txt"),
+    ("data prepare --source bad.jsonl --out out", "bad.jsonl:2"),
+    ("data prepare --source empty.jsonl --out out", "empty.jsonl"),
+    ("data prepare --source notes.txt --out out --val-fraction 1.5", "--val-fraction"),
+    ("data prepare --source notes.txt --out existing", "already exists"),
+    ("data prepare --config bad.yaml --source notes.txt --out out", "bad.yaml"),
+    ("data prepare --config unknown.yaml --source notes.txt --out out", "max_stepz"),
+    # data instructions
+    ("data instructions --out existing", "already exists"),
+    # tokenizer
+    ("tokenizer train --data missing --out t", "missing"),
+    ("tokenizer train --data {data} --out existing", "already exists"),
+    ("tokenizer train --data {data} --out t --algorithm magic", "magic"),
+    ("tokenizer eval --tokenizer missing --text notes.txt", "missing"),
+    ("tokenizer encode --data missing --tokenizer {tok}", "missing"),
+    ("tokenizer encode --data {data} --tokenizer missing", "missing"),
+    ("tokenizer import --out existing", "already exists"),
+    # pretraining
+    ("pretrain --data {data} --tokenizer missing --out r", "tokenizer not found"),
+    ("pretrain --data missing --tokenizer {tok} --out r", "missing"),
+    ("pretrain --data {data} --tokenizer {tok} --out r --preset huge", "unknown preset 'huge'"),
+    ("pretrain --data {data} --tokenizer {tok} --out r --lr -1", "--lr must be positive"),
+    ("pretrain --data {data} --tokenizer {tok} --out {run}", "already exists"),
+    ("pretrain --data {data} --tokenizer {tok} --out r --resume", "no checkpoint"),
+    ("pretrain --config unknown.yaml --data {data} --tokenizer {tok} --out r", "max_stepz"),
+    ("pretrain --data {data} --tokenizer {chat_tok} --out {run} --resume", "tokenizer"),
+    # tuning and chat
+    ("sft --model missing --data labelled.jsonl --out s", "missing"),
+    ("sft --model {run} --data badchat.jsonl --out s", "badchat.jsonl:1: malformed JSON"),
+    ("sft --model {run} --data notes.txt --out s", "notes.txt"),
+    ("sft --model {run} --data empty.jsonl --out s", "empty.jsonl"),
+    ("sft --model {cls} --data labelled.jsonl --out s", "text classifier"),
+    ("chat --model missing", "missing"),
+    # generation and evaluation
+    ("generate --model missing --prompt a", "missing"),
+    ("generate --model {run} --tokenizer {chat_tok} --prompt a", "tokenizer"),
+    ("generate --model {run} --prompt a --temperature -1", "--temperature"),
+    ("eval bpb --model {run} --text missing.txt", "missing.txt"),
+    ("eval bpb --model {run} --text latin1.txt", "latin1.txt"),
+    ("eval mc --model {run} --data no-such-set", "no-such-set"),
+    ("eval samples --model missing --prompt a", "missing"),
+    ("report missing", "missing"),
+    # adapting
+    ("export hf --model missing --out h", "missing"),
+    ("export hf --model {run} --out existing", "existing"),
+    ("vocab extend --base {run} --data {data} --add 10 --out v", "transformers"),
+    # classification
+    ("classify data builtin:nothing --out c", "builtin:nothing"),
+    ("classify train --data cols.csv --out c", "its columns are: metin, etiket (pass --text-column)"),
+    ("classify train --data single.jsonl --out c", "only one label"),
+    ("classify train --data badlabel.jsonl --out c", "badlabel.jsonl:2"),
+    ("classify train --data labelled.jsonl --out c --pooling max", "invalid choice: 'max'"),
+    ("classify train --data labelled.jsonl --out c --model nowhere/at/all", "no such folder"),
+    ("classify eval --model {cls} --data unseen.jsonl", "label 'c'"),
+    ("classify predict --model {run} --input notes.txt", "not a text classifier"),
+    ("classify predict --model {cls} --input latin1.txt", "latin1.txt"),
+    # benchmarks and demos
+    ("bench peak --size 0", "--size"),
+    ("bench train --data missing --tokenizer {tok}", "missing"),
+    ("bench speedrun --minutes 0 --out b", "--minutes"),
+    ("demo --minutes 0 --out d", "--minutes"),
+    ("demo adapt --base-minutes 0 --out d", "--base-minutes"),
+    ("demo classify --epochs 0 --out d", "--epochs"),
+]
+
+
+def test_every_command_is_in_the_matrix():
+    covered = {" ".join(shlex.split(row)[:2]) if " ".join(shlex.split(row)[:2]) in COMMANDS else shlex.split(row)[0]
+               for row, _ in MATRIX}
+    assert set(COMMANDS) - covered == set()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, data_dir, tokenizer_dir):
+    """A tiny trained run, a TF-IDF classifier and a tokenizer with 6 more tokens, built once."""
+    from fidan.artifacts.tokenizer import add_special_tokens
+    from fidan.classify.train import classify_train
+    from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS
+    from fidan.training.pretrain import pretrain
+
+    root = tmp_path_factory.mktemp("world")
+    pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(root / "run"), max_steps=2, batch_size=2,
+             block_size=32, depth=1, eval_every=2, eval_windows=2, quiet=True, precision="fp32", peak_gflops=100.0)
+    (root / "labelled.jsonl").write_bytes(FILES["labelled.jsonl"])
+    classify_train(data=str(root / "labelled.jsonl"), out=str(root / "cls"), quiet=True)
+    add_special_tokens(tokenizer_dir, root / "chat_tok", CHAT_TOKENS, CHAT_TEMPLATE)
+    return {"data": data_dir, "tok": tokenizer_dir, "run": root / "run", "cls": root / "cls",
+            "chat_tok": root / "chat_tok"}
+
+
+def snapshot(*folders) -> dict:
+    return {str(p): p.read_bytes() for f in folders for p in sorted(f.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("row,expected", MATRIX, ids=[r for r, _ in MATRIX])
+def test_bad_input_is_one_line_exit_2_and_nothing_lost(row, expected, world, tmp_path, monkeypatch, capsys):
+    for name, content in FILES.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path, world["run"], world["cls"], world["data"], world["tok"])
+    argv = [a.format(**{k: str(v) for k, v in world.items()}) for a in shlex.split(row)]
+    code = main(argv)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2, (code, err)
+    errors = [line for line in err if line.startswith("fidan: error:")]
+    assert len(errors) == 1 and not any("Traceback" in line for line in err), err
+    assert expected in errors[0], errors[0]
+    after = snapshot(tmp_path, world["run"], world["cls"], world["data"], world["tok"])
+    assert {k: v for k, v in after.items() if k in before} == before  # nothing changed or lost
