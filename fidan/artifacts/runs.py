@@ -9,6 +9,7 @@ exact resume. Every checkpoint folder is written under a temporary name and rena
 from __future__ import annotations
 
 import json
+import pickle  # only for its exception type: nothing is unpickled outside torch's weights_only
 import re
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ from safetensors.torch import save_model
 
 from fidan.artifacts.schema import check, stamp
 from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
-from fidan.errors import FidanError
+from fidan.errors import BadInput, FidanError
 from fidan.model.gpt import GPT, GPTConfig
 from fidan.model.hf import HFCausalLM, is_hf_folder, load_hf_causal_lm
 from fidan.runtime.io import as_os_error, atomic_dir, atomic_write_json, read_json, sha256_file
@@ -129,7 +130,11 @@ def newest_sound_checkpoint(run: Path, say=print) -> Path | None:
 
 def load_checkpoint_state(ckpt: Path) -> dict:
     # weights_only: a checkpoint can hold only tensors and plain values, never code.
-    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        raise BadInput(f"cannot read {ckpt / 'state.pt'}: it is damaged or holds more than tensors and plain values "
+                       f"({str(e).splitlines()[0][:120]}); resume from another checkpoint or start again") from None
     check("checkpoint", state, ckpt / "state.pt")
     return state
 
