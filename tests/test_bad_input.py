@@ -61,7 +61,7 @@ MATRIX: list[tuple[str, str]] = [
     ("pretrain --data {data} --tokenizer {tok} --out r --preset huge", "unknown preset 'huge'"),
     ("pretrain --data {data} --tokenizer {tok} --out r --lr -1", "--lr must be positive"),
     ("pretrain --data {data} --tokenizer {tok} --out {run}", "already exists"),
-    ("pretrain --data {data} --tokenizer {tok} --out r --resume", "no checkpoint"),
+    ("pretrain --data {data} --tokenizer {tok} --out r --max-steps 0", "--max-steps must be positive"),
     ("pretrain --config unknown.yaml --data {data} --tokenizer {tok} --out r", "max_stepz"),
     ("pretrain --data {data} --tokenizer {chat_tok} --out {run} --resume", "tokenizer"),
     # tuning and chat

@@ -89,9 +89,18 @@ def test_existing_run_needs_resume_or_force(tmp_path, data_dir, tokenizer_dir):
     pretrain(**args, force=True)
 
 
-def test_resume_without_checkpoint(tmp_path, data_dir, tokenizer_dir):
+def test_resume_without_checkpoint(tmp_path, data_dir, tokenizer_dir, capsys):
+    # a run that never began (or was killed before its first checkpoint): --resume starts it, so a requeued
+    # job can always pass --resume
+    args = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(tmp_path / "new"), max_steps=4, **TINY)
+    s = pretrain(resume=True, **{**args, "quiet": False})
+    assert s["step"] == 4 and "no checkpoint yet" in capsys.readouterr().out
+    # a finished run that kept no checkpoint cannot be continued
+    import shutil
+
+    shutil.rmtree(tmp_path / "new" / "checkpoints")
     with pytest.raises(FidanError, match="no checkpoint"):
-        pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(tmp_path / "none"), resume=True, **TINY)
+        pretrain(resume=True, **args)
 
 
 def test_checkpoint_vocab_must_match_tokenizer(tmp_path, data_dir, tokenizer_dir):

@@ -250,8 +250,10 @@ def test_sft_bad_input_messages(tmp_path, base_run, sft_files, capsys):
     assert err.count("\n") == 0
     assert main(["sft", "--model", str(tmp_path / "nope"), "--data", str(sft_files), "--out", str(tmp_path / "y")]) == 2
     assert "model not found" in capsys.readouterr().err
-    assert main(["sft", "--model", str(base_run), "--data", str(sft_files), "--out", str(tmp_path / "z"),
-                 "--resume"]) == 2
+    import shutil
+
+    shutil.rmtree(out / "checkpoints")  # a finished run that kept no checkpoint cannot be continued
+    assert main(["sft", "--model", str(base_run), "--data", str(sft_files), "--out", str(out), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
 
 

@@ -22,9 +22,10 @@ from fidan.runtime.io import atomic_write_text
 def open_run(run: Path, resume: bool, force: bool, main: bool = True, quiet: bool = False) -> Path | None:
     """The checkpoint to resume from, or None for a fresh start (the folder is then cleared on rank 0).
 
-    ``--resume`` on a run that was stopped before its first checkpoint (no checkpoint, no final weights)
-    starts it again from step 0, so a killed run is never a dead end. Refused with one line: an existing
-    run without --resume or --force, or --resume where there is no run at all.
+    ``--resume`` on a run that was stopped before its first checkpoint (no checkpoint, no final weights;
+    or no folder yet) starts it from step 0, so a killed run is never a dead end and a requeued job can
+    always pass --resume. Refused with one line: an existing run without --resume or --force, or
+    --resume on a finished run that kept no checkpoint.
     """
     if resume:
         for stale in (run / "checkpoints").glob(".step-*.tmp") if main else ():
@@ -36,9 +37,9 @@ def open_run(run: Path, resume: bool, force: bool, main: bool = True, quiet: boo
                 return sound
             raise BadRunState(f"--resume: every checkpoint in {run}/checkpoints is damaged (see above); start the "
                               "run again with --force")
-        if run.is_dir() and not (run / "model.safetensors").exists():  # stopped before its first checkpoint
+        if not (run / "model.safetensors").exists():  # stopped before its first checkpoint, or before it began
             if main and not quiet:
-                print(f"note: no checkpoint yet in {run}; starting the run again from step 0")
+                print(f"note: no checkpoint yet in {run}; starting the run from step 0")
             return None
         raise BadRunState(f"--resume: no checkpoint in {run}/checkpoints; start without --resume "
                           "(add --force to replace a finished run)")
