@@ -75,6 +75,9 @@ MATRIX: list[tuple[str, str]] = [
     ("generate --model missing --prompt a", "missing"),
     ("generate --model {run} --tokenizer {chat_tok} --prompt a", "tokenizer"),
     ("generate --model {run} --prompt a --temperature -1", "--temperature"),
+    ("generate --model {run} --prompt a --max-new-tokens 0", "--max-new-tokens must be positive"),
+    ("generate --model {run} --prompt a --top-p 1.5", "--top-p"),
+    ("eval bpb --model {run} --text notes.txt --block-size 100000", "outside 1..32"),
     ("eval bpb --model {run} --text missing.txt", "missing.txt"),
     ("eval bpb --model {run} --text latin1.txt", "latin1.txt"),
     ("eval mc --model {run} --data no-such-set", "no-such-set"),
@@ -94,6 +97,7 @@ MATRIX: list[tuple[str, str]] = [
     ("classify eval --model {cls} --data unseen.jsonl", "label 'c'"),
     ("classify predict --model {run} --input notes.txt", "not a text classifier"),
     ("classify predict --model {cls} --input latin1.txt", "latin1.txt"),
+    ("classify predict --model {cls} --input notes.txt --batch-size 0", "--batch-size must be positive"),
     # benchmarks and demos
     ("bench peak --size 0", "--size"),
     ("bench train --data missing --tokenizer {tok}", "missing"),
