@@ -25,8 +25,8 @@ def classification_metrics(y_true: list[int], y_pred: list[int], labels: list[st
     (rows: true, columns: predicted, every label present even when absent from the data)."""
     sk = _sk_metrics()
     ids = list(range(len(labels)))
-    if not y_true:
-        return {"accuracy": 0.0, "macro_f1": 0.0, "weighted_f1": 0.0, "n": 0, "confusion": [[0] * len(ids)] * len(ids),
+    if len(y_true) == 0:
+        return {"accuracy": 0.0, "macro_f1": 0.0, "weighted_f1": 0.0, "n": 0, "confusion": [[0] * len(ids) for _ in ids],
                 "per_class": {n: {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0} for n in labels}}
     p, r, f, s = sk.precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
     return {
@@ -65,7 +65,8 @@ def plot_confusion(confusion: list[list[int]], labels: list[str], out: Path, tit
                 ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=8 if k > 8 else 10,
                         color="white" if share[i, j] > 0.6 else "black")
         turn = k > 2 and max(len(x) for x in labels) * k > 20  # long names side by side would overlap
-        ax.set_xticks(range(k), labels, rotation=35 if turn else 0, ha="right" if turn else "center")
+        ax.set_xticks(range(k), labels, rotation=35 if turn else 0, ha="right" if turn else "center",
+                      rotation_mode="anchor")
         ax.set_yticks(range(k), labels)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
