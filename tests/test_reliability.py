@@ -93,6 +93,7 @@ def base_and_data(tmp_path_factory, tokenizer_dir):
     torch.manual_seed(0)
     save_weights(GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=32)), root / "base")
     copy_tokenizer(tok, root / "base")
+    (root / "base" / "config.yaml").write_text("stage: pretrain\ntrain: {lr: 0.003, optimizer: adamw}\n")
     rows = [{"instruction": f"Soru {i}: başkent neresi?", "output": f"Ankara, {i}."} for i in range(40)]
     (root / "sft.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     return root
@@ -148,3 +149,26 @@ def test_one_writer_per_folder_and_a_killed_writer_leaves_no_lock(tmp_path, data
         holder.wait()
     s = pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), **PRE)  # the lock died with it
     assert s["step"] == PRE["max_steps"]
+
+
+def test_a_lost_checksum_file_is_damage_too(tmp_path, data_dir, tokenizer_dir):
+    run = tmp_path / "run"
+    pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), until_step=4, **PRE)
+    newest = checkpoint_dirs(run)[-1]
+    (newest / "checksums.json").unlink()
+    assert checkpoint_damage(newest) == "checksums.json is missing"
+    assert checkpoint_damage(checkpoint_dirs(run)[0]) is None
+
+
+def test_tuning_killed_before_it_wrote_its_settings_resumes_as_a_new_run(tmp_path, base_and_data):
+    """What a kill during start-up leaves (the folder and its tokenizer, no config.yaml): --resume must use
+    the same settings (learning rate from the base) as a fresh run, not fallbacks."""
+    import shutil
+
+    args = dict(model=str(base_and_data / "base"), data=str(base_and_data / "sft.jsonl"), **SFT)
+    sft(out=str(tmp_path / "whole"), **args)
+    early = tmp_path / "early"
+    early.mkdir()
+    shutil.copytree(tmp_path / "whole" / "tokenizer", early / "tokenizer")
+    sft(out=str(early), resume=True, **args)
+    assert _losses(early) == _losses(tmp_path / "whole")

@@ -92,7 +92,7 @@ def save_checkpoint(run: Path, step: int, model: torch.nn.Module, state: dict, k
     target = Path(run) / "checkpoints" / f"step-{step:06d}"
     with atomic_dir(target) as tmp:
         save_weights(model, tmp)
-        torch.save(state, tmp / "state.pt")
+        torch.save({**state, "checksummed": True}, tmp / "state.pt")
         atomic_write_json(tmp / CHECKSUMS, _file_sums(tmp))
     for old in checkpoint_dirs(run)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
@@ -103,8 +103,12 @@ def checkpoint_damage(ckpt: Path) -> str | None:
     """What is wrong with a checkpoint (a file missing, cut short or changed since it was saved), or None.
     Checkpoints written before checksums were recorded are taken as they are."""
     sums_file = Path(ckpt) / CHECKSUMS
-    if not sums_file.exists():
-        return None if (Path(ckpt) / "state.pt").exists() else "state.pt is missing"
+    if not sums_file.exists():  # a checkpoint from before checksums, or one whose checksums were lost
+        try:
+            state = torch.load(Path(ckpt) / "state.pt", map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - missing, cut short, not a torch file...
+            return f"state.pt is unreadable ({str(e).splitlines()[0][:80]})"
+        return f"{CHECKSUMS} is missing" if isinstance(state, dict) and state.get("checksummed") else None
     try:
         saved = json.loads(sums_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -209,8 +209,10 @@ def sft(
     lora = lora_request(lora_r, lora_alpha, lora_targets, qlora, device)
     run = Path(out)
     resume = training["resume"]
-    defaults = tuning_defaults(model) if not resume else _resumed_defaults(run)
-    default_lr = defaults["lr"] * (LORA_LR_SCALE if lora is not None and not resume else 1.0)
+    # a resumed run keeps its own resolved settings; one killed before it wrote them starts as a new run would
+    continued = resume and (run / "config.yaml").exists()
+    defaults = _resumed_defaults(run) if continued else tuning_defaults(model)
+    default_lr = defaults["lr"] * (LORA_LR_SCALE if lora is not None and not continued else 1.0)
     t = group(training, lr=default_lr if training["lr"] is None else training["lr"],
               optimizer=defaults["optimizer"] if training["optimizer"] == "auto" else training["optimizer"],
               muon_lr=defaults["muon_lr"] if training["muon_lr"] is None else training["muon_lr"],
