@@ -43,6 +43,7 @@ MATRIX: list[tuple[str, str]] = [
     ("data prepare --source empty.jsonl --out out", "empty.jsonl"),
     ("data prepare --source notes.txt --out out --val-fraction 1.5", "--val-fraction"),
     ("data prepare --source notes.txt --out existing", "already exists"),
+    ("data prepare --source notes.txt --out out --near-dup 1.5", "--near-dup must be in (0, 1)"),
     ("data prepare --config bad.yaml --source notes.txt --out out", "bad.yaml"),
     ("data prepare --config unknown.yaml --source notes.txt --out out", "max_stepz"),
     # data instructions

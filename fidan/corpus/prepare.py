@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from fidan import __version__
 from fidan.artifacts.schema import stamp
+from fidan.corpus.neardup import NearDuplicates
 from fidan.corpus.sources import iter_source
 from fidan.errors import BadInput
 from fidan.runtime.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir, sha256_file
@@ -66,6 +67,7 @@ def prepare_data(
     val_fraction: float = 0.05,
     min_chars: int = 20,
     text_field: str = "text",
+    near_dup: float = 0.0,
     force: bool = False,
 ) -> dict:
     """Load, clean, deduplicate and split a corpus into a data folder.
@@ -78,6 +80,8 @@ def prepare_data(
             none out (an empty val split, recorded in the manifest).
         min_chars: documents shorter than this after cleaning are dropped.
         text_field: the field or column holding the text in .jsonl, .csv, .parquet and HF sources.
+        near_dup: also drop near-duplicates: documents whose estimated Jaccard similarity (MinHash over
+            character 5-grams) to a kept document is at least this (0: off; 0.5 is a good start).
         force: replace an existing non-empty output folder.
     """
     source = [str(s) for s in as_list(source)]
@@ -86,6 +90,7 @@ def prepare_data(
     if not 0.0 <= val_fraction < 1.0:
         raise BadInput(f"--val-fraction must be at least 0 and below 1, got {val_fraction}; 0 holds out nothing")
     out_path = Path(out)
+    near = NearDuplicates(near_dup) if near_dup else None
     # Validate every source before touching the output folder.
     streams = [(spec, iter_source(spec, text_field)) for spec in source]
     if out_path.exists() and any(out_path.iterdir()) and not force:
@@ -113,6 +118,9 @@ def prepare_data(
                         stats["duplicates"] += 1
                         continue
                     seen.add(digest)
+                    if near is not None and near.seen(text):
+                        stats["near_duplicates"] = stats.get("near_duplicates", 0) + 1
+                        continue
                     counts["kept"] += 1
                     writers[split_of(text, val_fraction)].write(text)
         finally:
@@ -140,10 +148,14 @@ def prepare_data(
                 "whitespace": "runs collapsed, lines trimmed, at most one blank line",
                 "min_chars": min_chars,
                 "dedup": "exact, on cleaned text",
+                **({"near_dup": {"method": "MinHash (128 permutations) over character 5-grams, LSH candidates, "
+                                           "estimated Jaccard >= threshold; the first of a cluster is kept",
+                                 "threshold": near_dup}} if near else {}),
             },
             "split_rule": SPLIT_RULE,
             "val_fraction": val_fraction,
-            "dropped": {"too_short": stats["too_short"], "duplicates": stats["duplicates"]},
+            "dropped": {"too_short": stats["too_short"], "duplicates": stats["duplicates"],
+                        **({"near_duplicates": stats.get("near_duplicates", 0)} if near else {})},
             "documents_read": stats["read"],
             "splits": {
                 s: {
@@ -162,6 +174,7 @@ def prepare_data(
     print(
         f"data: {sp['train']['documents']} train / {sp['val']['documents']} val documents, "
         f"{sp['train']['characters'] + sp['val']['characters']:,} characters "
-        f"({stats['too_short']} short and {stats['duplicates']} duplicate documents dropped) → {out_path}"
+        f"({stats['too_short']} short and {stats['duplicates']} duplicate documents dropped"
+        + (f", {stats.get('near_duplicates', 0)} near-duplicates" if near else "") + f") → {out_path}"
     )
     return manifest
