@@ -23,6 +23,7 @@ from fidan.classify.task import eval_hook
 from fidan.errors import FidanError, MissingExtra
 from fidan.runtime.io import atomic_write_text
 from fidan.runtime.plots import figure
+from fidan.training.runs import _plain  # YAML-safe values, as a run's config.yaml writes them
 
 SEARCH_DIR = "search"
 
@@ -132,14 +133,6 @@ def search(train, args: dict, kind: str, lr: float, n_trials: int, run: Path, qu
         print(f"search: best val macro-F1 {best['val_macro_f1']:.4f} (trial {best['trial']}), {verdict}; "
               f"{result['pruned']} of {len(records)} trials pruned → {folder / 'best.yaml'}")
     return result
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return str(value) if isinstance(value, Path) else value
 
 
 def _plot(records: list[dict], out: Path) -> None:
