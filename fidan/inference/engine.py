@@ -103,6 +103,22 @@ def model_window(model: torch.nn.Module) -> int:
     return int(window)
 
 
+def advance_row(b: int, token: int, context: list[int], stream: TextStream | None, stop_ids: set[int],
+                last_step: bool, active: list[bool]) -> Event:
+    """Add one token to row b; say whether the row ends here and why (``active[b]`` is cleared if so).
+    The engine and the continuous batcher (``fidan.inference.batcher``) both end rows through here."""
+    if token in stop_ids:  # the stop token is reported but is not part of the row's text
+        active[b] = False
+        return Event(b, token, stream.finish() if stream else "", True, "stop_id", stream and stream.text)
+    context.append(token)
+    piece = stream.push(token) if stream else ""
+    reason = "stop_string" if stream and stream.stopped else "length" if last_step else None
+    if reason is None:
+        return Event(b, token, piece)
+    active[b] = False
+    return Event(b, token, piece + (stream.finish() if stream else ""), True, reason, stream and stream.text)
+
+
 class Engine:
     """Generates from a fidan ``GPT`` or a Hugging Face causal LM.
 
@@ -157,7 +173,7 @@ class Engine:
                 last_step = step == max_new_tokens - 1
                 for b, token in enumerate(picks):
                     if active[b]:
-                        yield self._advance(b, token, contexts[b], streams[b], stop_ids, last_step, active)
+                        yield advance_row(b, token, contexts[b], streams[b], stop_ids, last_step, active)
                 if last_step or not any(active):
                     return
                 with torch.inference_mode():
@@ -170,21 +186,6 @@ class Engine:
                         logits = runner.decode([c[-1] for c in contexts], [len(c) - 1 for c in contexts])
         finally:
             self.model.train(was_training)
-
-    @staticmethod
-    def _advance(b: int, token: int, context: list[int], stream: TextStream | None, stop_ids: set[int],
-                 last_step: bool, active: list[bool]) -> Event:
-        """Add one token to row b; say whether the row ends here and why."""
-        if token in stop_ids:  # the stop token is reported but is not part of the row's text
-            active[b] = False
-            return Event(b, token, stream.finish() if stream else "", True, "stop_id", stream and stream.text)
-        context.append(token)
-        piece = stream.push(token) if stream else ""
-        reason = "stop_string" if stream and stream.stopped else "length" if last_step else None
-        if reason is None:
-            return Event(b, token, piece)
-        active[b] = False
-        return Event(b, token, piece + (stream.finish() if stream else ""), True, reason, stream and stream.text)
 
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, sampling: Sampling | None = None,
                  generator: torch.Generator | Sequence[torch.Generator | None] | None = None,

@@ -23,10 +23,22 @@ class KVCache:
         # zeros, not empty: masked slots still meet the values in a matmul, and 0 * NaN would be NaN
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self._reset_views()
+
+    def _reset_views(self) -> None:
         self.layers = list(zip(self.k.unbind(0), self.v.unbind(0), strict=True))  # views, made once
         self.start: list[int] = []
         self.n_new = self.end = 0
         self.uniform = True
+
+    def rows(self, lo: int, hi: int) -> KVCache:
+        """Rows ``lo`` .. ``hi - 1`` as a cache of their own that shares this one's memory: what a model
+        writes through it lands here. The continuous batcher prefills one new request into its row this way
+        while the other rows keep their keys, and decodes only the rows up to the last one in use."""
+        view = object.__new__(KVCache)
+        view.length, view.k, view.v = self.length, self.k[:, lo:hi], self.v[:, lo:hi]
+        view._reset_views()
+        return view
 
     def plan(self, start: list[int], n_new: int) -> None:
         """Row b's ``n_new`` tokens go to slots ``start[b]`` .. ``start[b] + n_new - 1``."""

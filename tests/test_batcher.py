@@ -1,0 +1,127 @@
+"""Continuous batching: jobs that join a running batch get exactly the tokens they get alone, for fidan and
+transformers models; stops, limits, cancellation and a full queue behave."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from fidan.errors import BadInput
+from fidan.inference import Engine, Sampling
+from fidan.inference.batcher import Batcher, Job, QueueFull
+from test_engine import GREEDY, hf_llama, letters, tiny  # noqa: F401 (hf_llama is a fixture)
+
+
+class Collector:
+    def __init__(self):
+        self.events, self.done = [], threading.Event()
+
+    def __call__(self, event):
+        self.events.append(event)
+        if event.done:
+            self.done.set()
+
+    def tokens(self):
+        return [e.token for e in self.events if e.reason != "stop_id"]
+
+
+def run_jobs(batcher: Batcher, jobs: list[tuple[list[int], int, Sampling, int | None]], stagger: float = 0.0):
+    """Submit jobs (prompt, n, sampling, seed), ``stagger`` seconds apart; wait for all of them."""
+    out = []
+    for prompt, n, sampling, seed in jobs:
+        c = Collector()
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        batcher.submit(Job(prompt, n, c, sampling, gen))
+        out.append(c)
+        time.sleep(stagger)
+    for c in out:
+        assert c.done.wait(30), "a job never finished"
+    return out
+
+
+@pytest.mark.parametrize("preset", ["ders", "hizli"])
+def test_jobs_joining_mid_decode_equal_each_alone(preset):
+    model = tiny(preset, block=48)
+    engine = Engine(model)
+    prompts = [[3, 14, 15, 92, 65], [7], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [42, 43], [5, 5, 5]]
+    samplings = [GREEDY, Sampling(0.9, top_k=20), GREEDY, Sampling(1.0, top_p=0.9), Sampling(0.0, repetition_penalty=1.4)]
+    batcher = Batcher(model, decode=letters, max_batch=3)  # fewer rows than jobs: some wait, then join
+    try:
+        jobs = [(p, 20 + 3 * i, s, i) for i, (p, s) in enumerate(zip(prompts, samplings, strict=True))]
+        got = run_jobs(batcher, jobs, stagger=0.002)
+        for (prompt, n, sampling, seed), c in zip(jobs, got, strict=True):
+            alone = engine.generate([prompt], n, sampling, torch.Generator().manual_seed(seed))[0]
+            assert c.tokens() == alone.tokens
+            assert "".join(e.piece for e in c.events) == c.events[-1].text
+        assert batcher.steps < sum(n for _, n, _, _ in jobs)  # rows really shared steps
+    finally:
+        batcher.close()
+
+
+def test_stops_and_limits_end_rows_and_free_them():
+    model = tiny("ders", block=48)
+    warm = Sampling(1.0)
+    first = Engine(model).generate([[3, 14]], 10, warm, torch.Generator().manual_seed(0))[0].tokens
+    cut = next(i for i in range(1, 10) if first[i] not in first[:i])  # the first new token id in the answer
+    batcher = Batcher(model, decode=letters, max_batch=1)
+    try:
+        c = Collector()
+        batcher.submit(Job([3, 14], 10, c, warm, torch.Generator().manual_seed(0), stop_ids={first[cut]}))
+        assert c.done.wait(10)
+        assert c.events[-1].reason == "stop_id" and c.tokens() == first[:cut]
+        # the one row is free again: the next job runs
+        (c2,) = run_jobs(batcher, [([3, 14], 5, warm, 0)])
+        assert c2.tokens() == first[:5] and c2.events[-1].reason == "length"
+    finally:
+        batcher.close()
+
+
+def test_window_limits_and_bad_jobs_are_refused():
+    model = tiny("ders", block=16)
+    batcher = Batcher(model, decode=letters)
+    try:
+        assert batcher.fit_window(10, 100) == 6
+        with pytest.raises(BadInput, match="reads at most 16"):
+            batcher.fit_window(16, 1)
+        with pytest.raises(BadInput, match="do not fit"):
+            batcher.submit(Job([1] * 10, 7, Collector()))
+        with pytest.raises(BadInput, match="at least one token"):
+            batcher.submit(Job([], 3, Collector()))
+    finally:
+        batcher.close()
+
+
+def test_a_full_queue_is_refused_and_cancelled_jobs_free_their_rows():
+    model = tiny("ders", block=64)
+    batcher = Batcher(model, decode=letters, max_batch=1, max_waiting=1)
+    try:
+        long = Collector()
+        job = batcher.submit(Job([1], 60, long, GREEDY))
+        time.sleep(0.05)
+        waiting = Collector()
+        batcher.submit(Job([2], 3, waiting, GREEDY))  # waits for the row
+        with pytest.raises(QueueFull):
+            batcher.submit(Job([3], 3, Collector(), GREEDY))
+        job.cancel()
+        assert waiting.done.wait(10)  # the cancelled job's row went to the waiting one
+        (c,) = run_jobs(batcher, [([4], 3, GREEDY, None)])
+        assert c.events[-1].done and not long.done.is_set()  # the cancelled job got no last event
+    finally:
+        batcher.close()
+
+
+def test_hf_model_jobs_joining_mid_decode_equal_each_alone(hf_llama):
+    engine = Engine(hf_llama)
+    prompts = [[1, 5, 9, 23, 42], [1, 77], [1, 3, 4, 5, 6, 7, 8, 9, 10, 11], [1, 60, 61]]
+    batcher = Batcher(hf_llama, decode=letters, max_batch=2)
+    try:
+        jobs = [(p, 8 + 2 * i, GREEDY if i % 2 == 0 else Sampling(0.8, top_k=10), i) for i, p in enumerate(prompts)]
+        got = run_jobs(batcher, jobs, stagger=0.003)
+        for (prompt, n, sampling, seed), c in zip(jobs, got, strict=True):
+            alone = engine.generate([prompt], n, sampling, torch.Generator().manual_seed(seed))[0]
+            assert c.tokens() == alone.tokens
+    finally:
+        batcher.close()
