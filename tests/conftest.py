@@ -69,3 +69,21 @@ def tokenizer_dir(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("tok") / "t"
     train_tokenizer(data=str(data_dir), out=str(out), vocab_size=400)
     return out
+
+
+@pytest.fixture(scope="session")
+def hf_llama(tmp_path_factory):
+    """A tiny random Llama (grouped-query attention), saved and loaded back as transformers does."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    net = LlamaForCausalLM(LlamaConfig(vocab_size=101, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                       bos_token_id=1, eos_token_id=2))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.2)
+    out = tmp_path_factory.mktemp("hf") / "llama"
+    net.save_pretrained(out)
+    return AutoModelForCausalLM.from_pretrained(str(out), local_files_only=True).eval()

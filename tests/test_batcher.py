@@ -8,11 +8,11 @@ import time
 
 import pytest
 import torch
+from test_engine import GREEDY, letters, tiny
 
 from fidan.errors import BadInput
 from fidan.inference import Engine, Sampling
 from fidan.inference.batcher import Batcher, Job, QueueFull
-from test_engine import GREEDY, hf_llama, letters, tiny  # noqa: F401 (hf_llama is a fixture)
 
 
 class Collector:

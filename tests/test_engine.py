@@ -174,22 +174,6 @@ def test_training_samples_through_the_engine():
         assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
 
 
-@pytest.fixture(scope="module")
-def hf_llama(tmp_path_factory):
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    net = LlamaForCausalLM(LlamaConfig(vocab_size=101, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                       bos_token_id=1, eos_token_id=2))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.2)
-    out = tmp_path_factory.mktemp("hf") / "llama"
-    net.save_pretrained(out)
-    return AutoModelForCausalLM.from_pretrained(str(out), local_files_only=True).eval()
-
-
 def test_hf_model_through_the_engine_equals_transformers_generate(hf_llama):
     prompts = [[1, 5, 9, 23, 42], [1, 77], [1, 3, 4, 5, 6, 7, 8, 9, 10, 11]]
     engine = Engine(hf_llama)
