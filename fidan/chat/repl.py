@@ -13,8 +13,8 @@ import torch
 
 from fidan.artifacts.runs import load_model
 from fidan.errors import FidanError
-from fidan.inference import Engine, Event, Sampling, check_sampling
-from fidan.runtime.device import pick_device
+from fidan.inference import Engine, Event, Sampling, apply_precision, check_precision, check_sampling
+from fidan.runtime.device import pick_device, set_threads
 from fidan.text.chat_template import ChatTokens, encode_chat
 
 HELP = ("commands: /reset (new conversation), /system TEXT (set the system message; /system alone clears it), "
@@ -135,6 +135,8 @@ def chat(
     seed: int = 0,
     tokenizer: str | None = None,
     device: str = "auto",
+    precision: str = "fp32",
+    threads: int | None = None,
 ) -> None:
     """Chat with an instruction-tuned model in the terminal; answers stream as they are generated.
 
@@ -149,10 +151,16 @@ def chat(
         seed: random seed.
         tokenizer: a tokenizer folder (default: the run's own copy).
         device: auto, cpu or cuda.
+        precision: fp32, bf16 (weights cast to bfloat16) or int8 (Linear layers quantized to int8,
+            CPU only); see docs/generation.md.
+        threads: CPU threads for torch's operators (default: torch's own choice).
     """
     check_sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
+    check_precision(precision)
+    set_threads(threads)
     device = pick_device(device)
     net, tok = load_model(model, tokenizer, device)
+    net = apply_precision(net, precision)
     session = ChatSession(net, tok, system, temperature, top_k, top_p, max_new_tokens, seed, device,
                           repetition_penalty)
     run_repl(session)

@@ -21,8 +21,9 @@ from fidan.artifacts.datadir import iter_split
 from fidan.artifacts.documents import read_documents
 from fidan.errors import FidanError
 from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result
+from fidan.inference.precision import apply_precision, check_precision
 from fidan.model.scoring import BitsPerByte, pad_windows, sliding_windows
-from fidan.runtime.device import pick_device
+from fidan.runtime.device import pick_device, set_threads
 from fidan.runtime.io import require_path
 
 
@@ -92,6 +93,8 @@ def eval_bpb(
     device: str = "auto",
     out: str | None = None,
     force: bool = False,
+    precision: str = "fp32",
+    threads: int | None = None,
 ) -> dict:
     """Bits per byte and perplexity of a model on a text, with a sliding window for long documents.
 
@@ -109,13 +112,19 @@ def eval_bpb(
         out: where to write the result JSON (default: MODEL/eval/bpb-<text name>.json, or
             bpb-<folder>-<split>.json for a data folder).
         force: replace an existing result file.
+        precision: fp32, bf16 (weights cast to bfloat16) or int8 (Linear layers quantized to int8,
+            CPU only): the precision the model is scored in; see docs/generation.md.
+        threads: CPU threads for torch's operators (default: torch's own choice).
     """
     started = time.time()
     if batch_size <= 0:
         raise FidanError(f"--batch-size must be positive, got {batch_size}")
+    check_precision(precision)
+    set_threads(threads)
     name = Path(text).name.split(".")[0] or "text"
     path = result_path(model, "bpb", f"{name}-{split}" if Path(text).is_dir() else name, out, force)
     lm = load_lm(model, tokenizer, pick_device(device), block_size)
+    lm.net = apply_precision(lm.net, precision)
     stride = stride or max(1, lm.block_size // 2)
     if not 1 <= stride <= lm.block_size:
         raise FidanError(f"--stride must be between 1 and the block size {lm.block_size}, got {stride}")
@@ -129,6 +138,7 @@ def eval_bpb(
         "bpb": s["nats"] / math.log(2) / s["bytes"], "loss": loss, "perplexity": math.exp(min(loss, 50)),
         "tokens": s["tokens"], "bytes": s["bytes"], "documents": s["documents"],
         "bytes_per_token": s["bytes"] / s["tokens"], "block_size": lm.block_size, "stride": stride,
+        "precision": precision,
     }
     result = save_result(path, result, started)
     print(f"bits per byte {result['bpb']:.4f} | perplexity {result['perplexity']:.2f} per token "

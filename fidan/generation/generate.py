@@ -8,8 +8,8 @@ import torch
 
 from fidan.artifacts.runs import load_model
 from fidan.errors import BadInput
-from fidan.inference import Engine, Event, check_sampling
-from fidan.runtime.device import pick_device
+from fidan.inference import Engine, Event, apply_precision, check_precision, check_sampling
+from fidan.runtime.device import pick_device, set_threads
 
 
 def generate(
@@ -26,6 +26,8 @@ def generate(
     tokenizer: str | None = None,
     device: str = "auto",
     stream: bool = True,
+    precision: str = "fp32",
+    threads: int | None = None,
 ) -> list[str]:
     """Sample text from a trained model; the texts are printed (separated by ---) and returned.
 
@@ -43,12 +45,18 @@ def generate(
         tokenizer: a tokenizer folder (default: the run's own copy).
         device: auto, cpu or cuda.
         stream: print the first sample as it is generated; otherwise each text is printed once complete.
+        precision: fp32, bf16 (weights cast to bfloat16) or int8 (Linear layers quantized to int8,
+            CPU only); see docs/generation.md.
+        threads: CPU threads for torch's operators (default: torch's own choice).
     """
     sampling = check_sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
     if num_samples <= 0:
         raise BadInput(f"--num-samples must be positive, got {num_samples}")
+    check_precision(precision)
+    set_threads(threads)
     device = pick_device(device)
     net, tok = load_model(model, tokenizer, device)
+    net = apply_precision(net, precision)
     ids = tok.encode(prompt) if prompt else [tok.eos_id]
     # One generator per sample: sample i draws exactly what it would draw alone with seed + i.
     generators = [torch.Generator(device=device).manual_seed(seed + i) for i in range(num_samples)]

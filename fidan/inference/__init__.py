@@ -1,7 +1,10 @@
-"""Inference: the one engine (KV cache, batches, stops, streaming) and sampling, for every generating command."""
+"""Inference: the one engine (KV cache, batches, stops, streaming), sampling and precision, for every generating
+command."""
 
 from fidan.inference.engine import Completion, Engine, Event
+from fidan.inference.precision import PRECISIONS, apply_precision, check_precision
 from fidan.inference.sampling import Sampling, check_sampling, sample_next
 from fidan.inference.streaming import TextStream
 
-__all__ = ["Completion", "Engine", "Event", "Sampling", "TextStream", "check_sampling", "sample_next"]
+__all__ = ["PRECISIONS", "Completion", "Engine", "Event", "Sampling", "TextStream", "apply_precision", "check_precision",
+           "check_sampling", "sample_next"]

@@ -36,3 +36,13 @@ def peak_rss_mb() -> float:
         import psutil
 
         return psutil.Process(os.getpid()).memory_info().peak_wset / 2**20
+
+
+def set_threads(threads: int | None) -> int:
+    """Run torch's CPU operators on ``threads`` threads (None or 0: torch's own choice); the count in use."""
+    if threads is not None:
+        if threads < 0:
+            raise BadInput(f"--threads must be positive (0 or leave it out: torch's default), got {threads}")
+        if threads:
+            torch.set_num_threads(threads)
+    return torch.get_num_threads()

@@ -1,0 +1,85 @@
+"""Precision for inference: fp32, bf16 weights, or int8 Linear layers, for fidan models and transformers LMs.
+
+- ``fp32``: the model as trained.
+- ``bf16``: every floating-point weight and buffer cast to bfloat16 (half the memory; activations and the
+  KV cache follow). Fast only where the CPU computes bf16 natively (AVX512-BF16, AMX); elsewhere each
+  matmul converts, and it is slower than fp32.
+- ``int8``: the ``nn.Linear`` layers (the attention and MLP projections and the output head) become
+  dynamically quantized int8 layers: weights stored as int8 with one scale per output channel,
+  activations quantized per call. Embeddings and norms stay fp32.
+
+Why ``torch.ao.quantization.quantize_dynamic`` rather than torchao: both were measured on the 2-core AVX2
+CPU fidan targets (torch 2.13, torchao 0.18; decode tokens/s of the `ders` and `hizli` presets at batch 1
+and 16, side by side). torchao's ``Int8WeightOnlyConfig``
+runs its matmuls through ``_weight_int8pack_mm``, which without AVX512 was slower than fp32 at every
+batch; ``Int8DynamicActivationInt8WeightConfig`` was several times slower still. ``quantize_dynamic``
+calls fbgemm's int8 kernels, which use AVX2, and was the faster of the three from batch 1 up. It needs
+no extra package. (torch marks eager-mode quantization as deprecated in favour of torchao; the warning
+is silenced here, and the choice should be measured again when torchao gains fast AVX2 int8 kernels.)
+
+GPT-2 models from transformers keep their projections in ``Conv1D`` modules (a Linear with its weight
+transposed), which no int8 routine recognises; they are rewritten as ``nn.Linear`` first, exactly.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn as nn
+
+from fidan.errors import BadInput
+
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def check_precision(precision: str) -> str:
+    """The precision name, or a one-line BadInput naming the choices."""
+    if precision not in PRECISIONS:
+        raise BadInput(f"unknown --precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def apply_precision(model: nn.Module, precision: str) -> nn.Module:
+    """The model at ``precision`` (``fp32``, ``bf16`` or ``int8``), changed in place and returned.
+
+    Works for fidan's ``GPT``, for a ``HFCausalLM`` wrapper (its ``.net`` is converted) and for a bare
+    transformers causal LM. int8 replaces the Linear modules, so the result is for inference only.
+    """
+    check_precision(precision)
+    if precision == "fp32":
+        return model
+    if precision == "bf16":
+        return model.to(torch.bfloat16)
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        raise BadInput("--precision int8 runs on the CPU (fbgemm kernels); use --device cpu, or bf16 on a GPU")
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        raise BadInput("--precision int8 quantizes fp32 weights; load the model in fp32 first")
+    _conv1d_to_linear(model)
+    with warnings.catch_warnings():  # eager-mode quantization is marked deprecated; see the module notes
+        warnings.simplefilter("ignore")
+        torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    return model
+
+
+def _conv1d_to_linear(model: nn.Module) -> None:
+    """Replace transformers' ``Conv1D`` (y = x @ W + b, W of shape (in, out)) by the equal ``nn.Linear``."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child).__name__ != "Conv1D" or not hasattr(child, "nf"):
+                continue
+            w = child.weight.detach()
+            linear = nn.Linear(w.size(0), w.size(1), bias=child.bias is not None, device=w.device, dtype=w.dtype)
+            with torch.no_grad():
+                linear.weight.copy_(w.T)
+                if child.bias is not None:
+                    linear.bias.copy_(child.bias)
+            setattr(parent, name, linear)
+
+
+def quantized_linears(model: nn.Module) -> int:
+    """How many int8 dynamic Linear layers the model holds (0 unless ``apply_precision(..., "int8")`` ran)."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    return sum(isinstance(m, DynamicLinear) for m in model.modules())
+
