@@ -46,6 +46,8 @@ COMMANDS: dict[str, Command] = {
                            "Training tokens/s: fidan vs transformers' GPT-2 loop (fp32, bf16), side by side."),
     "bench speedrun": Command("fidan.bench.speedrun:bench_speedrun",
                               "Train a preset on the bundled corpus for M minutes: held-out bits/byte vs time."),
+    "bench infer": Command("fidan.bench.infer:bench_infer",
+                           "Inference speed of a run (fp32, bf16, int8) vs transformers generate() and pipeline()."),
     "eval bpb": Command("fidan.evaluation.bpb:eval_bpb", "Bits per byte and perplexity on any text (sliding window)."),
     "eval mc": Command("fidan.evaluation.mc:eval_mc", "Multiple-choice accuracy by likelihood (fidan or HF models)."),
     "eval samples": Command("fidan.evaluation.samples:eval_samples", "Generations for fixed prompts with fixed seeds."),

@@ -1,9 +1,10 @@
 """`fidan report RUN`: a run's report card, ``report.md`` with PNG plots, built from the run's files alone.
 
 It reads ``config.yaml`` (resolved settings), ``metrics.jsonl``, the data folder's ``manifest.json`` and
-token statistics, the run's ``tokenizer/``, ``eval/*.json`` (from `fidan eval`), ``timings.json`` (stage
-times and environment, written by `fidan demo`) and any tuned runs inside the folder. ``report.md`` and
-the plots are derived files: each call rewrites them from the same inputs.
+token statistics, the run's ``tokenizer/``, ``eval/*.json`` (from `fidan eval`), ``bench-infer/infer.json``
+(from `fidan bench infer`), ``timings.json`` (stage times and environment, written by `fidan demo`) and any
+tuned runs inside the folder. ``report.md`` and the plots are derived files: each call rewrites them from
+the same inputs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fidan.errors import FidanError
 from fidan.report.adapt import adaptation_section
 from fidan.report.classify import classification_section
 from fidan.report.data import data_section
+from fidan.report.infer import inference_section
 from fidan.report.markdown import duration, fmt, quote, read_json, read_yaml, table
 from fidan.report.plots import plot_mc, plot_training
 from fidan.runtime.environment import environment
@@ -149,6 +151,7 @@ def report(run: str, out: str | None = None) -> Path:
     L += adaptation_section(root, final)
     L += classification_section(root, lambda png: _rel(png, root, out))
     L += _eval_section(results, evals, mc_png, root, out)
+    L += inference_section(root, lambda png: _rel(png, root, out))
     L += data_section(cfg, root)
     L += _subruns_section(root)
 

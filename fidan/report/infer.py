@@ -1,0 +1,26 @@
+"""The report section of `fidan bench infer`: the inference speed table and plots, if the run was measured."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from fidan.report.markdown import read_json
+
+INFER_DIR = "bench-infer"
+
+
+def inference_section(root: Path, rel: Callable[[Path], str]) -> list[str]:
+    """``RUN/bench-infer/infer.json`` as a section (its table and plots); [] when the run was not measured."""
+    from fidan.bench.infer_tables import markdown
+
+    folder = root / INFER_DIR
+    result = read_json(folder / "infer.json")
+    if not result or not result.get("results"):
+        return []
+    L = ["## Inference speed", "", f"Measured by `fidan bench infer --model {root}` ({INFER_DIR}/infer.json).", ""]
+    L += markdown(result).splitlines()
+    for name in result.get("plots") or []:
+        if (folder / name).exists():
+            L += [f"![{Path(name).stem}]({rel(folder / name)})", ""]
+    return L
