@@ -4,17 +4,21 @@
 - ``bf16``: every floating-point weight and buffer cast to bfloat16 (half the memory; activations and the
   KV cache follow). Fast only where the CPU computes bf16 natively (AVX512-BF16, AMX); elsewhere each
   matmul converts, and it is slower than fp32.
-- ``int8``: the ``nn.Linear`` layers (the attention and MLP projections and the output head) become
-  dynamically quantized int8 layers: weights stored as int8 with one scale per output channel,
-  activations quantized per call. Embeddings and norms stay fp32.
+- ``int8``: the large ``nn.Linear`` layers (the output head, and the attention and MLP projections of
+  wider models) become dynamically quantized int8 layers: weights stored as int8, activations quantized
+  per call. Embeddings, norms and small layers stay fp32. "Large" is at least ``INT8_MIN_WEIGHTS``
+  weights (128 Ki, 512 KiB in fp32): each int8 call pays a fixed cost to quantize its input, which only
+  a large matrix earns back by reading a quarter of the bytes. On the 2-core CPU here, quantizing the
+  small projections of the `ders` preset (16-64 Ki weights each) made a batch-1 decoding step slower
+  than fp32, while its 1 Mi-weight output head gained.
 
 Why ``torch.ao.quantization.quantize_dynamic`` rather than torchao: both were measured on the 2-core AVX2
 CPU fidan targets (torch 2.13, torchao 0.18; decode tokens/s of the `ders` and `hizli` presets at batch 1
-and 16, side by side). torchao's ``Int8WeightOnlyConfig``
-runs its matmuls through ``_weight_int8pack_mm``, which without AVX512 was slower than fp32 at every
-batch; ``Int8DynamicActivationInt8WeightConfig`` was several times slower still. ``quantize_dynamic``
-calls fbgemm's int8 kernels, which use AVX2, and was the faster of the three from batch 1 up. It needs
-no extra package. (torch marks eager-mode quantization as deprecated in favour of torchao; the warning
+and 16, side by side). torchao's ``Int8WeightOnlyConfig`` runs its matmuls through
+``_weight_int8pack_mm``, which without AVX512 was slower than fp32 at every batch measured;
+``Int8DynamicActivationInt8WeightConfig`` was several times slower still. ``quantize_dynamic`` calls
+fbgemm's int8 kernels, which use AVX2, and was the fastest of the three int8 routes at every batch. It
+needs no extra package. (torch marks eager-mode quantization as deprecated in favour of torchao; the warning
 is silenced here, and the choice should be measured again when torchao gains fast AVX2 int8 kernels.)
 
 GPT-2 models from transformers keep their projections in ``Conv1D`` modules (a Linear with its weight
@@ -31,6 +35,7 @@ import torch.nn as nn
 from fidan.errors import BadInput
 
 PRECISIONS = ("fp32", "bf16", "int8")
+INT8_MIN_WEIGHTS = 1 << 17
 
 
 def check_precision(precision: str) -> str:
@@ -40,11 +45,12 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def apply_precision(model: nn.Module, precision: str) -> nn.Module:
+def apply_precision(model: nn.Module, precision: str, min_int8_weights: int = INT8_MIN_WEIGHTS) -> nn.Module:
     """The model at ``precision`` (``fp32``, ``bf16`` or ``int8``), changed in place and returned.
 
     Works for fidan's ``GPT``, for a ``HFCausalLM`` wrapper (its ``.net`` is converted) and for a bare
-    transformers causal LM. int8 replaces the Linear modules, so the result is for inference only.
+    transformers causal LM. int8 replaces the Linear modules with at least ``min_int8_weights`` weights
+    (0: every one), so the result is for inference only.
     """
     check_precision(precision)
     if precision == "fp32":
@@ -58,7 +64,9 @@ def apply_precision(model: nn.Module, precision: str) -> nn.Module:
     _conv1d_to_linear(model)
     with warnings.catch_warnings():  # eager-mode quantization is marked deprecated; see the module notes
         warnings.simplefilter("ignore")
-        torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        large = {name for name, m in model.named_modules()
+                 if isinstance(m, nn.Linear) and m.weight.numel() >= min_int8_weights}
+        torch.ao.quantization.quantize_dynamic(model, large, dtype=torch.qint8, inplace=True)
     return model
 
 

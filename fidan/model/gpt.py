@@ -138,6 +138,23 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
 
 
+def call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)
+
+
+def direct(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` for a plain Linear, LayerNorm or RMSNorm as the functional call itself (no module-call
+    overhead, no hooks); any other module (an int8 or LoRA layer) is called as usual."""
+    kind = type(module)
+    if kind is nn.Linear:
+        return F.linear(x, module.weight, module.bias)
+    if kind is nn.LayerNorm:
+        return F.layer_norm(x, module.normalized_shape, module.weight, module.bias, module.eps)
+    if kind is nn.RMSNorm:
+        return F.rms_norm(x, module.normalized_shape, module.weight, module.eps)
+    return module(x)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
@@ -152,7 +169,8 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
+        run = call if cache is None else direct
+        q, k, v = run(self.qkv, x).split(C, dim=2)
         # (B, T, C) → (B, heads, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if self.qk_norm:  # bounded attention logits: lets the model train at high learning rates
@@ -167,8 +185,8 @@ class CausalSelfAttention(nn.Module):
             q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None and (cache is None or T > 1),
             dropout_p=self.dropout if self.training else 0.0,
         )
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_drop(self.proj(y))
+        y = run(self.proj, y.transpose(1, 2).contiguous().view(B, T, C))
+        return self.resid_drop(y) if self.training else y
 
 
 class MLP(nn.Module):
@@ -184,14 +202,16 @@ class MLP(nn.Module):
         self.proj = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lean: bool = False) -> torch.Tensor:
+        run = direct if lean else call
         if self.kind == "relu2":
-            h = F.relu(self.fc(x)).square()
+            h = F.relu(run(self.fc, x)).square()
         elif self.kind == "swiglu":
-            h = F.silu(self.gate(x)) * self.fc(x)
+            h = F.silu(run(self.gate, x)) * run(self.fc, x)
         else:
-            h = F.gelu(self.fc(x))
-        return self.drop(self.proj(h))
+            h = F.gelu(run(self.fc, x))
+        y = run(self.proj, h)
+        return self.drop(y) if self.training else y
 
 
 class Block(nn.Module):
@@ -206,6 +226,13 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        if cache is not None and not self.training:
+            # Inference over a KV cache: the same operations, with the block's own parts called directly
+            # rather than through nn.Module.__call__. A decoding step of a small model on a CPU is mostly
+            # per-call overhead, and this skips some 10 module calls per block; the block itself is still
+            # called as a module, so hooks on it (FSDP's) run.
+            x = x + self.attn.forward(direct(self.ln1, x), attn_mask, rope, cache)
+            return x + self.mlp.forward(direct(self.ln2, x), lean=True)
         x = x + self.attn(self.ln1(x), attn_mask, rope, cache)
         return x + self.mlp(self.ln2(x))
 
@@ -327,16 +354,16 @@ class GPT(nn.Module):
         mask = None  # from position 0: plain causal; one token per row at a shared position: every filled slot
         if any(start) and not (T == 1 and cache.uniform):  # else each token sees the slots up to its own
             mask = (torch.arange(cache.end, device=idx.device) <= pos[:, :, None])[:, None]  # (B, 1, T, end)
-        x = self.wte(idx)
+        x = F.embedding(idx, self.wte.weight)  # functional calls, as in Block.forward's cached path
         rope = None
         if self.config.pos_emb == "learned":
-            x = x + self.wpe(pos)
+            x = x + F.embedding(pos, self.wpe.weight)
         else:  # per row: (B, 1, T, hd/2), broadcast over heads
             rope = (self.rope_cos[pos][:, None], self.rope_sin[pos][:, None])
         for block in self.blocks:
             x = block(x, mask, rope, cache)
         x = x[:, -1] if last is None else x[torch.arange(B, device=idx.device), torch.tensor(last, device=idx.device)]
-        return self.lm_head(self.ln_f(x))
+        return direct(self.lm_head, direct(self.ln_f, x))
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
