@@ -41,6 +41,8 @@ COMMANDS: dict[str, Command] = {
                                  "Build a Turkish instruction set offline (KeNet, dialogs, speech metadata)."),
     "sft": Command("fidan.training.sft:sft", "Instruction-tune a model: answer-only loss, packing, early stopping."),
     "chat": Command("fidan.chat.repl:chat", "Chat with an instruction-tuned model in the terminal."),
+    "serve": Command("fidan.serve.server:serve",
+                     "Serve a model over an OpenAI-compatible HTTP API, with a Turkish chat page."),
     "bench peak": Command("fidan.bench.peak:bench_peak", "Measure the machine's peak matmul FLOP/s (fp32, bf16) for MFU."),
     "bench train": Command("fidan.bench.train:bench_train",
                            "Training tokens/s: fidan vs transformers' GPT-2 loop (fp32, bf16), side by side."),

@@ -251,7 +251,11 @@ class Batcher:
                             job.row = self.free.pop(0)
                             joining.append(job)
                 for job in joining:
-                    self._start(job)
+                    try:
+                        self._start(job)
+                    except Exception as e:  # a job that cannot start (bad settings) ends alone
+                        self._finish(job)
+                        job.on_event(Event(job.row, -1, "", True, "error", f"{type(e).__name__}: {e}"))
                 self._drop_cancelled()
                 if self.active:
                     self._step()

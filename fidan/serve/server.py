@@ -1,0 +1,100 @@
+"""`fidan serve`: load a model, start the batcher, serve the API and the chat page with uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fidan.artifacts.runs import load_model
+from fidan.errors import BadInput, MissingExtra
+from fidan.runtime.device import pick_device
+
+
+def serve(
+    model: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    precision: str = "fp32",
+    threads: int | None = None,
+    device: str = "auto",
+    max_batch: int = 16,
+    max_waiting: int = 64,
+    max_tokens: int = 512,
+    default_max_tokens: int = 256,
+    max_body_kb: int = 1024,
+    name: str | None = None,
+    tokenizer: str | None = None,
+) -> None:
+    """Serve a model over OpenAI's chat and completion API, with a chat page at / (needs fidan[serve]).
+
+    Args:
+        model: a fidan run folder (or checkpoint), or a local transformers causal-LM folder.
+        host: the address to listen on; 127.0.0.1 takes only this machine's connections (0.0.0.0 takes all:
+            set --api-key then).
+        port: the TCP port.
+        api_key: if set, every API request must send `Authorization: Bearer KEY`.
+        precision: fp32, bf16 or int8 weights for inference.
+        threads: CPU threads for the model (default: torch's own choice).
+        device: auto, cpu or cuda.
+        max_batch: requests decoded together at most; later ones wait for a free row.
+        max_waiting: requests that may wait for a row; beyond it the server answers 503.
+        max_tokens: the most new tokens one request may ask for.
+        default_max_tokens: new tokens when a request does not say (capped by the model's window).
+        max_body_kb: the largest request body, in KiB (larger: 413).
+        name: the model id clients send (default: the folder's name).
+        tokenizer: a tokenizer folder (default: the model's own).
+    """
+    app = build_app(model, api_key=api_key, precision=precision, threads=threads, device=device,
+                       max_batch=max_batch, max_waiting=max_waiting, max_tokens=max_tokens,
+                       default_max_tokens=default_max_tokens, max_body_kb=max_body_kb, name=name, tokenizer=tokenizer)
+    import uvicorn
+
+    if not 0 < port < 65536:
+        raise BadInput(f"--port must be in 1..65535, got {port}")
+    shown = f"[{host}]" if ":" in host else host
+    print(f"fidan: serving {app.state.name} at http://{shown}:{port}/ (API: /v1, chat page: /)", flush=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    except OSError as e:
+        raise BadInput(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port or --host") from None
+    finally:
+        app.state.batcher.close()
+
+
+def build_app(model: str, api_key: str | None = None, precision: str = "fp32", threads: int | None = None,
+              device: str = "auto", max_batch: int = 16, max_waiting: int = 64, max_tokens: int = 512,
+              default_max_tokens: int = 256, max_body_kb: int = 1024, name: str | None = None,
+              tokenizer: str | None = None):
+    """The app for a model folder as `fidan serve` runs it (tests use it directly); ``app.state.batcher`` is
+    its batcher, to ``close()`` when done."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise MissingExtra("`fidan serve` needs FastAPI and uvicorn: pip install 'fidan[serve]'") from None
+    from fidan.inference.batcher import Batcher
+    from fidan.serve.app import Limits, create_app
+    from fidan.serve.prompts import Prompter
+
+    for flag, value, low in (("--max-batch", max_batch, 1), ("--max-waiting", max_waiting, 0),
+                             ("--max-tokens", max_tokens, 1), ("--default-max-tokens", default_max_tokens, 1),
+                             ("--max-body-kb", max_body_kb, 1)):
+        if value < low:
+            raise BadInput(f"{flag} must be >= {low}, got {value}")
+    if api_key is not None and not api_key.strip():
+        raise BadInput("--api-key is empty; give a key or leave the option out")
+    if threads is not None:
+        from fidan.inference.precision import set_threads
+
+        set_threads(threads)
+    device = pick_device(device)
+    net, tok = load_model(model, tokenizer, device)
+    if precision != "fp32":
+        from fidan.inference.precision import apply_precision
+
+        net = apply_precision(net, precision)
+    batcher = Batcher(net, decode=tok.decode, max_batch=max_batch, max_waiting=max_waiting)
+    limits = Limits(max_body_bytes=max_body_kb * 1024, max_tokens=max_tokens,
+                    default_max_tokens=min(default_max_tokens, max_tokens))
+    served = name or Path(model).resolve().name
+    return create_app(batcher, Prompter(tok), served, limits, api_key)

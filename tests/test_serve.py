@@ -1,0 +1,257 @@
+"""`fidan serve`: the OpenAI API through a test client and through the official `openai` client on a real
+port; streamed and whole answers agree with the engine; limits and bad requests get OpenAI-shaped errors;
+50 concurrent streams on loopback all finish, each with its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from fidan.artifacts.runs import copy_tokenizer, save_weights  # noqa: E402
+from fidan.artifacts.tokenizer import add_special_tokens  # noqa: E402
+from fidan.inference import Engine, Sampling  # noqa: E402
+from fidan.inference.batcher import Job  # noqa: E402
+from fidan.model.gpt import GPT, GPTConfig  # noqa: E402
+from fidan.serve.server import build_app  # noqa: E402
+from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, encode_chat  # noqa: E402
+
+CHAT = [{"role": "system", "content": "Kısa cevap ver."}, {"role": "user", "content": "Türkiye'nin başkenti neresi?"}]
+
+
+@pytest.fixture(scope="module")
+def chat_run(tmp_path_factory, tokenizer_dir):
+    """A run folder with a random model (varied answers) and the chat tokens."""
+    tok = add_special_tokens(tokenizer_dir, tmp_path_factory.mktemp("serve_tok") / "t", CHAT_TOKENS, CHAT_TEMPLATE)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=96, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    run = tmp_path_factory.mktemp("serve_run") / "mini-chat"
+    save_weights(model, run)
+    copy_tokenizer(tok, run)
+    return run, model.eval(), tok
+
+
+@pytest.fixture(scope="module")
+def client(chat_run):
+    app = build_app(str(chat_run[0]), device="cpu", max_batch=8, max_waiting=64, max_tokens=64, max_body_kb=8)
+    with TestClient(app) as c:
+        yield c
+    app.state.batcher.close()
+
+
+def engine_answer(chat_run, messages, n, seed=None, temperature=0.0):
+    _, model, tok = chat_run
+    ids, _ = encode_chat(tok, messages, add_generation_prompt=True)
+    end = tok.tokenizer.token_to_id("</RESP>")
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    done = Engine(model, decode=tok.decode).generate([ids], n, Sampling(temperature, None, 1.0), gen,
+                                                     stop_ids={end, tok.eos_id})
+    return done[0], len(ids)
+
+
+def sse_chunks(text: str) -> list:
+    lines = [line[len("data: "):] for line in text.split("\n\n") if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(x) for x in lines[:-1]]
+
+
+def test_models_health_and_page(client):
+    assert client.get("/v1/models").json()["data"][0]["id"] == "mini-chat"
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["chat"] and health["window"] == 96
+    page = client.get("/")
+    assert page.status_code == 200 and "Gönder" in page.text and "Sıcaklık" in page.text
+
+
+def test_chat_completion_equals_the_engine_and_counts_usage(client, chat_run):
+    want, n_prompt = engine_answer(chat_run, CHAT, 20, seed=3, temperature=0.9)
+    r = client.post("/v1/chat/completions", json={"model": "mini-chat", "messages": CHAT, "max_tokens": 20,
+                                                   "temperature": 0.9, "seed": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
+    choice = body["choices"][0]
+    assert choice["message"] == {"role": "assistant", "content": want.text, "refusal": None}
+    assert choice["finish_reason"] == ("length" if want.reason == "length" else "stop")
+    assert body["usage"]["prompt_tokens"] == n_prompt
+    assert body["usage"]["total_tokens"] == n_prompt + body["usage"]["completion_tokens"]
+
+
+def test_streamed_chat_adds_up_to_the_whole_answer(client, chat_run):
+    want, n_prompt = engine_answer(chat_run, CHAT, 24)
+    r = client.post("/v1/chat/completions", json={"model": "mini-chat", "messages": CHAT, "max_tokens": 24,
+                                                   "temperature": 0, "stream": True,
+                                                   "stream_options": {"include_usage": True}})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    chunks = sse_chunks(r.text)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == want.text
+    assert chunks[-2]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == n_prompt
+
+
+def test_completions_stop_strings_and_echo(client, chat_run):
+    _, model, tok = chat_run
+    full = Engine(model, decode=tok.decode).generate([tok.encode("Ankara")], 30, Sampling(0.0))[0].text
+    stop = full[5:8]
+    r = client.post("/v1/completions", json={"model": "mini-chat", "prompt": "Ankara", "max_tokens": 30,
+                                              "temperature": 0, "stop": [stop], "echo": True})
+    body = r.json()
+    assert body["object"] == "text_completion"
+    text = body["choices"][0]["text"]
+    assert text == "Ankara" + full[:full.index(stop)] and body["choices"][0]["finish_reason"] == "stop"
+    r = client.post("/v1/completions", json={"model": "mini-chat", "prompt": "Ankara", "max_tokens": 30,
+                                              "temperature": 0, "stream": True})
+    assert "".join(c["choices"][0]["text"] for c in sse_chunks(r.text)) == full
+
+
+def test_the_window_caps_max_tokens(client, chat_run):
+    r = client.post("/v1/completions", json={"model": "mini-chat", "prompt": "Ankara", "max_tokens": 64,
+                                              "temperature": 1.0, "seed": 1})
+    assert r.status_code == 200
+    usage = r.json()["usage"]
+    assert usage["total_tokens"] <= 96  # prompt + answer never pass the model's window
+
+
+BAD = [
+    ("not json", 400, "not valid JSON"),
+    ([1, 2], 400, "JSON object"),
+    ({"model": "mini-chat"}, 400, "messages"),
+    ({"model": "mini-chat", "messages": []}, 400, "messages"),
+    ({"model": "mini-chat", "messages": [{"role": "user", "content": "  "}]}, 400, "empty"),
+    ({"model": "mini-chat", "messages": [{"role": "robot", "content": "x"}]}, 400, "role"),
+    ({"model": "mini-chat", "messages": CHAT, "temperature": "hot"}, 400, "temperature"),
+    ({"model": "mini-chat", "messages": CHAT, "temperature": 7}, 400, "temperature"),
+    ({"model": "mini-chat", "messages": CHAT, "max_tokens": 0}, 400, "max_tokens"),
+    ({"model": "mini-chat", "messages": CHAT, "max_tokens": 10_000}, 400, "at most 64"),
+    ({"model": "mini-chat", "messages": CHAT, "n": 3}, 400, "n"),
+    ({"model": "mini-chat", "messages": CHAT, "stop": ["a", "b", "c", "d", "e"]}, 400, "at most 4"),
+    ({"model": "mini-chat", "messages": CHAT, "tempreature": 0.5}, 400, "Unrecognized request argument"),
+    ({"model": "gpt-4o", "messages": CHAT}, 404, "does not exist"),
+    ({"model": "mini-chat", "messages": [{"role": "user", "content": "kelime " * 300}]}, 400, "reads at most"),
+    ({"model": "mini-chat", "messages": [{"role": "assistant", "content": "x"}]}, 400, "user"),
+]
+
+
+@pytest.mark.parametrize(("payload", "status", "words"), BAD, ids=[b[2] for b in BAD])
+def test_bad_requests_get_openai_shaped_errors(client, payload, status, words):
+    kwargs = {"content": payload} if isinstance(payload, str) else {"json": payload}
+    r = client.post("/v1/chat/completions", **kwargs)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert words in error["message"] and error["type"]
+
+
+def test_body_size_limit_and_api_key(chat_run):
+    app = build_app(str(chat_run[0]), device="cpu", api_key="gizli", max_body_kb=1)
+    try:
+        with TestClient(app) as c:
+            assert c.get("/v1/models").status_code == 401
+            assert c.get("/v1/models", headers={"Authorization": "Bearer yanlis"}).json()["error"]["code"] == \
+                "invalid_api_key"
+            auth = {"Authorization": "Bearer gizli"}
+            assert c.get("/v1/models", headers=auth).status_code == 200
+            assert c.get("/").status_code == 200  # the page itself holds nothing; it asks for the key
+            big = {"model": "mini-chat", "messages": [{"role": "user", "content": "a" * 5000}]}
+            r = c.post("/v1/chat/completions", json=big, headers=auth)
+            assert r.status_code == 413 and "at most 1024" in r.json()["error"]["message"]
+    finally:
+        app.state.batcher.close()
+
+
+def test_a_full_queue_answers_503(chat_run):
+    app = build_app(str(chat_run[0]), device="cpu", max_batch=1, max_waiting=0, max_tokens=90)
+    try:
+        with TestClient(app) as c:
+            started = threading.Event()
+            busy = app.state.batcher.submit(Job([1], 90, lambda ev: started.set()))  # holds the only row
+            assert started.wait(10)
+            r = c.post("/v1/completions", json={"model": "mini-chat", "prompt": "b", "max_tokens": 5})
+            assert r.status_code == 503 and r.json()["error"]["code"] == "queue_full"
+            busy.cancel()  # freed at the batcher's next step
+            deadline = time.time() + 10
+            while app.state.batcher.load()["active"] and time.time() < deadline:
+                time.sleep(0.01)
+            r = c.post("/v1/completions", json={"model": "mini-chat", "prompt": "b", "max_tokens": 5})
+            assert r.status_code == 200  # the row is free again
+    finally:
+        app.state.batcher.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_server(chat_run):
+    """The app under uvicorn on a real loopback port, in a thread."""
+    import uvicorn
+
+    app = build_app(str(chat_run[0]), device="cpu", max_batch=16, max_waiting=64, max_tokens=64)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        assert time.time() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    app.state.batcher.close()
+
+
+def test_the_openai_client_works_streaming_and_not(live_server, chat_run):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=live_server + "/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["mini-chat"]
+    want, n_prompt = engine_answer(chat_run, CHAT, 16)
+    out = client.chat.completions.create(model="mini-chat", messages=CHAT, max_tokens=16, temperature=0)
+    assert out.choices[0].message.content == want.text and out.usage.prompt_tokens == n_prompt
+    stream = client.chat.completions.create(model="mini-chat", messages=CHAT, max_tokens=16, temperature=0,
+                                            stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == want.text
+    text = client.completions.create(model="mini-chat", prompt="Ankara", max_tokens=8, temperature=0)
+    assert text.choices[0].text and text.usage.completion_tokens <= 8
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="mini-chat", messages=[], max_tokens=4)
+
+
+def test_fifty_concurrent_streams_all_finish_with_their_own_answers(live_server, chat_run):
+    httpx = pytest.importorskip("httpx")
+    questions = [f"Soru {i}: {w} nedir?" for i, w in enumerate(["bilim", "sanat", "Ankara", "deniz", "kitap"] * 10)]
+
+    async def ask(client, i, q):
+        payload = {"model": "mini-chat", "messages": [{"role": "user", "content": q}], "max_tokens": 24,
+                   "temperature": 1.0, "seed": i, "stream": True}
+        async with client.stream("POST", "/v1/chat/completions", json=payload) as r:
+            assert r.status_code == 200
+            text = "".join([line async for line in r.aiter_text()])
+        return "".join(c["choices"][0]["delta"].get("content", "") for c in sse_chunks(text) if c["choices"])
+
+    async def main():
+        async with httpx.AsyncClient(base_url=live_server, timeout=120) as client:
+            return await asyncio.gather(*(ask(client, i, q) for i, q in enumerate(questions)))
+
+    answers = asyncio.run(main())
+    assert len(answers) == 50
+    for i, (q, got) in enumerate(zip(questions, answers, strict=True)):  # each answer is its own request's
+        want, _ = engine_answer(chat_run, [{"role": "user", "content": q}], 24, seed=i, temperature=1.0)
+        assert got == want.text, f"request {i} got another answer"
