@@ -59,13 +59,14 @@ def plot_speed(result: dict, out: str | Path) -> Path | None:
     lengths = result["prompt_tokens"]
     with figure(out, 1, len(lengths), size=(5.2 * len(lengths), 3.8), title="decode tokens/s") as (_, axes):
         for ax, n in zip(axes[0], lengths, strict=True):
-            for p in result["precisions"]:
+            for i, p in enumerate(result["precisions"]):  # a colour per precision, a line style per contestant
                 for c, style in zip(result["contestants"], ("-", "--", ":"), strict=False):
                     rows = [r for r in result["results"] if r["precision"] == p and r["prompt_tokens"] == n]
                     ax.plot([r["batch"] for r in rows], [r["contestants"][c]["decode_tok_s"] for r in rows], style,
-                            marker="o", label=f"{NAMES[c]} {p}")
+                            color=f"C{i}", marker="o", label=f"{NAMES[c]} {p}")
             ax.set(xscale="log", yscale="log", xlabel="batch", ylabel="tokens/s", title=f"prompt {n} tokens")
             ax.set_xticks(result["batches"], [str(b) for b in result["batches"]])
+            ax.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
             ax.legend()
     return Path(out)
 
