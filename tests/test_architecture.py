@@ -18,7 +18,7 @@ LAYERS = [
     {"artifacts"},
     {"inference"},
     {"training"},
-    {"corpus", "tokenizer", "evaluation", "generation", "chat", "report", "adapt", "classify"},  # stages: never each other
+    {"corpus", "tokenizer", "evaluation", "generation", "chat", "serve", "report", "adapt", "classify"},  # stages: never each other
     {"demo", "demo_adapt", "demo_classify", "bench"},  # composite commands: they run other stages end to end
     {"registry", "cli", "__init__", "__main__"},  # the entry points
 ]
