@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 EXTRAS ?= dev,serve,tr-data,datasets,morph,tokenizers-ref,sft-data,track,lora,classify,quality
 
-.PHONY: install demo test lint clean
+.PHONY: install browser demo test lint clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 install: $(VENV)/.installed
 
@@ -21,8 +22,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	$(BIN)/fidan demo --force
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
+
+# Debian's Chromium, for the chat page's end-to-end test (Playwright drives it; it downloads no browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium could not be installed: the chat page's browser test will be skipped"
 
 lint: install
 	$(BIN)/ruff check fidan tests benchmarks

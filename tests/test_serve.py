@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import socket
 import threading
 import time
@@ -255,3 +257,40 @@ def test_fifty_concurrent_streams_all_finish_with_their_own_answers(live_server,
     for i, (q, got) in enumerate(zip(questions, answers, strict=True)):  # each answer is its own request's
         want, _ = engine_answer(chat_run, [{"role": "user", "content": q}], 24, seed=i, temperature=1.0)
         assert got == want.text, f"request {i} got another answer"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (`make test` installs it)")
+def test_the_chat_page_streams_an_answer_in_a_real_browser(live_server, chat_run, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    system, question = "Kısa cevap ver.", "Türkiye'nin başkenti neresi?"
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    _, n_prompt = engine_answer(chat_run, messages, 1)
+    want, _ = engine_answer(chat_run, messages, 96 - n_prompt)  # the page asks for the default: the window's rest
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page()
+            page.goto(live_server + "/")
+            page.wait_for_function("document.getElementById('model').textContent.includes('mini-chat')")
+            page.fill("#system", system)
+            page.fill("#temperature", "0")
+            # every change to the answer bubble is recorded: a streamed answer grows in several steps
+            page.evaluate("""() => { window.seen = []; new MutationObserver(() => {
+                const a = document.querySelector('.assistant'); if (a) window.seen.push(a.textContent);
+            }).observe(document.getElementById('log'), {subtree: true, childList: true, characterData: true}); }""")
+            page.fill("#prompt", question)
+            page.keyboard.press("Enter")
+            page.wait_for_selector(".assistant:not(.pending)", timeout=30_000)
+            assert page.inner_text(".user") == question
+            shown = page.eval_on_selector(".assistant", "e => e.textContent")
+            assert shown == (want.text or "(boş cevap)")
+            partial = {s for s in page.evaluate("window.seen") if s and s != shown}
+            assert len(partial) >= 2, "the answer appeared at once, not streamed"
+            page.screenshot(path=os.environ.get("FIDAN_CHAT_SCREENSHOT", str(tmp_path / "chat.png")))
+        finally:
+            browser.close()
