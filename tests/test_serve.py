@@ -140,7 +140,8 @@ BAD = [
     ({"model": "mini-chat", "messages": CHAT, "temperature": 7}, 400, "temperature"),
     ({"model": "mini-chat", "messages": CHAT, "max_tokens": 0}, 400, "max_tokens"),
     ({"model": "mini-chat", "messages": CHAT, "max_tokens": 10_000}, 400, "at most 64"),
-    ({"model": "mini-chat", "messages": CHAT, "n": 3}, 400, "n"),
+    ({"model": "mini-chat", "messages": CHAT, "n": 3}, 400, "only n=1"),
+    ({"model": "mini-chat", "messages": CHAT, "presence_penalty": 0.5}, 400, "penalties are not supported"),
     ({"model": "mini-chat", "messages": CHAT, "stop": ["a", "b", "c", "d", "e"]}, 400, "at most 4"),
     ({"model": "mini-chat", "messages": CHAT, "tempreature": 0.5}, 400, "Unrecognized request argument"),
     ({"model": "gpt-4o", "messages": CHAT}, 404, "does not exist"),
@@ -234,6 +235,19 @@ def test_the_openai_client_works_streaming_and_not(live_server, chat_run):
     assert text.choices[0].text and text.usage.completion_tokens <= 8
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="mini-chat", messages=[], max_tokens=4)
+
+
+def test_a_client_that_hangs_up_mid_stream_leaves_the_server_serving(live_server, chat_run):
+    httpx = pytest.importorskip("httpx")
+    payload = {"model": "mini-chat", "prompt": "Ankara", "max_tokens": 90, "temperature": 1.0, "stream": True}
+    with httpx.Client(base_url=live_server, timeout=30) as c, c.stream("POST", "/v1/completions", json=payload) as r:
+        next(r.iter_lines())  # the answer has started; the client hangs up here
+    deadline = time.time() + 20
+    while (state := httpx.get(live_server + "/health").json())["active"] and time.time() < deadline:
+        time.sleep(0.05)
+    assert state["active"] == 0 and state["status"] == "ok"
+    r = httpx.post(live_server + "/v1/completions", json={**payload, "stream": False, "max_tokens": 4})
+    assert r.status_code == 200  # and the server goes on serving
 
 
 def test_fifty_concurrent_streams_all_finish_with_their_own_answers(live_server, chat_run):

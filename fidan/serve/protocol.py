@@ -36,9 +36,9 @@ class _Request(BaseModel):
     seed: int | None = None
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    n: int = Field(1, ge=1, le=1, description="one choice per request")
-    presence_penalty: float = Field(0.0, ge=0, le=0)
-    frequency_penalty: float = Field(0.0, ge=0, le=0)
+    n: int = 1
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     logit_bias: dict[str, float] | None = None
     user: str | None = None
 
@@ -51,6 +51,20 @@ class _Request(BaseModel):
         if any(not s for s in stops):
             raise ValueError("a stop sequence may not be empty")
         return stops
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, v):
+        if v != 1:
+            raise ValueError("only n=1 is supported: send one request per answer (they are batched together)")
+        return v
+
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def _no_penalty(cls, v):
+        if v != 0:
+            raise ValueError("presence and frequency penalties are not supported; leave them at 0")
+        return v
 
     @field_validator("logit_bias")
     @classmethod
