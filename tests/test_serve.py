@@ -308,3 +308,19 @@ def test_the_chat_page_streams_an_answer_in_a_real_browser(live_server, chat_run
             page.screenshot(path=os.environ.get("FIDAN_CHAT_SCREENSHOT", str(tmp_path / "chat.png")))
         finally:
             browser.close()
+
+
+def test_precision_and_bad_server_settings(chat_run):
+    from fidan.errors import BadInput
+
+    app = build_app(str(chat_run[0]), device="cpu", precision="bf16")
+    try:
+        with TestClient(app) as c:
+            r = c.post("/v1/completions", json={"model": "mini-chat", "prompt": "Ankara", "max_tokens": 5})
+            assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] >= 1
+    finally:
+        app.state.batcher.close()
+    for kwargs, words in (({"precision": "fp8"}, "precision"), ({"max_batch": 0}, "--max-batch"),
+                          ({"api_key": " "}, "--api-key")):
+        with pytest.raises(BadInput, match=words):
+            build_app(str(chat_run[0]), device="cpu", **kwargs)
