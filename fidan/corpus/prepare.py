@@ -1,4 +1,5 @@
-"""`fidan data prepare`: stream sources → clean → drop short and duplicate documents → split → shards."""
+"""`fidan data prepare`: stream sources → clean → drop short and duplicate documents → quality filters →
+split → shards."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tqdm.auto import tqdm
 from fidan import __version__
 from fidan.artifacts.schema import stamp
 from fidan.corpus.neardup import NearDuplicates
+from fidan.corpus.quality import QualityFilter, resolve
 from fidan.corpus.sources import iter_source
 from fidan.errors import BadInput
 from fidan.runtime.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir, sha256_file
@@ -20,6 +22,7 @@ from fidan.text.turkish import normalize_text
 
 SPLIT_RULE = "blake2b-64(cleaned document text) mod 1,000,000 < val_fraction * 1,000,000 → val, else train"
 SHARD_CHARS = 50_000_000
+REMOVED_SAMPLE = "removed.jsonl"  # a sample of what each quality filter removed, for `fidan data inspect`
 
 
 def split_of(text: str, val_fraction: float) -> str:
@@ -68,6 +71,9 @@ def prepare_data(
     min_chars: int = 20,
     text_field: str = "text",
     near_dup: float = 0.0,
+    quality: bool = True,
+    skip_filter: list[str] | None = None,
+    quality_set: list[str] | None = None,
     force: bool = False,
 ) -> dict:
     """Load, clean, deduplicate and split a corpus into a data folder.
@@ -82,6 +88,10 @@ def prepare_data(
         text_field: the field or column holding the text in .jsonl, .csv, .parquet and HF sources.
         near_dup: also drop near-duplicates: documents whose estimated Jaccard similarity (MinHash over
             character 5-grams) to a kept document is at least this (0: off; 0.5 is a good start).
+        quality: run the quality filters (numeric_lines, repeated_lines, word_length, symbols, ellipsis_lines,
+            repetition, stop_words, placeholder, code; see docs/data.md); --no-quality turns them all off.
+        skip_filter: a quality filter to turn off, by name; repeat for several.
+        quality_set: a quality filter setting, NAME.SETTING=VALUE (e.g. stop_words.min_count=3); repeatable.
         force: replace an existing non-empty output folder.
     """
     source = [str(s) for s in as_list(source)]
@@ -91,14 +101,18 @@ def prepare_data(
         raise BadInput(f"--val-fraction must be at least 0 and below 1, got {val_fraction}; 0 holds out nothing")
     out_path = Path(out)
     near = NearDuplicates(near_dup) if near_dup else None
+    filters = QualityFilter(resolve(quality, as_list(skip_filter), as_list(quality_set)))
     # Validate every source before touching the output folder.
     streams = [(spec, iter_source(spec, text_field)) for spec in source]
     if out_path.exists() and any(out_path.iterdir()) and not force:
         prepare_out_dir(out_path, force=False, what="data")
     start = time.time()
     seen: set[bytes] = set()  # 8-byte digests: ~60 bytes per document, not the text itself
-    stats = {"read": 0, "too_short": 0, "duplicates": 0}
+    stats = {"read": 0, "too_short": 0, "duplicates": 0, "quality": 0}
     per_source: dict[str, dict] = {}
+    if filters.needs_line_counts:  # a first pass counts lines across documents; the sources are read again
+        _count_lines(filters, streams, min_chars)
+        streams = [(spec, iter_source(spec, text_field)) for spec in source]
     with atomic_dir(out_path) as tmp:
         writers = {s: _ShardWriter(tmp, s) for s in ("train", "val")}
         bar = tqdm(desc="documents", unit="doc", dynamic_ncols=True)
@@ -118,6 +132,17 @@ def prepare_data(
                         stats["duplicates"] += 1
                         continue
                     seen.add(digest)
+                    filtered = filters.apply(text, min_chars)
+                    if filtered is None:
+                        stats["quality"] += 1
+                        continue
+                    if filtered != text:  # lines removed: the rest may now copy a kept document
+                        digest = hashlib.blake2b(filtered.encode("utf-8"), digest_size=8).digest()
+                        if digest in seen:
+                            stats["duplicates"] += 1
+                            continue
+                        seen.add(digest)
+                        text = filtered
                     if near is not None and near.seen(text):
                         stats["near_duplicates"] = stats.get("near_duplicates", 0) + 1
                         continue
@@ -130,8 +155,9 @@ def prepare_data(
         if writers["train"].docs == 0:
             raise BadInput(
                 f"the corpus from {', '.join(source)} is empty after cleaning ({stats['read']} documents read, "
-                f"{stats['too_short']} shorter than --min-chars {min_chars}, {stats['duplicates']} duplicates); "
-                "check the sources or lower --min-chars"
+                f"{stats['too_short']} shorter than --min-chars {min_chars}, {stats['duplicates']} duplicates, "
+                f"{stats['quality']} removed by quality filters{_by_filter(filters)}); check the sources, "
+                "lower --min-chars, or turn filters off with --skip-filter NAME or --no-quality"
             )
         if writers["val"].docs == 0 and val_fraction > 0:
             raise BadInput(
@@ -154,7 +180,10 @@ def prepare_data(
             },
             "split_rule": SPLIT_RULE,
             "val_fraction": val_fraction,
+            "quality": ({"enabled": True, "filters": filters.report(), "removed_sample": REMOVED_SAMPLE}
+                        if filters.settings else {"enabled": False}),
             "dropped": {"too_short": stats["too_short"], "duplicates": stats["duplicates"],
+                        **({"quality": stats["quality"]} if filters.settings else {}),
                         **({"near_duplicates": stats.get("near_duplicates", 0)} if near else {})},
             "documents_read": stats["read"],
             "splits": {
@@ -168,6 +197,8 @@ def prepare_data(
             },
             "seconds": round(time.time() - start, 2),
         }
+        if filters.settings:
+            _write_samples(tmp / REMOVED_SAMPLE, filters)
         manifest = stamp("data", manifest)
         atomic_write_json(tmp / "manifest.json", manifest)
     sp = manifest["splits"]
@@ -175,6 +206,33 @@ def prepare_data(
         f"data: {sp['train']['documents']} train / {sp['val']['documents']} val documents, "
         f"{sp['train']['characters'] + sp['val']['characters']:,} characters "
         f"({stats['too_short']} short and {stats['duplicates']} duplicate documents dropped"
+        + (f", {stats['quality']} by quality filters{_by_filter(filters)}" if filters.settings else "")
         + (f", {stats.get('near_duplicates', 0)} near-duplicates" if near else "") + f") → {out_path}"
     )
     return manifest
+
+
+def _count_lines(filters: QualityFilter, streams: list, min_chars: int) -> None:
+    """The first pass for repeated_lines: count each line over the distinct documents that will be kept."""
+    seen: set[bytes] = set()
+    for _, docs in streams:
+        for raw in tqdm(docs, desc="counting lines", unit="doc", dynamic_ncols=True):
+            text = normalize_text(raw)
+            digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+            if len(text) >= min_chars and digest not in seen:
+                seen.add(digest)
+                filters.count_lines(text)
+    filters.finish_counting()
+
+
+def _by_filter(filters: QualityFilter) -> str:
+    parts = [f"{n} {r.documents} documents/{r.lines} lines" for n, r in filters.removed.items() if r.documents or r.lines]
+    return f": {', '.join(parts)}" if parts else ""
+
+
+def _write_samples(path: Path, filters: QualityFilter) -> None:
+    """Up to ``sample_size`` removed texts per filter, one {"filter", "text"} record a line."""
+    with open(path, "w", encoding="utf-8") as f:
+        for name, texts in filters.samples.items():
+            for text in texts:
+                f.write(json.dumps({"filter": name, "text": text}, ensure_ascii=False) + "\n")
