@@ -28,6 +28,9 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "data prepare": Command("fidan.corpus.prepare:prepare_data", "Load, clean, deduplicate and split a corpus."),
+    "data inspect": Command("fidan.corpus.inspect_data:inspect_data",
+                            "Show a data folder: its splits and what each quality filter removed, with examples.",
+                            positional=("data",)),
     "tokenizer train": Command("fidan.tokenizer.train:train_tokenizer",
                                "Train a BPE, Unigram or WordPiece tokenizer (Turkish pre-tokenizer, optional --morph)."),
     "tokenizer eval": Command("fidan.tokenizer.evaluate:evaluate_tokenizers",

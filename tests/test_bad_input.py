@@ -46,6 +46,13 @@ MATRIX: list[tuple[str, str]] = [
     ("data prepare --source notes.txt --out out --near-dup 1.5", "--near-dup must be in (0, 1)"),
     ("data prepare --config bad.yaml --source notes.txt --out out", "bad.yaml"),
     ("data prepare --config unknown.yaml --source notes.txt --out out", "max_stepz"),
+    ("data prepare --source notes.txt --out out --skip-filter spam", "unknown filter 'spam' in --skip-filter"),
+    ("data prepare --source notes.txt --out out --quality-set stop_words.min_count=-1",
+     "stop_words.min_count must be a whole number in [0, 1e+09]"),
+    ("data prepare --source notes.txt --out out --quality-set lorem.x=1", "unknown filter 'lorem'"),
+    # data inspect
+    ("data inspect missing", "data folder not found: missing"),
+    ("data inspect {data} --filter spam", "no quality filter 'spam'"),
     # data instructions
     ("data instructions --out existing", "already exists"),
     # tokenizer

@@ -57,7 +57,7 @@ RULES: dict[str, Rule] = {
         {"max_ratio": 0.1, "min_words": 50}, {"max_ratio": (0.0, 100.0), "min_words": (1, 1e9)}),
     "ellipsis_lines": Rule(
         "document", "more than max_share of lines ending in an ellipsis (documents of min_lines lines or more)",
-        {"max_share": 0.3, "min_lines": 3}, {"max_share": (0.0, 1.0), "min_lines": (1, 1e9)}),
+        {"max_share": 0.3, "min_lines": 5}, {"max_share": (0.0, 1.0), "min_lines": (1, 1e9)}),
     "repetition": Rule(
         "document", "duplicate lines or n-grams: characters in repeated lines, in the most frequent word "
                     "2-gram, or in repeated word 5- and 10-grams above the given shares (documents of min_words "
