@@ -14,7 +14,7 @@ def _short(text: str, width: int) -> str:
     return one if len(one) <= width else one[: width - 1] + "…"
 
 
-def inspect_data(data: str, filter: list[str] | None = None, samples: int = 3, width: int = 160) -> dict:  # noqa: A002
+def inspect_data(data: str, filter: list[str] | None = None, samples: int = 3, width: int = 160) -> dict:
     """Show a data folder's splits and, for each quality filter, its settings, what it removed and examples.
 
     Args:

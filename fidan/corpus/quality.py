@@ -75,6 +75,8 @@ RULES: dict[str, Rule] = {
 }
 
 _WORD = re.compile(r"\w+")
+_DIGIT = re.compile(r"\d")
+_LETTER = re.compile(r"[^\W\d_]")
 INTEGER_SETTINGS = {"min_words", "min_documents", "min_chars", "min_lines", "min_count", "max_braces"}
 
 
@@ -119,7 +121,7 @@ def _digest(line: str) -> bytes:
 
 def _number_like(word: str) -> bool:
     """A word that carries no Turkish: a number, a reference such as ``(C-II)210,``, or punctuation."""
-    return any(c.isdigit() for c in word) or not any(c.isalpha() for c in word)
+    return _DIGIT.search(word) is not None or _LETTER.search(word) is None
 
 
 def _segments(line: str) -> list[str]:
