@@ -176,3 +176,27 @@ def test_inspect_shows_counts_and_examples(tmp_path, capsys):
     assert "code [document]" in out and "placeholder" not in out and "  - " not in out
     assert main(["data", "inspect", str(tmp_path / "d"), "--filter", "spam"]) == 2
     assert "no quality filter 'spam'" in capsys.readouterr().err
+
+
+def test_cutting_lines_keeps_at_most_one_blank_line_and_finds_new_duplicates(tmp_path):
+    text = f"{PROSE.strip()}\n\n12 34 56 78 90 12 34\n\nBahar geldiğinde herkes bu zor kışı andı."
+    kept, _ = run(text)
+    assert kept == f"{PROSE.strip()}\n\nBahar geldiğinde herkes bu zor kışı andı."
+    src = write_jsonl(tmp_path / "c.jsonl", [kept, text, PROSE + "Başka bir gün."])
+    m = prepare_data(source=[src], out=str(tmp_path / "d"), val_fraction=0)
+    assert m["dropped"]["duplicates"] == 1 and m["splits"]["train"]["documents"] == 2  # a copy once cut
+
+
+def test_settings_from_a_config_file(tmp_path):
+    src, _ = corpus(tmp_path)
+    config = tmp_path / "q.yaml"
+    config.write_text("skip_filter: [code]\nquality_set: ['placeholder.x=1']\n", encoding="utf-8")
+    assert main(["data", "prepare", "--config", str(config), "--source", src, "--out", str(tmp_path / "d")]) == 2
+    config.write_text("skip_filter: [code, placeholder]\nquality_set: ['numeric_lines.max_number_words=0.9']\n",
+                      encoding="utf-8")
+    assert main(["data", "prepare", "--config", str(config), "--source", src, "--out", str(tmp_path / "d"),
+                 "--val-fraction", "0.2"]) == 0
+    m = json.loads((tmp_path / "d" / "manifest.json").read_text("utf-8"))
+    assert set(m["quality"]["filters"]) == set(RULES) - {"code", "placeholder"}
+    assert m["quality"]["filters"]["numeric_lines"]["settings"]["max_number_words"] == 0.9
+    assert m["quality"]["filters"]["numeric_lines"]["removed"]["lines"] == 0  # 0.67 here (word_length drops it)

@@ -29,6 +29,7 @@ def inspect_data(data: str, filter: list[str] | None = None, samples: int = 3, w
                        "pass a data folder made by `fidan data prepare`")
     if samples < 0 or width < 10:
         raise BadInput(f"--samples must be at least 0 and --width at least 10, got {samples} and {width}")
+    recorded = "quality" in manifest
     quality = manifest.get("quality") or {"enabled": False}
     filters = quality.get("filters") or {}
     wanted = list(filter or [])
@@ -49,7 +50,8 @@ def inspect_data(data: str, filter: list[str] | None = None, samples: int = 3, w
           f"{manifest.get('documents_read', 0):,} read; dropped: "
           + ", ".join(f"{k} {v:,}" for k, v in (manifest.get("dropped") or {}).items()))
     if not filters:
-        print("quality filters: off (prepared with --no-quality)")
+        print("quality filters: off (prepared with --no-quality)" if recorded else
+              "quality filters: not recorded (prepared by a fidan without them)")
     for name in wanted or filters:
         f = filters[name]
         r = f["removed"]

@@ -76,6 +76,7 @@ RULES: dict[str, Rule] = {
 
 _WORD = re.compile(r"\w+")
 _DIGIT = re.compile(r"\d")
+_BLANK_RUNS = re.compile(r"\n{3,}")
 _LETTER = re.compile(r"[^\W\d_]")
 INTEGER_SETTINGS = {"min_words", "min_documents", "min_chars", "min_lines", "min_count", "max_braces"}
 
@@ -183,9 +184,7 @@ class QualityFilter:
     def _segment_rule(self, segment: str) -> bool:
         s = self.settings["numeric_lines"]
         words = segment.split()
-        if not words:
-            return False
-        if len(words) < s["min_words"]:
+        if not words or len(words) < s["min_words"]:
             return False
         return sum(map(_number_like, words)) / len(words) >= s["max_number_words"]
 
@@ -198,18 +197,19 @@ class QualityFilter:
                 self._note_line(name, line, took)
                 continue
             if "numeric_lines" in self.settings:
-                kept = []
-                for seg in _segments(line):
-                    if self._segment_rule(seg):
-                        self._note_line("numeric_lines", seg.strip(), took)
-                    else:
-                        kept.append(seg)
-                if len(kept) < len(_segments(line)):
-                    if not "".join(kept).strip():
-                        continue
+                segments = _segments(line)
+                kept = [seg for seg in segments if not self._segment_rule(seg)]
+                if len(kept) < len(segments):
+                    for seg in segments:
+                        if self._segment_rule(seg):
+                            self._note_line("numeric_lines", seg.strip(), took)
                     line = "".join(kept).rstrip()
+                    if not line:
+                        continue
             out.append(line)
-        return ("\n".join(out).strip() if took else text), took
+        if not took:
+            return text, took
+        return _BLANK_RUNS.sub("\n\n", "\n".join(out)).strip(), took  # still at most one blank line
 
     def _note_line(self, name: str, line: str, took: Counter) -> None:
         self.removed[name].lines += 1
