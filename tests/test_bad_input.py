@@ -79,6 +79,10 @@ MATRIX: list[tuple[str, str]] = [
     ("sft --model {run} --data empty.jsonl --out s", "empty.jsonl"),
     ("sft --model {cls} --data labelled.jsonl --out s", "text classifier"),
     ("chat --model missing", "missing"),
+    ("serve --model missing", "missing"),
+    ("serve --model {run} --max-batch 0", "--max-batch must be >= 1"),
+    ("serve --model {run} --precision fp8", "unknown --precision 'fp8'"),
+    ("serve --model {run} --port 70000", "--port must be in 1..65535"),
     # generation and evaluation
     ("generate --model missing --prompt a", "missing"),
     ("generate --model {run} --tokenizer {chat_tok} --prompt a", "tokenizer"),

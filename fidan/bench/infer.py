@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 
 from fidan.artifacts.runs import load_model
-from fidan.bench.infer_tables import markdown, plot_ratios, plot_speed
 from fidan.errors import FidanError
 from fidan.inference import Engine, Sampling, apply_precision, check_precision
 from fidan.model.gpt import GPT
+from fidan.report.infer_tables import markdown, plot_ratios, plot_speed
 from fidan.runtime.device import peak_rss_mb, pick_device, set_threads
 from fidan.runtime.environment import environment
 from fidan.runtime.io import atomic_write_json, atomic_write_text
@@ -210,10 +210,11 @@ def _load_transformers(folder: Path, precision: str, device: str, new: int, load
 
     quiet_transformers()
     t0 = time.perf_counter()
-    hf = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32).to(device)
+    hf = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False,
+                                               dtype=torch.float32).to(device)
     hf = apply_precision(hf, precision).eval()
     load[f"transformers_{precision}_s"] = time.perf_counter() - t0
-    hf_tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    hf_tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     hf_tok.padding_side = "left"
     # Greedy, exactly `new` tokens: no end-of-text id to stop at (so no logits processor is added either).
     gen_cfg = GenerationConfig(max_new_tokens=new, do_sample=False, eos_token_id=None,

@@ -12,7 +12,7 @@ INFER_DIR = "bench-infer"
 
 def inference_section(root: Path, rel: Callable[[Path], str]) -> list[str]:
     """``RUN/bench-infer/infer.json`` as a section (its table and plots); [] when the run was not measured."""
-    from fidan.bench.infer_tables import markdown
+    from fidan.report.infer_tables import markdown
 
     folder = root / INFER_DIR
     result = read_json(folder / "infer.json")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from fidan.artifacts.runs import load_model
 from fidan.errors import BadInput, MissingExtra
-from fidan.runtime.device import pick_device
+from fidan.inference.precision import apply_precision, check_precision
+from fidan.runtime.device import pick_device, set_threads
 
 
 def serve(
@@ -44,13 +45,13 @@ def serve(
         name: the model id clients send (default: the folder's name).
         tokenizer: a tokenizer folder (default: the model's own).
     """
+    if not 0 < port < 65536:
+        raise BadInput(f"--port must be in 1..65535, got {port}")
     app = build_app(model, api_key=api_key, precision=precision, threads=threads, device=device,
                        max_batch=max_batch, max_waiting=max_waiting, max_tokens=max_tokens,
                        default_max_tokens=default_max_tokens, max_body_kb=max_body_kb, name=name, tokenizer=tokenizer)
     import uvicorn
 
-    if not 0 < port < 65536:
-        raise BadInput(f"--port must be in 1..65535, got {port}")
     shown = f"[{host}]" if ":" in host else host
     print(f"fidan: serving {app.state.name} at http://{shown}:{port}/ (API: /v1, chat page: /)", flush=True)
     try:
@@ -83,16 +84,11 @@ def build_app(model: str, api_key: str | None = None, precision: str = "fp32", t
             raise BadInput(f"{flag} must be >= {low}, got {value}")
     if api_key is not None and not api_key.strip():
         raise BadInput("--api-key is empty; give a key or leave the option out")
-    if threads is not None:
-        from fidan.inference.precision import set_threads
-
-        set_threads(threads)
+    check_precision(precision)
+    set_threads(threads)
     device = pick_device(device)
     net, tok = load_model(model, tokenizer, device)
-    if precision != "fp32":
-        from fidan.inference.precision import apply_precision
-
-        net = apply_precision(net, precision)
+    net = apply_precision(net, precision)
     batcher = Batcher(net, decode=tok.decode, max_batch=max_batch, max_waiting=max_waiting)
     limits = Limits(max_body_bytes=max_body_kb * 1024, max_tokens=max_tokens,
                     default_max_tokens=min(default_max_tokens, max_tokens))
