@@ -215,13 +215,15 @@ def prepare_data(
 def _count_lines(filters: QualityFilter, streams: list, min_chars: int) -> None:
     """The first pass for repeated_lines: count each line over the distinct documents that will be kept."""
     seen: set[bytes] = set()
-    for _, docs in streams:
-        for raw in tqdm(docs, desc="counting lines", unit="doc", dynamic_ncols=True):
-            text = normalize_text(raw)
-            digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-            if len(text) >= min_chars and digest not in seen:
-                seen.add(digest)
-                filters.count_lines(text)
+    with tqdm(desc="counting lines", unit="doc", dynamic_ncols=True) as bar:
+        for _, docs in streams:
+            for raw in docs:
+                bar.update()
+                text = normalize_text(raw)
+                digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+                if len(text) >= min_chars and digest not in seen:
+                    seen.add(digest)
+                    filters.count_lines(text)
     filters.finish_counting()
 
 

@@ -108,7 +108,8 @@ def resolve(quality: bool = True, skip: list[str] | None = None, settings: list[
         low, high = rule.ranges[setting]
         if not low <= number <= high or (setting in INTEGER_SETTINGS and number != int(number)):
             kind = "a whole number" if setting in INTEGER_SETTINGS else "a number"
-            raise BadInput(f"--quality-set {item}: {name}.{setting} must be {kind} in [{low:g}, {high:g}]")
+            span = f", at least {low:g}" if high >= 1e9 else f" in [{low:g}, {high:g}]"
+            raise BadInput(f"--quality-set {item}: {name}.{setting} must be {kind}{span}")
         if name in chosen:
             chosen[name][setting] = int(number) if setting in INTEGER_SETTINGS else number
     if "word_length" in chosen and chosen["word_length"]["min"] > chosen["word_length"]["max"]:
