@@ -28,6 +28,13 @@ class Collector:
         return [e.token for e in self.events if e.reason != "stop_id"]
 
 
+def wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.time() + seconds
+    while not condition() and time.time() < deadline:
+        time.sleep(0.002)
+    return bool(condition())
+
+
 def run_jobs(batcher: Batcher, jobs: list[tuple[list[int], int, Sampling, int | None]], stagger: float = 0.0):
     """Submit jobs (prompt, n, sampling, seed), ``stagger`` seconds apart; wait for all of them."""
     out = []
@@ -95,12 +102,12 @@ def test_window_limits_and_bad_jobs_are_refused():
 
 
 def test_a_full_queue_is_refused_and_cancelled_jobs_free_their_rows():
-    model = tiny("ders", block=64)
+    model = tiny("ders", block=2048)
     batcher = Batcher(model, decode=letters, max_batch=1, max_waiting=1)
     try:
         long = Collector()
-        job = batcher.submit(Job([1], 60, long, GREEDY))
-        time.sleep(0.05)
+        job = batcher.submit(Job([1], 2000, long, GREEDY))
+        assert wait_for(lambda: long.events)  # it has started
         waiting = Collector()
         batcher.submit(Job([2], 3, waiting, GREEDY))  # waits for the row
         with pytest.raises(QueueFull):
@@ -123,5 +130,29 @@ def test_hf_model_jobs_joining_mid_decode_equal_each_alone(hf_llama):
         for (prompt, n, sampling, seed), c in zip(jobs, got, strict=True):
             alone = engine.generate([prompt], n, sampling, torch.Generator().manual_seed(seed))[0]
             assert c.tokens() == alone.tokens
+    finally:
+        batcher.close()
+
+
+@pytest.mark.parametrize("preset", ["ders", "hizli"])
+def test_jobs_joining_together_are_prefilled_in_one_call_and_equal_each_alone(preset):
+    model = tiny(preset, block=48)
+    engine = Engine(model)
+    prompts = [[3, 14, 15, 92, 65], [7], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [42, 43]]
+    batcher = Batcher(model, decode=letters, max_batch=4)
+    calls = []
+    real = batcher.rows.prefill
+    batcher.rows.prefill = lambda first, rows: calls.append(len(rows)) or real(first, rows)
+    try:
+        out = []
+        with batcher.lock:  # the batcher's thread cannot take any job until all four wait
+            for i, p in enumerate(prompts):
+                c = Collector()
+                batcher.submit(Job(p, 12, c, Sampling(0.9), torch.Generator().manual_seed(i)))
+                out.append(c)
+        assert all(c.done.wait(10) for c in out)
+        assert calls == [4]  # right-padded into one prefill
+        for i, (p, c) in enumerate(zip(prompts, out, strict=True)):
+            assert c.tokens() == engine.generate([p], 12, Sampling(0.9), torch.Generator().manual_seed(i))[0].tokens
     finally:
         batcher.close()

@@ -76,9 +76,15 @@ class _FidanRows:
             self.views[lo, hi] = self.cache.rows(lo, hi)
         return self.views[lo, hi]
 
-    def prefill(self, row: int, ids: list[int]) -> torch.Tensor:
-        idx = torch.tensor([ids], device=self.device)
-        return self.model(idx, cache=self._view(row, row + 1))[0][0]
+    def prefill(self, first_row: int, prompts: list[list[int]]) -> torch.Tensor:
+        """Prompts into rows ``first_row`` onward, in one call; logits (len(prompts), vocab). Shorter prompts
+        are right-padded: the padding's keys land in slots past the row's end, which its decoding steps
+        overwrite before any query can see them."""
+        idx = torch.zeros(len(prompts), max(map(len, prompts)), dtype=torch.long)
+        for b, ids in enumerate(prompts):
+            idx[b, :len(ids)] = torch.tensor(ids)
+        view = self._view(first_row, first_row + len(prompts))
+        return self.model(idx.to(self.device), cache=view, last=[len(p) - 1 for p in prompts])[0]
 
     def decode(self, rows: list[int], tokens: list[int], positions: list[int]) -> torch.Tensor:
         """Logits (len(rows), vocab): every row up to the highest in use runs; idle ones are ignored."""
@@ -113,7 +119,10 @@ class _HFRows:
                          position_ids=positions.to(self.device), past_key_values=past, use_cache=True)
         return out.logits[:, -1].float(), out.past_key_values
 
-    def prefill(self, row: int, ids: list[int]) -> torch.Tensor:
+    def prefill(self, first_row: int, prompts: list[list[int]]) -> torch.Tensor:
+        return torch.stack([self._prefill_one(first_row + i, ids) for i, ids in enumerate(prompts)])
+
+    def _prefill_one(self, row: int, ids: list[int]) -> torch.Tensor:
         n = len(ids)
         mask = torch.ones(1, n, dtype=torch.long)
         logits, cache = self._run(torch.tensor([ids]), mask, torch.arange(n)[None], None)
@@ -158,6 +167,17 @@ class _HFRows:
             self.mask = self.mask[:, cut:]
             for layer in _layers(self.cache):
                 layer.keys, layer.values = layer.keys[:, :, cut:], layer.values[:, :, cut:]
+
+
+def _runs(jobs: list[Job]) -> list[list[Job]]:
+    """Jobs grouped into runs of consecutive rows (each run is prefilled in one call)."""
+    runs: list[list[Job]] = []
+    for job in sorted(jobs, key=lambda j: j.row):
+        if runs and runs[-1][-1].row == job.row - 1:
+            runs[-1].append(job)
+        else:
+            runs.append([job])
+    return runs
 
 
 def _layers(cache) -> list:
@@ -250,12 +270,13 @@ class Batcher:
                         if not job.cancelled:
                             job.row = self.free.pop(0)
                             joining.append(job)
-                for job in joining:
+                for run in _runs(joining):
                     try:
-                        self._start(job)
-                    except Exception as e:  # a job that cannot start (bad settings) ends alone
-                        self._finish(job)
-                        job.on_event(Event(job.row, -1, "", True, "error", f"{type(e).__name__}: {e}"))
+                        self._start(run)
+                    except Exception as e:  # jobs that cannot start (bad settings) end, the others go on
+                        for job in run:
+                            self._finish(job)
+                            job.on_event(Event(job.row, -1, "", True, "error", f"{type(e).__name__}: {e}"))
                 self._drop_cancelled()
                 if self.active:
                     self._step()
@@ -263,13 +284,17 @@ class Batcher:
             self.error = e
             self._fail_all(e)
 
-    def _start(self, job: Job) -> None:
-        job.context = list(job.prompt)
-        job.stream = TextStream(self.decode, job.stop_strings)
+    def _start(self, run: list[Job]) -> None:
+        """Prefill jobs that took consecutive rows, in one model call; pick each one's first token."""
+        for job in run:
+            job.context = list(job.prompt)
+            job.stream = TextStream(self.decode, job.stop_strings)
         with torch.inference_mode():
-            logits = self.rows.prefill(job.row, job.prompt)[None]
-        self.active[job.row] = job
-        self._emit(job, choose_tokens(logits, job.sampling, [job.context], [job.generator])[0])
+            logits = self.rows.prefill(run[0].row, [job.prompt for job in run])
+        for job in run:
+            self.active[job.row] = job
+        for i, job in enumerate(run):
+            self._emit(job, choose_tokens(logits[i:i + 1], job.sampling, [job.context], [job.generator])[0])
 
     def _step(self) -> None:
         jobs = list(self.active.values())
