@@ -68,7 +68,7 @@ def test_cleaning_dedup_and_short_docs(tmp_path):
     src = write_jsonl(tmp_path / "a.jsonl", texts)
     manifest = prepare_data(source=[str(src)], out=str(tmp_path / "d"), val_fraction=0.5, min_chars=10)
     docs = list(iter_split(tmp_path / "d", "train")) + list(iter_split(tmp_path / "d", "val"))
-    assert manifest["dropped"] == {"too_short": 1, "duplicates": 2, "quality": 0}  # NFD and NFC copies: one text
+    assert manifest["dropped"] == {"too_short": 1, "duplicates": 2, "low_quality": 0}  # NFD and NFC copies: one text
     assert unicodedata.normalize("NFC", decomposed) in docs
     assert "Satır içinde kontrol karakterleri ve boşluklar var." in docs
 

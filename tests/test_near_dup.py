@@ -36,7 +36,7 @@ def test_planted_near_duplicates_are_found_and_others_kept(tmp_path):
     recall = sum(c not in kept for c in copies) / len(copies)
     lost = sum(d not in kept for d in docs) / len(docs)
     assert recall >= 0.9 and lost <= 0.02, (recall, lost)
-    assert m["dropped"]["near_duplicates"] == len(docs) + len(copies) - len(kept) - m["dropped"]["quality"]
+    assert m["dropped"]["near_duplicates"] == len(docs) + len(copies) - len(kept) - m["dropped"]["low_quality"]
     assert m["cleaning"]["near_dup"]["threshold"] == 0.5
     plain = prepare_data(source=[str(src)], out=str(tmp_path / "e"), val_fraction=0.1)
     assert "near_duplicates" not in plain["dropped"]  # off unless asked for

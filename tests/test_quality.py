@@ -118,21 +118,21 @@ def test_manifest_counts_add_up_and_samples_are_kept(tmp_path):
     assert not any("(C-II)" in d or "Lorem" in d or "{" in d for d in kept)
     assert any(d.startswith(LONG_PROSE.strip()[:80]) for d in kept)  # the prose before the index stays
     d = m["dropped"]
-    assert m["documents_read"] == len(docs) == d["too_short"] + d["duplicates"] + d["quality"] + len(kept)
+    assert m["documents_read"] == len(docs) == d["too_short"] + d["duplicates"] + d["low_quality"] + len(kept)
     filters = m["quality"]["filters"]
     assert set(filters) == set(RULES)
-    assert d["quality"] == sum(f["removed"]["documents"] for f in filters.values()) == 2
+    assert d["low_quality"] == sum(f["removed"]["documents"] for f in filters.values()) == 2
     assert filters["placeholder"]["removed"]["documents"] == filters["code"]["removed"]["documents"] == 1
     assert filters["numeric_lines"]["removed"]["lines"] == 1
     assert filters["stop_words"]["settings"] == {"min_count": 2, "min_words": 100}
     samples = [json.loads(line) for line in (tmp_path / "d" / "removed.jsonl").read_text("utf-8").splitlines()]
     assert {s["filter"] for s in samples} == {"placeholder", "code", "numeric_lines"}
     off = prepare_data(source=[src], out=str(tmp_path / "e"), val_fraction=0.2, quality=False)
-    assert off["quality"] == {"enabled": False} and "quality" not in off["dropped"]
+    assert off["quality"] == {"enabled": False} and "low_quality" not in off["dropped"]
     assert not (tmp_path / "e" / "removed.jsonl").exists()
     assert any("(C-II)" in t for s in ("train", "val") for t in iter_split(tmp_path / "e", s))
     some = prepare_data(source=[src], out=str(tmp_path / "f"), val_fraction=0.2, skip_filter=["code"])
-    assert "code" not in some["quality"]["filters"] and some["dropped"]["quality"] == 1
+    assert "code" not in some["quality"]["filters"] and some["dropped"]["low_quality"] == 1
 
 
 def test_nothing_left_after_filtering_is_one_clear_error(tmp_path):
@@ -167,7 +167,7 @@ def test_inspect_shows_counts_and_examples(tmp_path, capsys):
     capsys.readouterr()
     assert main(["data", "inspect", str(tmp_path / "d")]) == 0
     out = capsys.readouterr().out
-    assert "dropped: too_short 0, duplicates 0, quality 2" in out
+    assert "dropped: too_short 0, duplicates 0, low_quality 2" in out
     assert "placeholder [document] no settings: removed 1 documents" in out
     assert "numeric_lines [line] max_number_words=0.6, min_words=6: removed 0 documents, 1 lines" in out
     assert "  - Lorem ipsum dolor sit amet" in out and "(C-II)10" in out

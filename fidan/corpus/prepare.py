@@ -108,7 +108,7 @@ def prepare_data(
         prepare_out_dir(out_path, force=False, what="data")
     start = time.time()
     seen: set[bytes] = set()  # 8-byte digests: ~60 bytes per document, not the text itself
-    stats = {"read": 0, "too_short": 0, "duplicates": 0, "quality": 0}
+    stats = {"read": 0, "too_short": 0, "duplicates": 0, "low_quality": 0}
     per_source: dict[str, dict] = {}
     if filters.needs_line_counts:  # a first pass counts lines across documents; the sources are read again
         _count_lines(filters, streams, min_chars)
@@ -134,7 +134,7 @@ def prepare_data(
                     seen.add(digest)
                     filtered = filters.apply(text, min_chars)
                     if filtered is None:
-                        stats["quality"] += 1
+                        stats["low_quality"] += 1
                         continue
                     if filtered != text:  # lines removed: the rest may now copy a kept document
                         digest = hashlib.blake2b(filtered.encode("utf-8"), digest_size=8).digest()
@@ -156,7 +156,7 @@ def prepare_data(
             raise BadInput(
                 f"the corpus from {', '.join(source)} is empty after cleaning ({stats['read']} documents read, "
                 f"{stats['too_short']} shorter than --min-chars {min_chars}, {stats['duplicates']} duplicates, "
-                f"{stats['quality']} removed by quality filters{_by_filter(filters)}); check the sources, "
+                f"{stats['low_quality']} removed by quality filters{_by_filter(filters)}); check the sources, "
                 "lower --min-chars, or turn filters off with --skip-filter NAME or --no-quality"
             )
         if writers["val"].docs == 0 and val_fraction > 0:
@@ -183,7 +183,7 @@ def prepare_data(
             "quality": ({"enabled": True, "filters": filters.report(), "removed_sample": REMOVED_SAMPLE}
                         if filters.settings else {"enabled": False}),
             "dropped": {"too_short": stats["too_short"], "duplicates": stats["duplicates"],
-                        **({"quality": stats["quality"]} if filters.settings else {}),
+                        **({"low_quality": stats["low_quality"]} if filters.settings else {}),
                         **({"near_duplicates": stats.get("near_duplicates", 0)} if near else {})},
             "documents_read": stats["read"],
             "splits": {
@@ -206,7 +206,7 @@ def prepare_data(
         f"data: {sp['train']['documents']} train / {sp['val']['documents']} val documents, "
         f"{sp['train']['characters'] + sp['val']['characters']:,} characters "
         f"({stats['too_short']} short and {stats['duplicates']} duplicate documents dropped"
-        + (f", {stats['quality']} by quality filters{_by_filter(filters)}" if filters.settings else "")
+        + (f", {stats['low_quality']} by quality filters{_by_filter(filters)}" if filters.settings else "")
         + (f", {stats.get('near_duplicates', 0)} near-duplicates" if near else "") + f") → {out_path}"
     )
     return manifest
