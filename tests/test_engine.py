@@ -184,3 +184,14 @@ def test_hf_model_through_the_engine_equals_transformers_generate(hf_llama):
                                      max_new_tokens=12, min_new_tokens=12, do_sample=False, eos_token_id=None,
                                      pad_token_id=0, repetition_penalty=s.repetition_penalty)
             assert row.tokens == want[0, len(prompt):].tolist()
+
+
+def test_inverse_transform_draws_follow_the_probabilities():
+    from fidan.inference.sampling import draw
+
+    probs = torch.tensor([[0.5, 0.0, 0.2, 0.3]]).expand(20_000, 4)
+    picks = draw(probs, torch.rand(20_000, generator=torch.Generator().manual_seed(0)))[:, 0]
+    freq = torch.bincount(picks, minlength=4).float() / 20_000
+    assert freq[1] == 0  # a token of probability 0 is never drawn
+    assert torch.allclose(freq, probs[0], atol=0.015)
+    assert draw(torch.tensor([[0.0, 1.0]]), torch.tensor([0.9999999])).item() == 1  # never past the end

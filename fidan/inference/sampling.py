@@ -54,16 +54,9 @@ def penalize_repeats(logits: torch.Tensor, seen: Sequence[Sequence[int]], penalt
     return logits
 
 
-def sample_next(
-    logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Pick the next token from logits (B, V): greedy at temperature 0, else top-k / nucleus sampling."""
-    if temperature <= 0:
-        return logits.argmax(dim=-1, keepdim=True)
+def filtered_probs(logits: torch.Tensor, temperature: float, top_k: int | None = None,
+                   top_p: float | None = None) -> torch.Tensor:
+    """Next-token probabilities (B, V) at ``temperature`` > 0, after the top-k and nucleus filters."""
     logits = logits.float() / temperature
     if top_k is not None and top_k > 0:
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1, None]
@@ -75,17 +68,51 @@ def sample_next(
         drop = (cum - sorted_logits.softmax(-1)) > top_p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)
+    return logits.softmax(dim=-1)
+
+
+def draw(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """One token per row (B, 1) by inverse transform: the first token whose cumulative probability passes
+    the row's uniform number in [0, 1). A token of probability 0 is never drawn. One random number per row,
+    rather than one per vocabulary entry as ``torch.multinomial`` or the Gumbel trick need: on a CPU,
+    generating random numbers costs more than the rest of sampling (about 4 ms for 16 rows of 8,000
+    tokens, against 0.2 ms for a cumulative sum and a search)."""
+    cdf = probs.cumsum(-1)
+    picks = torch.searchsorted(cdf, uniform.to(cdf.device, cdf.dtype).view(-1, 1) * cdf[:, -1:], right=True)
+    return picks.clamp_(max=probs.size(-1) - 1)
+
+
+def _uniform(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    where = generator.device if generator is not None else device
+    return torch.rand(n, generator=generator, device=where)
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Pick the next token from logits (B, V): greedy at temperature 0, else top-k / nucleus sampling."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = filtered_probs(logits, temperature, top_k, top_p)
+    return draw(probs, _uniform(probs.size(0), generator, probs.device))
 
 
 def choose_tokens(logits: torch.Tensor, sampling: Sampling, seen: Sequence[Sequence[int]],
                   generator: torch.Generator | Sequence[torch.Generator | None] | None = None) -> list[int]:
     """The next token of every row. ``generator`` is one for the batch, or one per row: then each row draws
-    exactly what it would draw alone with that generator (``fidan generate --num-samples`` uses seed + i)."""
+    exactly what it would draw alone with that generator (``fidan generate --num-samples`` uses seed + i),
+    while the rows are still sampled in one batched step."""
     if sampling.repetition_penalty != 1.0:
         logits = penalize_repeats(logits, seen, sampling.repetition_penalty)
-    args = (sampling.temperature, sampling.top_k, sampling.top_p)
+    if sampling.temperature <= 0:
+        return logits.argmax(dim=-1).tolist()
+    probs = filtered_probs(logits, sampling.temperature, sampling.top_k, sampling.top_p)
     if isinstance(generator, Sequence):
-        return [int(sample_next(logits[b:b + 1], *args, generator=g)) for b, g in enumerate(generator)]
-    return sample_next(logits, *args, generator=generator)[:, 0].tolist()
+        uniform = torch.cat([_uniform(1, g, probs.device).to(probs.device) for g in generator])
+    else:
+        uniform = _uniform(probs.size(0), generator, probs.device)
+    return draw(probs, uniform)[:, 0].tolist()
