@@ -200,3 +200,16 @@ def test_settings_from_a_config_file(tmp_path):
     assert set(m["quality"]["filters"]) == set(RULES) - {"code", "placeholder"}
     assert m["quality"]["filters"]["numeric_lines"]["settings"]["max_number_words"] == 0.9
     assert m["quality"]["filters"]["numeric_lines"]["removed"]["lines"] == 0  # 0.67 here (word_length drops it)
+
+
+def test_repeated_lines_end_to_end_reads_the_source_twice(tmp_path):
+    banner = "Ana sayfa | Haberler | Spor | Ekonomi | Bize ulaşın | Çerez politikası"
+    docs = [f"{banner}\n{PROSE}Bugün {i}. haber: şehirde {i} yeni kütüphane açıldı.\n— 42 —" for i in range(8)]
+    src = write_jsonl(tmp_path / "c.jsonl", docs)
+    m = prepare_data(source=[src], out=str(tmp_path / "d"), val_fraction=0)
+    kept = list(iter_split(tmp_path / "d", "train"))
+    assert len(kept) == 8 and not any(banner in d or "42" in d for d in kept)
+    assert all(d.startswith(PROSE.strip()[:40]) for d in kept)
+    removed = m["quality"]["filters"]
+    assert removed["repeated_lines"]["removed"] == {"documents": 0, "lines": 8, "characters": 8 * len(banner)}
+    assert removed["numeric_lines"]["removed"]["lines"] == 8  # the "— 42 —" page-number lines

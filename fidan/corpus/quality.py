@@ -41,7 +41,8 @@ class Rule:
 
 RULES: dict[str, Rule] = {
     "numeric_lines": Rule(
-        "line", "lines (sentences of a long line) whose words are mostly numbers, references or punctuation",
+        "line", "lines (sentences of a long line) of min_words words or more whose words are mostly numbers, "
+                "references or punctuation, and lines without a letter",
         {"max_number_words": 0.6, "min_words": 6},
         {"max_number_words": (0.0, 1.0), "min_words": (1, 1000)}),
     "repeated_lines": Rule(
@@ -198,6 +199,9 @@ class QualityFilter:
                 self._note_line(name, line, took)
                 continue
             if "numeric_lines" in self.settings:
+                if line.strip() and _LETTER.search(line) is None:  # page numbers, rules: no letter at all
+                    self._note_line("numeric_lines", line, took)
+                    continue
                 segments = _segments(line)
                 kept = [seg for seg in segments if not self._segment_rule(seg)]
                 if len(kept) < len(segments):
