@@ -150,8 +150,8 @@ class QualityFilter:
     sample_size: int = 20
     removed: dict[str, Removed] = field(init=False)
     samples: dict[str, list[str]] = field(init=False)
-    common_lines: set[bytes] = field(default_factory=set)
-    _counts: Counter = field(default_factory=Counter)
+    common_lines: set[bytes] = field(default_factory=set, init=False, repr=False)
+    _counts: Counter = field(default_factory=Counter, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.removed = {n: Removed() for n in self.settings}
@@ -258,7 +258,9 @@ class QualityFilter:
         stripped, took = self._strip_lines(text)
         if len(stripped) < max(1, min_chars):
             if took:  # the line rules left nothing worth keeping: the one that took most removed it
-                self.removed[max(took, key=took.get)].documents += 1
+                r = self.removed[max(took, key=took.get)]
+                r.documents += 1
+                r.characters += len(stripped)
                 return None
             return stripped
         name = self._document_rule(stripped)
