@@ -87,7 +87,7 @@ async def concurrent(base: str, model: str, n: int, max_tokens: int) -> tuple[fl
 
 
 def _common(a: str, b: str) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def compare(alone: list[str], together: list[str]) -> tuple[list[int], int]:
