@@ -330,3 +330,26 @@ def test_precision_and_bad_server_settings(chat_run):
                           ({"api_key": " "}, "--api-key")):
         with pytest.raises(BadInput, match=words):
             build_app(str(chat_run[0]), device="cpu", **kwargs)
+
+
+def test_a_model_with_its_own_jinja_template_or_none(tokenizer_dir, tmp_path):
+    import shutil as sh
+
+    from fidan.artifacts.tokenizer import load_tokenizer
+    from fidan.errors import BadInput
+    from fidan.serve.prompts import Prompter
+
+    plain = Prompter(load_tokenizer(tokenizer_dir))  # a pretrained model's tokenizer: no chat format
+    assert not plain.can_chat
+    with pytest.raises(BadInput, match="no chat format"):
+        plain.chat([{"role": "user", "content": "Merhaba"}])
+    assert plain.complete("") == ([plain.tok.eos_id], {plain.tok.eos_id})
+    folder = tmp_path / "tok"
+    sh.copytree(tokenizer_dir, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["chat_template"] = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}assistant:{% endif %}")
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    templated = Prompter(load_tokenizer(folder))
+    ids, ends = templated.chat([{"role": "user", "content": "Merhaba"}])
+    assert templated.tok.decode(ids) == "user: Merhaba\nassistant:" and templated.tok.eos_id in ends
