@@ -52,12 +52,16 @@ def inspect_data(data: str, filter: list[str] | None = None, samples: int = 3, w
     if not filters:
         print("quality filters: off (prepared with --no-quality)" if recorded else
               "quality filters: not recorded (prepared by a fidan without them)")
+    for name, why in (quality.get("not_run") or {}).items():
+        print(f"quality filter {name}: {why}")
     for name in wanted or filters:
         f = filters[name]
         r = f["removed"]
         settings = ", ".join(f"{k}={v}" for k, v in f["settings"].items()) or "no settings"
         print(f"\n{name} [{f['level']}] {settings}: removed {r['documents']:,} documents, {r['lines']:,} lines, "
               f"{r['characters']:,} characters\n  ({f['what']})")
+        if f.get("by_language"):
+            print("  by language: " + ", ".join(f"{code} {n:,}" for code, n in f["by_language"].items()))
         for text in examples.get(name, [])[:samples]:
             print(f"  - {_short(text, width)}")
     return {"quality": quality, "examples": {n: examples.get(n, [])[:samples] for n in (wanted or filters)}}

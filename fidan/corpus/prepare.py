@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from fidan import __version__
 from fidan.artifacts.schema import stamp
 from fidan.corpus.neardup import NearDuplicates
-from fidan.corpus.quality import QualityFilter, resolve
+from fidan.corpus.quality import QualityFilter, not_run, resolve
 from fidan.corpus.sources import iter_source
 from fidan.errors import BadInput
 from fidan.runtime.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir, sha256_file
@@ -89,9 +89,11 @@ def prepare_data(
         near_dup: also drop near-duplicates: documents whose estimated Jaccard similarity (MinHash over
             character 5-grams) to a kept document is at least this (0: off; 0.5 is a good start).
         quality: run the quality filters (numeric_lines, repeated_lines, word_length, symbols, ellipsis_lines,
-            repetition, stop_words, placeholder, code; see docs/data.md); --no-quality turns them all off.
+            repetition, stop_words, language, placeholder, code; see docs/data.md); --no-quality turns them all
+            off. The language filter runs where lingua-language-detector is installed (the `quality` extra).
         skip_filter: a quality filter to turn off, by name; repeat for several.
-        quality_set: a quality filter setting, NAME.SETTING=VALUE (e.g. stop_words.min_count=3); repeatable.
+        quality_set: a quality filter setting, NAME.SETTING=VALUE (e.g. stop_words.min_count=3,
+            language.min_confidence=0.7); repeatable.
         force: replace an existing non-empty output folder.
     """
     source = [str(s) for s in as_list(source)]
@@ -102,6 +104,9 @@ def prepare_data(
     out_path = Path(out)
     near = NearDuplicates(near_dup) if near_dup else None
     filters = QualityFilter(resolve(quality, as_list(skip_filter), as_list(quality_set)))
+    skipped = not_run(quality, as_list(skip_filter))
+    for name, why in skipped.items():
+        print(f"data: quality filter {name} {why}; pass --skip-filter {name} to silence this")
     # Validate every source before touching the output folder.
     streams = [(spec, iter_source(spec, text_field)) for spec in source]
     if out_path.exists() and any(out_path.iterdir()) and not force:
@@ -180,7 +185,8 @@ def prepare_data(
             },
             "split_rule": SPLIT_RULE,
             "val_fraction": val_fraction,
-            "quality": ({"enabled": True, "filters": filters.report(), "removed_sample": REMOVED_SAMPLE}
+            "quality": ({"enabled": True, "filters": filters.report(), "removed_sample": REMOVED_SAMPLE,
+                         **({"not_run": skipped} if skipped else {})}
                         if filters.settings else {"enabled": False}),
             "dropped": {"too_short": stats["too_short"], "duplicates": stats["duplicates"],
                         **({"low_quality": stats["low_quality"]} if filters.settings else {}),

@@ -4,8 +4,8 @@ Two kinds of rule. Line rules remove parts of a document: a line, or one sentenc
 (some documents are one long line: a speech with an index of page references appended to its last
 paragraph), mostly made of numbers, references or punctuation; and lines that recur in many documents
 (navigation, cookie banners). Document rules keep or drop a whole document: mean word length, symbols
-per word, lines ending in an ellipsis, repeated lines and n-grams, Turkish function words, placeholder
-text and code braces.
+per word, lines ending in an ellipsis, the language (fidan/corpus/language.py), repeated lines and
+n-grams, Turkish function words, placeholder text and code braces.
 
 Every rule has a name, settings with a default and a valid range, and counts of what it removed; the
 defaults keep nearly all of the bundled Turkish prose (docs/data.md has the measurements).
@@ -18,7 +18,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from fidan.errors import BadInput
+from fidan.corpus import language
+from fidan.errors import BadInput, MissingExtra
 from fidan.text.turkish import lower_tr
 
 LONG_LINE = 500  # characters: longer lines are judged sentence by sentence
@@ -70,6 +71,11 @@ RULES: dict[str, Rule] = {
         "document", "documents of min_words words or more with fewer than min_count Turkish function words "
                     "(" + ", ".join(sorted(STOP_WORDS)) + ")",
         {"min_count": 2, "min_words": 100}, {"min_count": (0, 1e9), "min_words": (1, 1e9)}),
+    "language": Rule(
+        "document", "documents not identified as Turkish: a Turkish confidence below min_confidence (lingua, on "
+                    "up to sample_chars characters from the start, middle and end), or Azerbaijani or Turkmen "
+                    "letters that Turkish lacks",
+        {"min_confidence": 0.5, "sample_chars": 1500}, {"min_confidence": (0.0, 1.0), "sample_chars": (100, 1e9)}),
     "placeholder": Rule("document", "placeholder text ('lorem ipsum')", {}, {}),
     "code": Rule("document", "more than max_braces curly braces (code, templates)",
                  {"max_braces": 0}, {"max_braces": (0, 1e9)}),
@@ -79,7 +85,7 @@ _WORD = re.compile(r"\w+")
 _DIGIT = re.compile(r"\d")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _LETTER = re.compile(r"[^\W\d_]")
-INTEGER_SETTINGS = {"min_words", "min_documents", "min_chars", "min_lines", "min_count", "max_braces"}
+INTEGER_SETTINGS = {"min_words", "min_documents", "min_chars", "min_lines", "min_count", "max_braces", "sample_chars"}
 
 
 def resolve(quality: bool = True, skip: list[str] | None = None, settings: list[str] | None = None
@@ -115,7 +121,19 @@ def resolve(quality: bool = True, skip: list[str] | None = None, settings: list[
             chosen[name][setting] = int(number) if setting in INTEGER_SETTINGS else number
     if "word_length" in chosen and chosen["word_length"]["min"] > chosen["word_length"]["max"]:
         raise BadInput("--quality-set: word_length.min must not exceed word_length.max")
+    if "language" in chosen and not language.available():
+        if any(item.strip().startswith("language.") for item in settings or []):
+            raise MissingExtra(f"--quality-set language.*: the language filter needs lingua-language-detector: "
+                               f"{language.INSTALL_HINT}, or pass --skip-filter language")
+        del chosen["language"]  # on by default only where installed; not_run() says so in the manifest
     return chosen
+
+
+def not_run(quality: bool = True, skip: list[str] | None = None) -> dict[str, str]:
+    """Filters that are on by default but did not run because their library is missing, with why."""
+    if quality and "language" not in (skip or []) and not language.available():
+        return {"language": f"not run: lingua-language-detector is not installed ({language.INSTALL_HINT})"}
+    return {}
 
 
 def _digest(line: str) -> bytes:
@@ -150,6 +168,7 @@ class QualityFilter:
     sample_size: int = 20
     removed: dict[str, Removed] = field(init=False)
     samples: dict[str, list[str]] = field(init=False)
+    by_language: Counter = field(default_factory=Counter, init=False)  # documents the language filter dropped
     common_lines: set[bytes] = field(default_factory=set, init=False, repr=False)
     _counts: Counter = field(default_factory=Counter, init=False, repr=False)
 
@@ -245,6 +264,11 @@ class QualityFilter:
             share = sum(ln.rstrip().endswith(_ELLIPSIS) for ln in lines) / len(lines)
             if share > s["ellipsis_lines"]["max_share"]:
                 return "ellipsis_lines"
+        if "language" in s:
+            code, confidence = language.identify(text, s["language"]["sample_chars"])
+            if confidence < s["language"]["min_confidence"]:
+                self.by_language["tr-uncertain" if code == "tr" else code] += 1
+                return "language"
         if ("stop_words" in s and len(words) >= s["stop_words"]["min_words"]
                 and sum(w in STOP_WORDS for w in words) < s["stop_words"]["min_count"]):
             return "stop_words"
@@ -275,8 +299,12 @@ class QualityFilter:
 
     def report(self) -> dict:
         """Each filter's level, settings and what it removed, for the manifest."""
-        return {n: {"level": RULES[n].level, "what": RULES[n].what, "settings": self.settings[n],
-                    "removed": vars(self.removed[n]).copy()} for n in self.settings}
+        out = {n: {"level": RULES[n].level, "what": RULES[n].what, "settings": self.settings[n],
+                   "removed": vars(self.removed[n]).copy()} for n in self.settings}
+        if "language" in out:
+            out["language"]["by_language"] = dict(self.by_language.most_common())
+            out["language"]["detector"] = language.describe()
+        return out
 
 
 def _repetitive(lines: list[str], words: list[str], s: dict[str, float]) -> bool:
