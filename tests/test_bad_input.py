@@ -50,6 +50,7 @@ MATRIX: list[tuple[str, str]] = [
     ("data prepare --source notes.txt --out out --quality-set stop_words.min_count=-1",
      "stop_words.min_count must be a whole number, at least 0"),
     ("data prepare --source notes.txt --out out --quality-set lorem.x=1", "unknown filter 'lorem'"),
+    ("data prepare --source hf:owner/name?spilt=train --out out", "unknown key 'spilt'"),
     ("data prepare --source notes.txt --out out --quality-set language.min_confidence=2",
      "language.min_confidence must be a number in [0, 1]"),
     # data inspect

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from fidan import __version__
 from fidan.artifacts.schema import stamp
+from fidan.corpus.hub import parse as parse_hub
 from fidan.corpus.neardup import NearDuplicates
 from fidan.corpus.quality import QualityFilter, not_run, resolve
 from fidan.corpus.sources import iter_source
@@ -80,7 +81,8 @@ def prepare_data(
 
     Args:
         source: a built-in source (tr-speeches, tr-treebank), a .txt/.jsonl/.jsonl.gz/.csv/.parquet
-            file or a folder of them, or hf:NAME for a Hugging Face dataset; repeat for several.
+            file or a folder of them, or hf:NAME[:CONFIG][?split=&field=&max_docs=&max_bytes=] for a Hugging
+            Face dataset, streamed (e.g. hf:uonlp/CulturaX:tr?max_docs=100000); repeat for several.
         out: the data folder to write (manifest.json and text shards).
         val_fraction: share of documents held out for validation, chosen by a hash of their text; 0 holds
             none out (an empty val split, recorded in the manifest).
@@ -123,7 +125,7 @@ def prepare_data(
         bar = tqdm(desc="documents", unit="doc", dynamic_ncols=True)
         try:
             for spec, docs in streams:
-                counts = per_source.setdefault(spec, {"read": 0, "kept": 0})
+                counts = per_source.setdefault(spec, {"read": 0, "kept": 0, **_hub_settings(spec)})
                 for raw in docs:
                     stats["read"] += 1
                     counts["read"] += 1
@@ -216,6 +218,11 @@ def prepare_data(
         + (f", {stats.get('near_duplicates', 0)} near-duplicates" if near else "") + f") → {out_path}"
     )
     return manifest
+
+
+def _hub_settings(spec: str) -> dict:
+    """For an hf: source, its parsed name, config, split, field and caps, for the manifest."""
+    return {"hf": parse_hub(spec).describe()} if spec.startswith("hf:") else {}
 
 
 def _count_lines(filters: QualityFilter, streams: list, min_chars: int) -> None:

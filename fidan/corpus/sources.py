@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fidan.artifacts.documents import LOCAL_SUFFIXES, file_kind, read_documents
-from fidan.errors import BadInput, FidanError, MissingExtra
+from fidan.corpus.hub import read_hub
+from fidan.errors import BadInput
 from fidan.text.bundled import TR_DATA_HINT, speeches, treebank_sentences  # noqa: F401 - re-exported
 
 BUILTIN: dict[str, tuple[str, Callable[[], Iterator[str]]]] = {
@@ -20,33 +21,13 @@ BUILTIN: dict[str, tuple[str, Callable[[], Iterator[str]]]] = {
 }
 
 
-def _read_hf(name: str, text_field: str, split: str = "train") -> Iterator[str]:
-    try:
-        import datasets
-    except ModuleNotFoundError:
-        raise MissingExtra("Hugging Face sources need `datasets`; install it with: pip install 'fidan[datasets]'") from None
-    try:
-        ds = datasets.load_dataset(name, split=split, streaming=True)
-        for record in ds:
-            if text_field not in record:
-                raise BadInput(f"dataset {name} has no field '{text_field}' (fields: {list(record)}); pass --text-field")
-            yield record[text_field]
-    except FidanError:
-        raise
-    except Exception as e:  # noqa: BLE001 - hub and loader errors come in many types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BadInput(
-            f"could not load Hugging Face dataset '{name}' ({type(e).__name__}: {first[:200]}); "
-            "check the name, or that the hub is reachable, or download it and pass a local path"
-        ) from None
-
-
 def iter_source(spec: str, text_field: str = "text") -> Iterator[str]:
-    """Documents of one source: a built-in name, a local file or folder, or ``hf:NAME``."""
+    """Documents of one source: a built-in name, a local file or folder, or ``hf:NAME[:CONFIG][?key=value&...]``
+    (fidan/corpus/hub.py)."""
     if spec in BUILTIN:
         return BUILTIN[spec][1]()
     if spec.startswith("hf:"):
-        return _read_hf(spec[3:], text_field)
+        return read_hub(spec, text_field)
     path = Path(spec)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and file_kind(p))
@@ -60,5 +41,5 @@ def iter_source(spec: str, text_field: str = "text") -> Iterator[str]:
     names = ", ".join(BUILTIN)
     raise BadInput(
         f"unknown source '{spec}'; built-in sources are {names}, or pass a file/folder path, "
-        "or hf:NAME for a Hugging Face dataset"
+        "or hf:NAME for a Hugging Face dataset (e.g. hf:uonlp/CulturaX:tr?max_docs=100000)"
     )
