@@ -3,6 +3,7 @@ which paragraphs it keeps at a confidence threshold, per language.
 
     pip download --no-deps django==5.2.19 -d /tmp/wheels
     python benchmarks/language_id.py --po-wheel /tmp/wheels/django-5.2.19-py3-none-any.whl
+    python benchmarks/language_id.py --po-wheel ... --detector py3langid    # needs: pip install py3langid
 
 Turkish comes from the bundled corpora: speech paragraphs (100 characters or more), treebank sentences
 grouped four at a time into paragraphs, and the single treebank sentences as `data prepare` sees them.
@@ -22,7 +23,7 @@ import time
 import zipfile
 from collections import Counter
 
-from fidan.corpus.language import identify
+from fidan.corpus.language import identify, other_turkic
 from fidan.text.bundled import speeches, treebank_sentences
 from fidan.text.turkish import normalize_text
 
@@ -93,15 +94,42 @@ def turkish_text() -> dict[str, list[str]]:
     return {"tr-speech": speech, "tr-treebank-4": grouped, "tr-treebank-1": sentences}
 
 
+def py3langid_judge():
+    """The same judgement with py3langid (pip install py3langid), restricted to the same languages, with the
+    same Azerbaijani/Turkmen letter check, for comparison."""
+    from py3langid.langid import _load_identifier
+
+    from fidan.corpus.language import LANGUAGES
+
+    ident = _load_identifier(norm_probs=True)
+    codes = {"TURKISH": "tr", "AZERBAIJANI": "az", "KAZAKH": "kk", "ENGLISH": "en", "GERMAN": "de", "FRENCH": "fr",
+             "SPANISH": "es", "ITALIAN": "it", "DUTCH": "nl", "PORTUGUESE": "pt", "RUSSIAN": "ru", "UKRAINIAN": "uk",
+             "BULGARIAN": "bg", "GREEK": "el", "ARABIC": "ar", "PERSIAN": "fa", "ALBANIAN": "sq", "BOSNIAN": "bs",
+             "ROMANIAN": "ro", "HUNGARIAN": "hu", "INDONESIAN": "id", "POLISH": "pl"}
+    ident.set_languages([codes[name] for name in LANGUAGES])
+
+    def judge(text: str) -> tuple[str, float]:
+        dist = dict(ident.rank(text))
+        top = max(dist, key=dist.get)
+        if top == "tr" and other_turkic(text):
+            return other_turkic(text), 0.0
+        return top, float(dist.get("tr", 0.0))
+
+    return judge
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--po-wheel", required=True, help="a Django wheel (pip download --no-deps django)")
     ap.add_argument("--min-confidence", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     ap.add_argument("--show", type=int, default=5, help="wrongly judged paragraphs to print per language")
+    ap.add_argument("--detector", choices=("lingua", "py3langid"), default="lingua",
+                    help="lingua: fidan's filter; py3langid: the same rule with py3langid, for comparison")
     args = ap.parse_args()
+    judge = identify if args.detector == "lingua" else py3langid_judge()
     sets = {**turkish_text(), **django_text(args.po_wheel)}
     t0 = time.time()
-    judged = {k: [(identify(p), p) for p in v] for k, v in sets.items()}
+    judged = {k: [(judge(p), p) for p in v] for k, v in sets.items()}
     seconds = time.time() - t0
     n = sum(map(len, sets.values()))
     chars = sum(len(p) for v in sets.values() for p in v)

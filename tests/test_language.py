@@ -41,14 +41,14 @@ def test_turkish_is_kept_english_and_german_dropped_and_counted(tmp_path, capsys
     assert len(docs) == 12 and all(d.startswith(TURKISH) for d in docs)
     f = m["quality"]["filters"]["language"]
     assert f["removed"]["documents"] == 2 and f["by_language"] == {"en": 1, "de": 1}
-    assert f["settings"] == {"min_confidence": 0.5, "sample_chars": 1500} and "lingua" in f["detector"]
+    assert f["settings"] == {"min_confidence": 0.5, "sample_chars": 1000} and "lingua" in f["detector"]
     assert m["dropped"]["low_quality"] == 2 and "not_run" not in m["quality"]
     samples = (tmp_path / "d" / "removed.jsonl").read_text("utf-8")
     assert "The old mill" in samples and "Die alte Mühle" in samples
     capsys.readouterr()
     assert main(["data", "inspect", str(tmp_path / "d"), "--filter", "language"]) == 0
     out = capsys.readouterr().out
-    assert "language [document] min_confidence=0.5, sample_chars=1500: removed 2 documents" in out
+    assert "language [document] min_confidence=0.5, sample_chars=1000: removed 2 documents" in out
     assert "  by language: en 1, de 1" in out and "  - The old mill" in out
 
 

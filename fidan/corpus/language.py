@@ -87,7 +87,7 @@ def other_turkic(text: str) -> str | None:
     return marks.most_common(1)[0][0]
 
 
-def identify(text: str, sample_chars: int = 1500) -> tuple[str, float]:
+def identify(text: str, sample_chars: int = 1000) -> tuple[str, float]:
     """(the most likely language's ISO 639-1 code, the confidence that the text is Turkish) for a sample."""
     detector, turkish = _detector()
     text = sample(text, sample_chars)

@@ -75,7 +75,7 @@ RULES: dict[str, Rule] = {
         "document", "documents not identified as Turkish: a Turkish confidence below min_confidence (lingua, on "
                     "up to sample_chars characters from the start, middle and end), or Azerbaijani or Turkmen "
                     "letters that Turkish lacks",
-        {"min_confidence": 0.5, "sample_chars": 1500}, {"min_confidence": (0.0, 1.0), "sample_chars": (100, 1e9)}),
+        {"min_confidence": 0.5, "sample_chars": 1000}, {"min_confidence": (0.0, 1.0), "sample_chars": (100, 1e9)}),
     "placeholder": Rule("document", "placeholder text ('lorem ipsum')", {}, {}),
     "code": Rule("document", "more than max_braces curly braces (code, templates)",
                  {"max_braces": 0}, {"max_braces": (0, 1e9)}),
