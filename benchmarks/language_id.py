@@ -23,7 +23,7 @@ import time
 import zipfile
 from collections import Counter
 
-from fidan.corpus.language import identify, other_turkic
+from fidan.corpus.language import identify, other_turkic, sample
 from fidan.text.bundled import speeches, treebank_sentences
 from fidan.text.turkish import normalize_text
 
@@ -109,6 +109,7 @@ def py3langid_judge():
     ident.set_languages([codes[name] for name in LANGUAGES])
 
     def judge(text: str) -> tuple[str, float]:
+        text = sample(text, 1000)
         dist = dict(ident.rank(text))
         top = max(dist, key=dist.get)
         if top == "tr" and other_turkic(text):

@@ -86,6 +86,8 @@ def test_without_the_library(tmp_path, capsys, monkeypatch):
     assert "language" not in m["quality"]["filters"] and len(kept(tmp_path / "d")) == 14
     assert m["quality"]["not_run"]["language"].startswith("not run: lingua-language-detector is not installed")
     assert "quality filter language not run" in capsys.readouterr().out
+    assert main(["data", "inspect", str(tmp_path / "d")]) == 0
+    assert "quality filter language: not run: lingua-language-detector is not installed" in capsys.readouterr().out
     code = main(["data", "prepare", "--source", src, "--out", str(tmp_path / "e"),
                  "--quality-set", "language.min_confidence=0.7"])
     err = capsys.readouterr().err.strip().splitlines()
