@@ -10,6 +10,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+# No tqdm monitor thread: several tests fork, and a child forked while that thread holds tqdm's lock
+# would wait for it forever at its first progress bar.
+import tqdm  # noqa: E402
+
+tqdm.tqdm.monitor_interval = 0
+
 
 
 @pytest.fixture(autouse=True, scope="session")
