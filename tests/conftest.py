@@ -18,15 +18,16 @@ tqdm.tqdm.monitor_interval = 0
 
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny test models run fastest on one thread, and a busy machine cannot stall a second one."""
+    """Tiny test models run fastest on one thread, and a busy machine cannot stall a second one. Set again
+    for every test: a command run in the test process (`--threads 2` in a page of the docs) must not leave
+    torch's thread pool wider for later tests, whose forked children would hang in it."""
     import torch
 
-    n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
-    torch.set_num_threads(n)
+    torch.set_num_threads(1)
 
 
 TURKISH_LINES = [

@@ -32,6 +32,7 @@ TINY_REPLACE = {
     "--checkpoint-every": "2", "--max-new-tokens": "8", "--num-samples": "1", "--minutes": "0.05",
     "--max-minutes": "0.5", "--budget-minutes": "0.03", "--block-size": "32", "--depth": "1", "--eval-windows": "4", "--warmup-steps": "1",
     "--epochs": "0.01", "--search": "2",
+    "--threads": "1",  # the commands run in the test process: a second torch thread would outlive them
 }
 TINY_ADD = {
     "pretrain": {"--block-size": "32", "--depth": "1", "--batch-size": "4", "--eval-windows": "4", "--max-steps": "4",

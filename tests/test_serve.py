@@ -170,6 +170,7 @@ def test_body_size_limit_and_api_key(chat_run):
             auth = {"Authorization": "Bearer gizli"}
             assert c.get("/v1/models", headers=auth).status_code == 200
             assert c.get("/").status_code == 200  # the page itself holds nothing; it asks for the key
+            assert c.get("/openapi.json").status_code == 200 and c.get("/health").status_code == 401
             big = {"model": "mini-chat", "messages": [{"role": "user", "content": "a" * 5000}]}
             r = c.post("/v1/chat/completions", json=big, headers=auth)
             assert r.status_code == 413 and "at most 1024" in r.json()["error"]["message"]

@@ -26,6 +26,7 @@ from fidan.serve.prompts import Prompter
 from fidan.serve.protocol import APIError, ChatRequest, CompletionRequest, parse
 
 FINISH = {"stop_id": "stop", "stop_string": "stop", "length": "length"}
+PUBLIC = {"/", "/docs", "/openapi.json"}  # pages that hold no data: with --api-key they still load, the API asks
 
 
 @dataclass
@@ -51,7 +52,7 @@ def create_app(batcher: Batcher, prompter: Prompter, name: str, limits: Limits |
 
     @app.middleware("http")
     async def _guard(request: Request, call_next):
-        if api_key is not None and request.url.path != "/":
+        if api_key is not None and request.url.path not in PUBLIC:
             given = request.headers.get("authorization", "")
             if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
                 e = APIError(401, "Incorrect or missing API key: send the header 'Authorization: Bearer KEY'",
