@@ -38,6 +38,7 @@ TINY_ADD = {
     "pretrain": {"--block-size": "32", "--depth": "1", "--batch-size": "4", "--eval-windows": "4", "--max-steps": "4",
                  "--eval-every": "2", "--precision": "fp32", "--peak-gflops": "100", "--quiet": None},
     "eval bpb": {"--block-size": "32", "--batch-size": "4"},
+    "bench peak": {"--size": "256", "--seconds": "0.2"},
     "data instructions": {"--kenet-max": "50"},
     "sft": {"--batch-size": "4", "--max-steps": "2", "--eval-every": "2", "--precision": "fp32", "--quiet": None},
     "tokenizer eval": {"--no-morph": None, "--repeats": "1"},
