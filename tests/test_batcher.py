@@ -156,3 +156,21 @@ def test_jobs_joining_together_are_prefilled_in_one_call_and_equal_each_alone(pr
             assert c.tokens() == engine.generate([p], 12, Sampling(0.9), torch.Generator().manual_seed(i))[0].tokens
     finally:
         batcher.close()
+
+
+def test_a_job_that_fails_to_start_ends_alone_and_frees_its_row_once():
+    model = tiny("ders", block=48)
+    batcher = Batcher(model, decode=letters, max_batch=2)
+    try:
+        good, bad = Collector(), Collector()
+        with batcher.lock:  # both join in one step, on consecutive rows, in one prefill
+            batcher.submit(Job([1, 2], 4, good, Sampling(0.9), torch.Generator().manual_seed(0)))
+            batcher.submit(Job([3], 4, bad, Sampling(0.9), generator="not a generator"))  # type: ignore[arg-type]
+        assert good.done.wait(10) and bad.done.wait(10)
+        assert bad.events[-1].reason == "error" and "Error" in bad.events[-1].text
+        assert good.events[-1].reason == "length" and len(good.tokens()) == 4  # its neighbour did not end it
+        assert wait_for(lambda: sorted(batcher.free) == [0, 1])  # each row freed once, none twice
+        (c,) = run_jobs(batcher, [([5], 3, GREEDY, None)])
+        assert c.events[-1].reason == "length" and batcher.error is None
+    finally:
+        batcher.close()

@@ -57,6 +57,7 @@ class Job:
     context: list[int] = field(default_factory=list)
     stream: TextStream | None = None
     produced: int = 0
+    finished: bool = False  # its row is freed (once: a row freed twice would serve two jobs)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -273,10 +274,9 @@ class Batcher:
                 for run in _runs(joining):
                     try:
                         self._start(run)
-                    except Exception as e:  # jobs that cannot start (bad settings) end, the others go on
+                    except Exception as e:  # a prefill that failed (a prompt the model cannot take)
                         for job in run:
-                            self._finish(job)
-                            job.on_event(Event(job.row, -1, "", True, "error", f"{type(e).__name__}: {e}"))
+                            self._fail(job, e)
                 self._drop_cancelled()
                 if self.active:
                     self._step()
@@ -294,7 +294,16 @@ class Batcher:
         for job in run:
             self.active[job.row] = job
         for i, job in enumerate(run):
-            self._emit(job, choose_tokens(logits[i:i + 1], job.sampling, [job.context], [job.generator])[0])
+            try:
+                token = choose_tokens(logits[i:i + 1], job.sampling, [job.context], [job.generator])[0]
+            except Exception as e:  # this job's own settings: it ends, its neighbours go on
+                self._fail(job, e)
+                continue
+            self._emit(job, token)
+
+    def _fail(self, job: Job, error: Exception) -> None:
+        if self._finish(job):  # not one that had already ended
+            job.on_event(Event(job.row, -1, "", True, "error", f"{type(error).__name__}: {error}"))
 
     def _step(self) -> None:
         jobs = list(self.active.values())
@@ -326,12 +335,17 @@ class Batcher:
             self._finish(job)
         job.on_event(event)
 
-    def _finish(self, job: Job) -> None:
+    def _finish(self, job: Job) -> bool:
+        """Free the job's row; False when it was freed already."""
+        if job.finished:
+            return False
+        job.finished = True
         self.active.pop(job.row, None)
         self.rows.release(job.row)
         with self.lock:
             self.free.append(job.row)
             self.free.sort()  # lowest rows first: decoding runs the rows up to the highest in use
+        return True
 
     def _drop_cancelled(self) -> None:
         for job in [j for j in self.active.values() if j.cancelled]:
