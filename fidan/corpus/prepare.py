@@ -5,62 +5,60 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
+import numpy as np
 
 from fidan import __version__
 from fidan.artifacts.schema import stamp
+from fidan.corpus import pool
 from fidan.corpus.hub import parse as parse_hub
 from fidan.corpus.neardup import NearDuplicates
+from fidan.corpus.passes import SPLIT_RULE, Settings, filter_unit, plan, scan_unit, split_of  # noqa: F401
 from fidan.corpus.quality import QualityFilter, not_run, resolve
-from fidan.corpus.sources import iter_source
+from fidan.corpus.units import list_units
 from fidan.errors import BadInput
-from fidan.runtime.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir, sha256_file
+from fidan.runtime.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir
 from fidan.runtime.lock import locks_out
-from fidan.text.turkish import normalize_text
 
-SPLIT_RULE = "blake2b-64(cleaned document text) mod 1,000,000 < val_fraction * 1,000,000 → val, else train"
 SHARD_CHARS = 50_000_000
 REMOVED_SAMPLE = "removed.jsonl"  # a sample of what each quality filter removed, for `fidan data inspect`
 
 
-def split_of(text: str, val_fraction: float) -> str:
-    """Stable, content-based split: the same document always lands in the same split (none in val at 0)."""
-    h = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
-    return "val" if (h % 1_000_000) < val_fraction * 1_000_000 else "train"
-
-
 class _ShardWriter:
-    """Writes JSONL shards (one {"text": ...} per line), rolling over at a size limit."""
+    """Writes JSONL shards (one {"text": ...} per line, as the filter pass serialized them), rolling over at a
+    size limit; each shard's sha256 is taken as it is written."""
 
     def __init__(self, folder: Path, split: str):
         self.folder, self.split = folder, split
-        self.index, self.chars, self.file = 0, 0, None
-        self.files: list[Path] = []
+        self.index, self.chars, self.file, self.hash = 0, 0, None, None
+        self.files: list[dict] = []
         self.docs = self.total_chars = self.bytes = 0
 
-    def write(self, text: str) -> None:
+    def write(self, line: bytes, chars: int, nbytes: int) -> None:
         if self.file is None or self.chars >= SHARD_CHARS:
             self._open_next()
-        self.file.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
-        self.chars += len(text)
+        self.file.write(line)
+        self.hash.update(line)
+        self.chars += chars
         self.docs += 1
-        self.total_chars += len(text)
-        self.bytes += len(text.encode("utf-8"))
+        self.total_chars += chars
+        self.bytes += nbytes
 
     def _open_next(self) -> None:
         self.close()
-        path = self.folder / f"{self.split}-{self.index:05d}.jsonl"
-        self.files.append(path)
-        self.file = open(path, "w", encoding="utf-8")
+        name = f"{self.split}-{self.index:05d}.jsonl"
+        self.files.append({"name": name})
+        self.file, self.hash = open(self.folder / name, "wb"), hashlib.sha256()
         self.index += 1
         self.chars = 0
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+            self.files[-1]["sha256"] = self.hash.hexdigest()
             self.file = None
 
 
@@ -75,6 +73,9 @@ def prepare_data(
     quality: bool = True,
     skip_filter: list[str] | None = None,
     quality_set: list[str] | None = None,
+    workers: int = 1,
+    skip_bad_files: bool = False,
+    resume: bool = True,
     force: bool = False,
 ) -> dict:
     """Load, clean, deduplicate and split a corpus into a data folder.
@@ -96,6 +97,12 @@ def prepare_data(
         skip_filter: a quality filter to turn off, by name; repeat for several.
         quality_set: a quality filter setting, NAME.SETTING=VALUE (e.g. stop_words.min_count=3,
             language.min_confidence=0.7); repeatable.
+        workers: processes that read and filter in parallel (files, and pieces of about 64 MB of large
+            .txt/.jsonl files, are the units of work); the data folder is the same for any number.
+        skip_bad_files: go on without a file that cannot be read (corrupt, truncated, not UTF-8, malformed),
+            listing it in the manifest; without this, such a file stops the run (exit 2).
+        resume: reuse the units that a stopped run with the same sources and settings finished (kept in
+            .OUT.work next to OUT until the run completes); --no-resume starts over.
         force: replace an existing non-empty output folder.
     """
     source = [str(s) for s in as_list(source)]
@@ -103,87 +110,99 @@ def prepare_data(
         raise BadInput("no --source given; e.g. --source tr-speeches --source my_texts/")
     if not 0.0 <= val_fraction < 1.0:
         raise BadInput(f"--val-fraction must be at least 0 and below 1, got {val_fraction}; 0 holds out nothing")
+    if workers < 1:
+        raise BadInput(f"--workers must be at least 1, got {workers}")
     out_path = Path(out)
     near = NearDuplicates(near_dup) if near_dup else None
     filters = QualityFilter(resolve(quality, as_list(skip_filter), as_list(quality_set)))
     skipped = not_run(quality, as_list(skip_filter))
     for name, why in skipped.items():
         print(f"data: quality filter {name} {why}; pass --skip-filter {name} to silence this")
-    # Validate every source before touching the output folder.
-    streams = [(spec, iter_source(spec, text_field)) for spec in source]
+    units = list_units(source, text_field)  # every source validated before touching the output folder
     if out_path.exists() and any(out_path.iterdir()) and not force:
         prepare_out_dir(out_path, force=False, what="data")
+    settings = Settings(text_field, min_chars, val_fraction, filters.settings, near_dup)
     start = time.time()
-    seen: set[bytes] = set()  # 8-byte digests: ~60 bytes per document, not the text itself
-    stats = {"read": 0, "too_short": 0, "duplicates": 0, "low_quality": 0}
-    per_source: dict[str, dict] = {}
-    if filters.needs_line_counts:  # a first pass counts lines across documents; the sources are read again
-        _count_lines(filters, streams, min_chars)
-        streams = [(spec, iter_source(spec, text_field)) for spec in source]
+    work = out_path.parent / f".{out_path.name}.work"
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+    bad: dict[int, str] = {}
+
+    def on_error(i: int, e: BadInput) -> bool:
+        if not (skip_bad_files and units[i].path):
+            return False
+        bad[i] = str(e)
+        print(f"data: skipping {units[i].name}: {e}")
+        return True
+
+    # Pass 1: scan. Results are keyed by the unit (file, range, size, mtime) and the settings they depend on.
+    scan_keys = [Settings(text_field, min_chars, 0, {"repeated_lines": filters.settings.get("repeated_lines")}
+                          if settings.line_chars else {}, 0).fingerprint(u.key()) for u in units]
+    pool.clean(work / "scan", set(scan_keys))
+    scans = [work / "scan" / k for k in scan_keys]
+    before = sum(s.exists() for s in scans)
+    pool.run_pass("scan", scan_unit, units, scans, workers, (settings,), on_error)
+    ok = [i for i in range(len(units)) if i not in bad]
+    # Pass 2: plan, over the units that could be read.
+    plan_key = settings.fingerprint(*(scan_keys[i] for i in ok))
+    pool.clean(work / "plan", {plan_key})
+    plan_dir = work / "plan" / plan_key
+    if not (plan_dir / "done").exists():
+        plan(scans_ok := [scans[i] for i in ok], plan_dir, settings)
+        (plan_dir / "done").touch()
+    else:
+        scans_ok = [scans[i] for i in ok]
+    metas = {i: json.loads((scans[i] / "meta.json").read_text()) for i in ok}
+    offsets, n = {}, 0
+    for i in ok:
+        offsets[i] = n
+        n += metas[i]["read"] - metas[i]["too_short"]
+    # Pass 3: filter.
+    keys = [settings.fingerprint(plan_key, scan_keys[i]) for i in ok]
+    pool.clean(work / "filter", set(keys))
+    outs = [work / "filter" / k for k in keys]
+    before += sum(o.exists() for o in outs)
+    pool.run_pass("filter", _filter_task, [units[i] for i in ok], outs, workers,
+                  (settings, str(plan_dir), [offsets[i] for i in ok]), None)
+    del scans_ok
     with atomic_dir(out_path) as tmp:
-        writers = {s: _ShardWriter(tmp, s) for s in ("train", "val")}
-        bar = tqdm(desc="documents", unit="doc", dynamic_ncols=True)
-        try:
-            for spec, docs in streams:
-                counts = per_source.setdefault(spec, {"read": 0, "kept": 0, **_hub_settings(spec)})
-                for raw in docs:
-                    stats["read"] += 1
-                    counts["read"] += 1
-                    bar.update()
-                    text = normalize_text(raw)
-                    if len(text) < min_chars:
-                        stats["too_short"] += 1
-                        continue
-                    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-                    if digest in seen:
-                        stats["duplicates"] += 1
-                        continue
-                    seen.add(digest)
-                    filtered = filters.apply(text, min_chars)
-                    if filtered is None:
-                        stats["low_quality"] += 1
-                        continue
-                    if filtered != text:  # lines removed: the rest may now copy a kept document
-                        digest = hashlib.blake2b(filtered.encode("utf-8"), digest_size=8).digest()
-                        if digest in seen:
-                            stats["duplicates"] += 1
-                            continue
-                        seen.add(digest)
-                        text = filtered
-                    if near is not None and near.seen(text):
-                        stats["near_duplicates"] = stats.get("near_duplicates", 0) + 1
-                        continue
-                    counts["kept"] += 1
-                    writers[split_of(text, val_fraction)].write(text)
-        finally:
-            bar.close()
-            for w in writers.values():
-                w.close()
+        writers, kept, dropped = _merge(outs, tmp, near)
+        stats = {"read": sum(m["read"] for m in metas.values()),
+                 "too_short": sum(m["too_short"] for m in metas.values())}
+        first_total = int(np.load(plan_dir / "first.npy").sum())
+        unit_stats = [json.loads((o / "stats.json").read_text()) for o in outs]
+        for st in unit_stats:
+            filters.absorb(st["filters"])
+        stats["low_quality"] = sum(st["low_quality"] for st in unit_stats)
+        stats["duplicates"] = (n - first_total) + dropped["duplicates"]
         if writers["train"].docs == 0:
-            raise BadInput(
-                f"the corpus from {', '.join(source)} is empty after cleaning ({stats['read']} documents read, "
-                f"{stats['too_short']} shorter than --min-chars {min_chars}, {stats['duplicates']} duplicates, "
-                f"{stats['low_quality']} removed by quality filters{_by_filter(filters)}); check the sources, "
-                "lower --min-chars, or turn filters off with --skip-filter NAME or --no-quality"
-            )
+            raise BadInput(_empty_message(source, stats, min_chars, filters, bad))
         if writers["val"].docs == 0 and val_fraction > 0:
             raise BadInput(
                 f"no document fell into the validation split ({writers['train'].docs} documents); "
                 "add more documents, raise --val-fraction, or pass --val-fraction 0 to hold out nothing"
             )
+        per_source: dict[str, dict] = {}
+        for spec in source:
+            per_source[spec] = {"read": 0, "kept": 0, **_hub_settings(spec)}
+        for pos, i in enumerate(ok):
+            per_source[units[i].source]["read"] += metas[i]["read"]
+            per_source[units[i].source]["kept"] += kept[pos]
         manifest = {
             "fidan_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "sources": [{"spec": s, **c} for s, c in per_source.items()],
+            **({"skipped_files": [{"file": units[i].name, "error": e} for i, e in sorted(bad.items())]}
+               if bad else {}),
             "cleaning": {
                 "unicode": "NFC",
                 "control_characters": "removed (newline and tab kept)",
                 "whitespace": "runs collapsed, lines trimmed, at most one blank line",
                 "min_chars": min_chars,
-                "dedup": "exact, on cleaned text",
+                "dedup": "exact, on cleaned text and again on the text the quality filters leave",
                 **({"near_dup": {"method": "MinHash (128 permutations) over character 5-grams, LSH candidates, "
                                            "estimated Jaccard >= threshold; the first of a cluster is kept",
-                                 "threshold": near_dup}} if near else {}),
+                                 "threshold": near_dup, "clusters": near.clusters,
+                                 "removed": near.removed}} if near else {}),
             },
             "split_rule": SPLIT_RULE,
             "val_fraction": val_fraction,
@@ -192,52 +211,91 @@ def prepare_data(
                         if filters.settings else {"enabled": False}),
             "dropped": {"too_short": stats["too_short"], "duplicates": stats["duplicates"],
                         **({"low_quality": stats["low_quality"]} if filters.settings else {}),
-                        **({"near_duplicates": stats.get("near_duplicates", 0)} if near else {})},
+                        **({"near_duplicates": dropped["near_duplicates"]} if near else {})},
             "documents_read": stats["read"],
             "splits": {
-                s: {
-                    "documents": w.docs,
-                    "characters": w.total_chars,
-                    "bytes": w.bytes,
-                    "files": [{"name": p.name, "sha256": sha256_file(p)} for p in w.files],
-                }
+                s: {"documents": w.docs, "characters": w.total_chars, "bytes": w.bytes, "files": w.files}
                 for s, w in writers.items()
             },
-            "seconds": round(time.time() - start, 2),
+            # How this run went; everything above is the same for any number of workers and for a resumed run.
+            "run": {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - start, 2),
+                    "workers": workers, "units": len(units), "units_resumed": before},
         }
         if filters.settings:
             _write_samples(tmp / REMOVED_SAMPLE, filters)
         manifest = stamp("data", manifest)
         atomic_write_json(tmp / "manifest.json", manifest)
+    shutil.rmtree(work, ignore_errors=True)
     sp = manifest["splits"]
     print(
         f"data: {sp['train']['documents']} train / {sp['val']['documents']} val documents, "
         f"{sp['train']['characters'] + sp['val']['characters']:,} characters "
         f"({stats['too_short']} short and {stats['duplicates']} duplicate documents dropped"
         + (f", {stats['low_quality']} by quality filters{_by_filter(filters)}" if filters.settings else "")
-        + (f", {stats.get('near_duplicates', 0)} near-duplicates" if near else "") + f") → {out_path}"
+        + (f", {dropped['near_duplicates']} near-duplicates in {near.clusters} clusters" if near else "")
+        + (f", {len(bad)} unreadable files skipped" if bad else "") + f") → {out_path}"
     )
     return manifest
+
+
+def _filter_task(unit, index, folder, count, settings, plan_dir, offsets):
+    return filter_unit(unit, index, folder, count, settings, plan_dir, offsets[index])
+
+
+def _merge(outs: list[Path], folder: Path, near: NearDuplicates | None) -> tuple[dict, list[int], dict]:
+    """Pass 4: the documents of every unit in order, less those that the filters made copies of an earlier
+    one and near-duplicates, into train and val shards; (writers, documents kept per unit, drops)."""
+    finals = [np.load(o / "final.npy") for o in outs]
+    sizes = [len(f) for f in finals]
+    everything = np.concatenate(finals) if finals else np.zeros(0, np.uint64)
+    keep = np.zeros(len(everything), bool)
+    keep[np.unique(everything, return_index=True)[1]] = True
+    dropped = {"duplicates": int(len(keep) - keep.sum()), "near_duplicates": 0}
+    del everything, finals
+    writers = {s: _ShardWriter(folder, s) for s in ("train", "val")}
+    kept: list[int] = []
+    at = 0
+    try:
+        for o, size in zip(outs, sizes, strict=True):
+            mask = keep[at:at + size]
+            at += size
+            if near is not None and size:
+                sigs = np.load(o / "sig.npy", mmap_mode="r")
+                for row in np.flatnonzero(mask):
+                    if near.seen_signature(sigs[row]):
+                        mask[row] = False
+            val, chars, nbytes = (np.load(o / f"{n}.npy") for n in ("val", "chars", "nbytes"))
+            with open(o / "docs.jsonl", "rb") as f:
+                for row, line in enumerate(f):
+                    if mask[row]:
+                        writers["val" if val[row] else "train"].write(line, int(chars[row]), int(nbytes[row]))
+            kept.append(int(mask.sum()))
+    finally:
+        for w in writers.values():
+            w.close()
+    if near is not None:
+        dropped["near_duplicates"] = near.removed
+    return writers, kept, dropped
+
+
+def _empty_message(source: list[str], stats: dict, min_chars: int, filters: QualityFilter, bad: dict) -> str:
+    language = filters.removed.get("language")
+    lead = (f"no Turkish text left in {', '.join(source)} after the language filter"
+            if language and language.documents and language.documents >= stats["low_quality"] > 0
+            else f"the corpus from {', '.join(source)} is empty after cleaning")
+    by_lang = (" (by language: " + ", ".join(f"{c} {k}" for c, k in filters.by_language.most_common(5)) + ")"
+               if filters.by_language else "")
+    return (f"{lead} ({stats['read']} documents read, {stats['too_short']} shorter than --min-chars {min_chars}, "
+            f"{stats['duplicates']} duplicates, {stats['low_quality']} removed by quality filters"
+            f"{_by_filter(filters)}{by_lang}"
+            + (f", {len(bad)} unreadable files skipped" if bad else "")
+            + "); no data folder written. Check the sources, lower --min-chars, or turn filters off with "
+            "--skip-filter NAME or --no-quality")
 
 
 def _hub_settings(spec: str) -> dict:
     """For an hf: source, its parsed name, config, split, field and caps, for the manifest."""
     return {"hf": parse_hub(spec).describe()} if spec.startswith("hf:") else {}
-
-
-def _count_lines(filters: QualityFilter, streams: list, min_chars: int) -> None:
-    """The first pass for repeated_lines: count each line over the distinct documents that will be kept."""
-    seen: set[bytes] = set()
-    with tqdm(desc="counting lines", unit="doc", dynamic_ncols=True) as bar:
-        for _, docs in streams:
-            for raw in docs:
-                bar.update()
-                text = normalize_text(raw)
-                digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-                if len(text) >= min_chars and digest not in seen:
-                    seen.add(digest)
-                    filters.count_lines(text)
-    filters.finish_counting()
 
 
 def _by_filter(filters: QualityFilter) -> str:

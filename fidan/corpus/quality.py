@@ -140,6 +140,11 @@ def _digest(line: str) -> bytes:
     return hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest()
 
 
+def line_digests(text: str, min_chars: int) -> set[bytes]:
+    """The digests of a document's distinct lines of at least ``min_chars`` characters (repeated_lines)."""
+    return {_digest(line) for line in {ln.strip() for ln in text.split("\n")} if len(line) >= min_chars}
+
+
 def _number_like(word: str) -> bool:
     """A word that carries no Turkish: a number, a reference such as ``(C-II)210,``, or punctuation."""
     return _DIGIT.search(word) is not None or _LETTER.search(word) is None
@@ -183,10 +188,8 @@ class QualityFilter:
 
     def count_lines(self, text: str) -> None:
         """First pass: note each distinct long-enough line of one document."""
-        s = self.settings["repeated_lines"]
-        for line in {ln.strip() for ln in text.split("\n")}:
-            if len(line) >= s["min_chars"]:
-                self._counts[_digest(line)] += 1
+        for digest in line_digests(text, self.settings["repeated_lines"]["min_chars"]):
+            self._counts[digest] += 1
 
     def finish_counting(self) -> None:
         s = self.settings["repeated_lines"]
@@ -296,6 +299,21 @@ class QualityFilter:
             self._keep_sample(name, stripped)
             return None
         return stripped
+
+    def state(self) -> dict:
+        """What this filter removed, as JSON, to be added up over the pieces of a corpus by ``absorb``."""
+        return {"removed": {n: vars(r) for n, r in self.removed.items()}, "samples": self.samples,
+                "by_language": dict(self.by_language)}
+
+    def absorb(self, state: dict) -> None:
+        """Add the counts and samples of another piece (pieces absorbed in corpus order keep the first)."""
+        for n, r in state["removed"].items():
+            mine = self.removed[n]
+            mine.documents, mine.lines, mine.characters = (mine.documents + r["documents"], mine.lines + r["lines"],
+                                                           mine.characters + r["characters"])
+        for n, texts in state["samples"].items():
+            self.samples[n].extend(texts[: max(0, self.sample_size - len(self.samples[n]))])
+        self.by_language.update(state["by_language"])
 
     def report(self) -> dict:
         """Each filter's level, settings and what it removed, for the manifest."""
