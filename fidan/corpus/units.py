@@ -58,8 +58,9 @@ class Unit:
         return read_documents(self.path, text_field)
 
 
-def list_units(sources: list[str], text_field: str = "text", unit_bytes: int = UNIT_BYTES) -> list[Unit]:
+def list_units(sources: list[str], text_field: str = "text", unit_bytes: int | None = None) -> list[Unit]:
     """Every source's units, in order; a source that does not exist is a BadInput here, before any work."""
+    unit_bytes = unit_bytes or UNIT_BYTES
     units: list[Unit] = []
     for spec in sources:
         path = Path(spec)
