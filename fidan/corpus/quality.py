@@ -18,6 +18,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from fidan.corpus import language
 from fidan.errors import BadInput, MissingExtra
 from fidan.text.turkish import lower_tr
@@ -145,9 +147,9 @@ def line_digests(text: str, min_chars: int) -> set[bytes]:
     return {_digest(line) for line in {ln.strip() for ln in text.split("\n")} if len(line) >= min_chars}
 
 
-def _number_like(word: str) -> bool:
-    """A word that carries no Turkish: a number, a reference such as ``(C-II)210,``, or punctuation."""
-    return _DIGIT.search(word) is not None or _LETTER.search(word) is None
+# A whitespace-separated word with a letter and no digit; the others are number-like: numbers, references
+# such as ``(C-II)210,``, punctuation. Counted by one regex pass over a line, not word by word.
+_WORDY = re.compile(r"(?<!\S)[^\s\d]*[^\W\d_][^\s\d]*(?!\S)")
 
 
 def _segments(line: str) -> list[str]:
@@ -207,10 +209,10 @@ class QualityFilter:
 
     def _segment_rule(self, segment: str) -> bool:
         s = self.settings["numeric_lines"]
-        words = segment.split()
-        if not words or len(words) < s["min_words"]:
+        n = len(segment.split())
+        if not n or n < s["min_words"]:
             return False
-        return sum(map(_number_like, words)) / len(words) >= s["max_number_words"]
+        return (n - len(_WORDY.findall(segment))) / n >= s["max_number_words"]
 
     def _strip_lines(self, text: str) -> tuple[str, dict[str, int]]:
         """Remove the lines and sentences the line rules reject; the characters each removed."""
@@ -273,7 +275,7 @@ class QualityFilter:
                 self.by_language["tr-uncertain" if code == "tr" else code] += 1
                 return "language"
         if ("stop_words" in s and len(words) >= s["stop_words"]["min_words"]
-                and sum(w in STOP_WORDS for w in words) < s["stop_words"]["min_count"]):
+                and sum(map(STOP_WORDS.__contains__, words)) < s["stop_words"]["min_count"]):
             return "stop_words"
         if ("repetition" in s and len(words) >= s["repetition"]["min_words"]
                 and _repetitive(lines, words, s["repetition"])):
@@ -336,21 +338,35 @@ def _repetitive(lines: list[str], words: list[str], s: dict[str, float]) -> bool
     if dup / total > s["max_dup_lines"]:
         return True
     chars = sum(map(len, words)) or 1
-    if len(words) >= 2:
-        grams = Counter(zip(words, words[1:], strict=False))
-        gram, count = grams.most_common(1)[0]
-        if count > 1 and count * (len(gram[0]) + len(gram[1])) / chars > s["max_top_2gram"]:
-            return True
-    for n, key in ((5, "max_dup_5gram"), (10, "max_dup_10gram")):
-        if len(words) < 2 * n:
-            continue
-        seen_grams, covered = set(), [False] * len(words)
-        for i in range(len(words) - n + 1):
-            g = tuple(words[i:i + n])
-            if g in seen_grams:
-                for j in range(i, i + n):
-                    covered[j] = True
-            seen_grams.add(g)
-        if sum(len(w) for w, c in zip(words, covered, strict=True) if c) / chars > s[key]:
-            return True
+    if len(words) < 2:
+        return False
+    # Words as their hashes, n-grams as 64-bit polynomial hashes of those: whole-array work instead of
+    # tuples (a collision, at odds of about n²/2⁶⁴ per document, could only merge two n-grams).
+    ids = np.fromiter(map(hash, words), np.int64, len(words)).view(np.uint64)
+    lengths = np.fromiter(map(len, words), np.int64, len(words))
+    with np.errstate(over="ignore"):
+        pairs = ids[:-1] * np.uint64(0x9E3779B97F4A7C15) + ids[1:]
+        _, first, counts = np.unique(pairs, return_index=True, return_counts=True)
+        top = counts.max()
+        if top > 1:  # the most frequent 2-gram; among equals, the one that comes first (as Counter has it)
+            at = first[counts == top].min()
+            if top * (lengths[at] + lengths[at + 1]) / chars > s["max_top_2gram"]:
+                return True
+        for n, key in ((5, "max_dup_5gram"), (10, "max_dup_10gram")):
+            if len(words) < 2 * n:
+                continue
+            m = len(words) - n + 1
+            h = np.zeros(m, np.uint64)
+            for k in range(n):
+                h = h * np.uint64(1_000_003) + ids[k:k + m] + np.uint64(1)
+            _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+            repeats = np.flatnonzero(first[inverse] != np.arange(m))  # an n-gram seen at an earlier start
+            if not len(repeats):
+                continue
+            cover = np.zeros(len(words) + 1, np.int64)
+            np.add.at(cover, repeats, 1)
+            np.add.at(cover, repeats + n, -1)
+            covered = np.cumsum(cover[:-1]) > 0
+            if lengths[covered].sum() / chars > s[key]:
+                return True
     return False

@@ -12,19 +12,21 @@ import unicodedata
 TURKISH_LOWER = "abcçdefgğhıijklmnoöprsştuüvyz"
 TURKISH_UPPER = "ABCÇDEFGĞHIİJKLMNOÖPRSŞTUÜVYZ"
 
-_LOWER_MAP = str.maketrans({"I": "ı", "İ": "i"})
 _UPPER_MAP = str.maketrans({"ı": "I", "i": "İ"})
 
 # Control characters (Unicode category Cc) except newline and tab, plus a few invisible format
 # characters that only add noise to a corpus. Zero-width joiners stay: emoji sequences need them.
 _DROP_FORMAT = {"\ufeff", "\u00ad", "\u200b", "\u2060"}
+# Category Cc is U+0000-U+001F and U+007F-U+009F; tab (U+0009) and newline (U+000A) stay.
+_DROP = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f" + "".join(sorted(_DROP_FORMAT)) + "]")
 _SPACES = re.compile(r"[^\S\n]+")  # any whitespace except newline
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 
 
 def lower_tr(text: str) -> str:
     """Lowercase with Turkish rules: ``I`` → ``ı``, ``İ`` → ``i`` (also when written as I + U+0307)."""
-    return text.replace("I\u0307", "i").translate(_LOWER_MAP).lower()
+    # str.replace runs in C over the whole string; translate() with a mapping calls back per character.
+    return text.replace("I\u0307", "i").replace("I", "ı").replace("İ", "i").lower()
 
 
 def upper_tr(text: str) -> str:
@@ -52,14 +54,6 @@ def casefold_tr(text: str) -> str:
     return lower_tr(unicodedata.normalize("NFC", text))
 
 
-def _keep_char(ch: str) -> bool:
-    if ch in "\n\t":
-        return True
-    if ch in _DROP_FORMAT:
-        return False
-    return unicodedata.category(ch) != "Cc"
-
-
 def normalize_text(text: str) -> str:
     """Normalize a document: NFC, control characters removed, whitespace tidied.
 
@@ -67,8 +61,7 @@ def normalize_text(text: str) -> str:
     spaces around line ends are trimmed, and more than one blank line becomes one.
     """
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    if not text.isprintable():
-        text = "".join(ch for ch in text if _keep_char(ch))
+    text = _DROP.sub("", text)
     text = _SPACES.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))
     text = _MANY_NEWLINES.sub("\n\n", text)
