@@ -164,3 +164,28 @@ def test_no_turkish_text_left_is_one_clear_error(tmp_path, capsys):
 def test_workers_below_one_is_bad_input(tmp_path):
     with pytest.raises(BadInput, match="--workers"):
         prepare_data(source=["tr-treebank"], out=str(tmp_path / "d"), workers=0)
+
+
+def test_datatrove_local_executor_writes_the_same_folder(corpus, tmp_path, monkeypatch):
+    pytest.importorskip("datatrove")
+    monkeypatch.setattr(prepare_mod, "list_units", lambda s, f: list_units(s, f, unit_bytes=20_000))
+    ours = prepare_data(source=[str(corpus)], out=str(tmp_path / "ours"), val_fraction=0.1)
+    theirs = prepare_data(source=[str(corpus)], out=str(tmp_path / "dt"), val_fraction=0.1, executor="datatrove",
+                          workers=2)
+    assert _shards(tmp_path / "ours") == _shards(tmp_path / "dt")
+    assert _without_run(ours) == _without_run(theirs)
+    assert not (tmp_path / ".dt.work").exists()
+
+
+def test_cluster_executors_check_their_options_before_any_work(tmp_path, capsys):
+    pytest.importorskip("datatrove")
+    out = str(tmp_path / "d")
+    assert main(["data", "prepare", "--source", "tr-treebank", "--out", out, "--executor", "slurm"]) == 2
+    assert "--executor-option partition=..." in capsys.readouterr().err
+    assert main(["data", "prepare", "--source", "tr-treebank", "--out", out, "--executor", "datatrove",
+                 "--executor-option", "partition"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["data", "prepare", "--source", "tr-treebank", "--out", out, "--executor", "datatrove",
+                 "--executor-option", "no_such_option=1"]) == 2
+    assert "no_such_option" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

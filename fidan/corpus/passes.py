@@ -75,7 +75,7 @@ def _cleaned(unit: Unit, settings: Settings, count):
         yield text if len(text) >= settings.min_chars else None
 
 
-def scan_unit(unit: Unit, index: int, folder: Path, count, settings: Settings) -> None:
+def scan_unit(unit: Unit, folder: Path, count, settings: Settings) -> None:
     """Pass 1 for one unit: ``digests.npy`` (one per document kept by length), ``lines.npy`` (distinct
     (line digest, document digest) pairs, sorted) and ``meta.json`` (documents read, too short)."""
     digests, lines, docs = array("Q"), array("Q"), array("Q")
@@ -136,8 +136,7 @@ def plan(scans: list[Path], folder: Path, settings: Settings) -> None:
     np.save(folder / "repeated.npy", np.concatenate(common) if common else np.zeros(0, np.uint64))
 
 
-def filter_unit(unit: Unit, index: int, folder: Path, count, settings: Settings, plan_dir: str, offset: int
-                ) -> None:
+def filter_unit(unit: Unit, folder: Path, count, settings: Settings, plan_dir: str, offset: int) -> None:
     """Pass 3 for one unit: the quality filters on the first copies; the survivors as ``docs.jsonl``
     lines with ``final.npy`` (digest of the final text), ``changed.npy`` (the filters cut lines),
     ``val.npy`` (held out), ``chars.npy``, ``nbytes.npy`` (UTF-8), ``sig.npy`` (--near-dup) and ``stats.json``."""

@@ -18,7 +18,6 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from fidan.corpus.units import Unit
-from fidan.errors import BadInput
 
 _counter = None  # in a worker process: the shared count of bytes read, set by _init
 
@@ -55,19 +54,18 @@ def add_bytes(n: int) -> None:
         _counter.value += n
 
 
-def _run_one(task: Callable, unit: Unit, index: int, folder: str, args: tuple):
-    """Run ``task(unit, index, tmp_folder, *args)`` and rename its folder into place; the bytes it counted
-    are topped up to the unit's size so the bar ends at 100%."""
+def run_unit(task: Callable, i: int, size: int, folder: str | Path) -> None:
+    """Run ``task(i, tmp_folder, count)`` and rename its folder into place; the bytes it counted are topped
+    up to the unit's size so the bar ends at 100%."""
     final = Path(folder)
     tmp = final.with_name(final.name + f".{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     counted = _Counted()
-    result = task(unit, index, tmp, counted, *args)
+    task(i, tmp, counted)
     os.replace(tmp, final)
-    if unit.size and counted.n < unit.size:
-        add_bytes(unit.size - counted.n)
-    return result
+    if size and counted.n < size:
+        add_bytes(size - counted.n)
 
 
 class _Counted:
@@ -87,67 +85,51 @@ class _Counted:
         self._pending = 0
 
 
-def run_pass(name: str, task: Callable, units: list[Unit], folders: list[Path], workers: int,
-             args: tuple = (), on_error: Callable[[int, BadInput], bool] | None = None) -> dict[int, object]:
-    """Run ``task`` on every unit whose folder does not exist yet; the results by unit index.
-
-    ``on_error(index, error)`` decides about a unit that raised BadInput: True skips it (its result is
-    absent), False stops the pass with that error. Finished units of a stopped pass stay on disk."""
+def run_pass(name: str, task: Callable, units: list[Unit], folders: list[Path], workers: int) -> None:
+    """Run ``task(i, folder, count)`` for every unit whose folder does not exist yet, in this process
+    (one worker) or in ``workers`` processes; finished units of a stopped pass stay on disk."""
     todo = [i for i, f in enumerate(folders) if not f.exists()]
     done = len(units) - len(todo)
     if done and todo:
         print(f"data: {name}: resuming, {done} of {len(units)} units done")
-    sized = all(u.size for u in units)
-    total = sum(units[i].size for i in todo) if sized else None
-    results: dict[int, object] = {}
     if not todo:
-        return results
-    bar = tqdm(total=total, desc=name, unit="B", unit_scale=True, unit_divisor=1024, dynamic_ncols=True)
-    bar.set_postfix_str(f"units {done}/{len(units)}")
+        return
+    sized = all(u.size for u in units)
+    bar = tqdm(total=sum(units[i].size for i in todo) if sized else None, desc=name, unit="B", unit_scale=True,
+               unit_divisor=1024, dynamic_ncols=True)
 
-    def finished(i: int, result: object) -> None:
+    def finished() -> None:
         nonlocal done
-        results[i] = result
         done += 1
         bar.set_postfix_str(f"units {done}/{len(units)}")
 
-    def failed(i: int, e: BadInput) -> None:
-        if on_error is None or not on_error(i, e):
-            raise e
-
+    bar.set_postfix_str(f"units {done}/{len(units)}")
     try:
         if workers <= 1 or len(todo) == 1:
             _local.value, _local.bar = 0, bar
             try:
                 for i in todo:
-                    try:
-                        finished(i, _run_one(task, units[i], i, str(folders[i]), args))
-                    except BadInput as e:
-                        failed(i, e)
+                    run_unit(task, i, units[i].size, folders[i])
+                    finished()
             finally:
                 _local.bar = None
-            return results
-        counter = mp.get_context("spawn").Value("q", 0)
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                                 initializer=_init, initargs=(counter,)) as pool:
-            pending = {pool.submit(_run_one, task, units[i], i, str(folders[i]), args): i for i in todo}
+            return
+        context = mp.get_context("spawn")  # not fork: the parent may hold threads (tqdm, torch, tokenizers)
+        counter = context.Value("q", 0)
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context, initializer=_init,
+                                 initargs=(counter,)) as executor:
+            pending = {executor.submit(run_unit, task, i, units[i].size, str(folders[i])) for i in todo}
             try:
                 while pending:
-                    ready, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    ready, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                     bar.update(counter.value - bar.n)
                     for fut in ready:
-                        i = pending.pop(fut)
-                        try:
-                            finished(i, fut.result())
-                        except BadInput as e:
-                            failed(i, e)
+                        fut.result()  # a unit's error stops the pass
+                        finished()
             except BaseException:
-                for fut in pending:
-                    fut.cancel()
-                pool.shutdown(wait=True, cancel_futures=True)
+                executor.shutdown(wait=True, cancel_futures=True)
                 raise
             bar.update(counter.value - bar.n)
-        return results
     finally:
         bar.close()
 

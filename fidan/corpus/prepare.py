@@ -1,13 +1,17 @@
 """`fidan data prepare`: stream sources → clean → drop short and duplicate documents → quality filters →
-split → shards."""
+split → shards, in passes over units of work (fidan/corpus/passes.py) that run in worker processes here
+or as tasks of a datatrove executor on a cluster (fidan/corpus/cluster.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import shutil
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -25,6 +29,7 @@ from fidan.runtime.lock import locks_out
 
 SHARD_CHARS = 50_000_000
 REMOVED_SAMPLE = "removed.jsonl"  # a sample of what each quality filter removed, for `fidan data inspect`
+SKIPPED = "skipped.json"  # in a unit's scan folder: the unit could not be read and --skip-bad-files was given
 
 
 class _ShardWriter:
@@ -76,6 +81,8 @@ def prepare_data(
     workers: int = 1,
     skip_bad_files: bool = False,
     resume: bool = True,
+    executor: Literal["local", "datatrove", "slurm", "ray"] = "local",
+    executor_option: list[str] | None = None,
     force: bool = False,
 ) -> dict:
     """Load, clean, deduplicate and split a corpus into a data folder.
@@ -103,143 +110,190 @@ def prepare_data(
             listing it in the manifest; without this, such a file stops the run (exit 2).
         resume: reuse the units that a stopped run with the same sources and settings finished (kept in
             .OUT.work next to OUT until the run completes); --no-resume starts over.
+        executor: local (worker processes on this machine), or the same passes as datatrove tasks:
+            datatrove (its local executor), slurm or ray (a cluster; OUT and the sources on a shared
+            filesystem; needs the `cluster` extra).
+        executor_option: KEY=VALUE passed to the datatrove executor (e.g. partition=cpu, time=04:00:00,
+            cpus_per_task=1, mem_per_cpu_gb=2 for slurm); repeatable.
         force: replace an existing non-empty output folder.
     """
-    source = [str(s) for s in as_list(source)]
-    if not source:
-        raise BadInput("no --source given; e.g. --source tr-speeches --source my_texts/")
-    if not 0.0 <= val_fraction < 1.0:
-        raise BadInput(f"--val-fraction must be at least 0 and below 1, got {val_fraction}; 0 holds out nothing")
-    if workers < 1:
-        raise BadInput(f"--workers must be at least 1, got {workers}")
-    out_path = Path(out)
-    near = NearDuplicates(near_dup) if near_dup else None
-    filters = QualityFilter(resolve(quality, as_list(skip_filter), as_list(quality_set)))
-    skipped = not_run(quality, as_list(skip_filter))
-    for name, why in skipped.items():
-        print(f"data: quality filter {name} {why}; pass --skip-filter {name} to silence this")
-    units = list_units(source, text_field)  # every source validated before touching the output folder
-    if out_path.exists() and any(out_path.iterdir()) and not force:
-        prepare_out_dir(out_path, force=False, what="data")
-    settings = Settings(text_field, min_chars, val_fraction, filters.settings, near_dup)
-    start = time.time()
-    work = out_path.parent / f".{out_path.name}.work"
-    if not resume:
-        shutil.rmtree(work, ignore_errors=True)
-    bad: dict[int, str] = {}
+    prep = Preparation(source, out, val_fraction, min_chars, text_field, near_dup, quality, skip_filter,
+                       quality_set, workers, skip_bad_files, resume, force)
+    if executor != "local":
+        from fidan.corpus.cluster import run_on
 
-    def on_error(i: int, e: BadInput) -> bool:
-        if not (skip_bad_files and units[i].path):
-            return False
-        bad[i] = str(e)
-        print(f"data: skipping {units[i].name}: {e}")
-        return True
-
-    # Pass 1: scan. Results are keyed by the unit (file, range, size, mtime) and the settings they depend on.
-    scan_keys = [Settings(text_field, min_chars, 0, {"repeated_lines": filters.settings.get("repeated_lines")}
-                          if settings.line_chars else {}, 0).fingerprint(u.key()) for u in units]
-    pool.clean(work / "scan", set(scan_keys))
-    scans = [work / "scan" / k for k in scan_keys]
-    before = sum(s.exists() for s in scans)
-    pool.run_pass("scan", scan_unit, units, scans, workers, (settings,), on_error)
-    ok = [i for i in range(len(units)) if i not in bad]
-    # Pass 2: plan, over the units that could be read.
-    plan_key = settings.fingerprint(*(scan_keys[i] for i in ok))
-    pool.clean(work / "plan", {plan_key})
-    plan_dir = work / "plan" / plan_key
-    if not (plan_dir / "done").exists():
-        plan(scans_ok := [scans[i] for i in ok], plan_dir, settings)
-        (plan_dir / "done").touch()
-    else:
-        scans_ok = [scans[i] for i in ok]
-    metas = {i: json.loads((scans[i] / "meta.json").read_text()) for i in ok}
-    offsets, n = {}, 0
-    for i in ok:
-        offsets[i] = n
-        n += metas[i]["read"] - metas[i]["too_short"]
-    # Pass 3: filter.
-    keys = [settings.fingerprint(plan_key, scan_keys[i]) for i in ok]
-    pool.clean(work / "filter", set(keys))
-    outs = [work / "filter" / k for k in keys]
-    before += sum(o.exists() for o in outs)
-    pool.run_pass("filter", _filter_task, [units[i] for i in ok], outs, workers,
-                  (settings, str(plan_dir), [offsets[i] for i in ok]), None)
-    del scans_ok
-    with atomic_dir(out_path) as tmp:
-        writers, kept, dropped = _merge(outs, tmp, near)
-        stats = {"read": sum(m["read"] for m in metas.values()),
-                 "too_short": sum(m["too_short"] for m in metas.values())}
-        first_total = int(np.load(plan_dir / "first.npy").sum())
-        unit_stats = [json.loads((o / "stats.json").read_text()) for o in outs]
-        for st in unit_stats:
-            filters.absorb(st["filters"])
-        stats["low_quality"] = sum(st["low_quality"] for st in unit_stats)
-        stats["duplicates"] = (n - first_total) + dropped["duplicates"]
-        if writers["train"].docs == 0:
-            raise BadInput(_empty_message(source, stats, min_chars, filters, bad))
-        if writers["val"].docs == 0 and val_fraction > 0:
-            raise BadInput(
-                f"no document fell into the validation split ({writers['train'].docs} documents); "
-                "add more documents, raise --val-fraction, or pass --val-fraction 0 to hold out nothing"
-            )
-        per_source: dict[str, dict] = {}
-        for spec in source:
-            per_source[spec] = {"read": 0, "kept": 0, **_hub_settings(spec)}
-        for pos, i in enumerate(ok):
-            per_source[units[i].source]["read"] += metas[i]["read"]
-            per_source[units[i].source]["kept"] += kept[pos]
-        manifest = {
-            "fidan_version": __version__,
-            "sources": [{"spec": s, **c} for s, c in per_source.items()],
-            **({"skipped_files": [{"file": units[i].name, "error": e} for i, e in sorted(bad.items())]}
-               if bad else {}),
-            "cleaning": {
-                "unicode": "NFC",
-                "control_characters": "removed (newline and tab kept)",
-                "whitespace": "runs collapsed, lines trimmed, at most one blank line",
-                "min_chars": min_chars,
-                "dedup": "exact, on cleaned text and again on the text the quality filters leave",
-                **({"near_dup": {"method": "MinHash (128 permutations) over character 5-grams, LSH candidates, "
-                                           "estimated Jaccard >= threshold; the first of a cluster is kept",
-                                 "threshold": near_dup, "clusters": near.clusters,
-                                 "removed": near.removed}} if near else {}),
-            },
-            "split_rule": SPLIT_RULE,
-            "val_fraction": val_fraction,
-            "quality": ({"enabled": True, "filters": filters.report(), "removed_sample": REMOVED_SAMPLE,
-                         **({"not_run": skipped} if skipped else {})}
-                        if filters.settings else {"enabled": False}),
-            "dropped": {"too_short": stats["too_short"], "duplicates": stats["duplicates"],
-                        **({"low_quality": stats["low_quality"]} if filters.settings else {}),
-                        **({"near_duplicates": dropped["near_duplicates"]} if near else {})},
-            "documents_read": stats["read"],
-            "splits": {
-                s: {"documents": w.docs, "characters": w.total_chars, "bytes": w.bytes, "files": w.files}
-                for s, w in writers.items()
-            },
-            # How this run went; everything above is the same for any number of workers and for a resumed run.
-            "run": {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - start, 2),
-                    "workers": workers, "units": len(units), "units_resumed": before},
-        }
-        if filters.settings:
-            _write_samples(tmp / REMOVED_SAMPLE, filters)
-        manifest = stamp("data", manifest)
-        atomic_write_json(tmp / "manifest.json", manifest)
-    shutil.rmtree(work, ignore_errors=True)
-    sp = manifest["splits"]
-    print(
-        f"data: {sp['train']['documents']} train / {sp['val']['documents']} val documents, "
-        f"{sp['train']['characters'] + sp['val']['characters']:,} characters "
-        f"({stats['too_short']} short and {stats['duplicates']} duplicate documents dropped"
-        + (f", {stats['low_quality']} by quality filters{_by_filter(filters)}" if filters.settings else "")
-        + (f", {dropped['near_duplicates']} near-duplicates in {near.clusters} clusters" if near else "")
-        + (f", {len(bad)} unreadable files skipped" if bad else "") + f") → {out_path}"
-    )
-    return manifest
+        return run_on(prep, executor, as_list(executor_option))
+    pool.run_pass("scan", functools.partial(prep.run_unit, "scan"), prep.units, prep.scan_dirs, workers)
+    prep.run_plan()
+    pool.run_pass("filter", functools.partial(prep.run_unit, "filter"), [prep.units[i] for i in prep.ok],
+                  prep.filter_dirs, workers)
+    return prep.finish()
 
 
-def _filter_task(unit, index, folder, count, settings, plan_dir, offsets):
-    return filter_unit(unit, index, folder, count, settings, plan_dir, offsets[index])
+class Preparation:
+    """One `data prepare` run: its units, settings and work folder, and the passes over them. Picklable,
+    so that a cluster executor can run its passes elsewhere."""
+
+    def __init__(self, source, out, val_fraction, min_chars, text_field, near_dup, quality, skip_filter,
+                 quality_set, workers, skip_bad_files, resume, force):
+        self.source = [str(s) for s in as_list(source)]
+        if not self.source:
+            raise BadInput("no --source given; e.g. --source tr-speeches --source my_texts/")
+        if not 0.0 <= val_fraction < 1.0:
+            raise BadInput(f"--val-fraction must be at least 0 and below 1, got {val_fraction}; 0 holds out nothing")
+        if workers < 1:
+            raise BadInput(f"--workers must be at least 1, got {workers}")
+        if near_dup:
+            NearDuplicates(near_dup)  # checks the threshold and the library before any work
+        self.out = Path(out)
+        filters = QualityFilter(resolve(quality, as_list(skip_filter), as_list(quality_set)))
+        self.not_run = not_run(quality, as_list(skip_filter))
+        for name, why in self.not_run.items():
+            print(f"data: quality filter {name} {why}; pass --skip-filter {name} to silence this")
+        self.units = list_units(self.source, text_field)  # every source checked before the output folder
+        if self.out.exists() and any(self.out.iterdir()) and not force:
+            prepare_out_dir(self.out, force=False, what="data")
+        self.settings = Settings(text_field, min_chars, val_fraction, filters.settings, near_dup)
+        self.workers, self.skip_bad_files, self.started = workers, skip_bad_files, time.time()
+        self.work = self.out.parent / f".{self.out.name}.work"
+        if not resume:
+            shutil.rmtree(self.work, ignore_errors=True)
+        # A unit's scan depends on the unit (file, range, size, mtime) and on the few settings it uses.
+        lines = {"repeated_lines": filters.settings["repeated_lines"]} if self.settings.line_chars else {}
+        scan_settings = Settings(text_field, min_chars, 0, lines, 0)
+        self.scan_keys = [scan_settings.fingerprint(u.key(), str(skip_bad_files)) for u in self.units]
+        self.scan_dirs = [self.work / "scan" / k for k in self.scan_keys]
+        pool.clean(self.work / "scan", set(self.scan_keys))
+        self.resumed = sum(d.exists() for d in self.scan_dirs)
+
+    # After the scan pass: the units that could be read, the plan, the filter pass's folders.
+    @functools.cached_property
+    def skipped(self) -> dict[int, str]:
+        return {i: json.loads((d / SKIPPED).read_text())["error"] for i, d in enumerate(self.scan_dirs)
+                if (d / SKIPPED).exists()}
+
+    @property
+    def ok(self) -> list[int]:
+        return [i for i in range(len(self.units)) if i not in self.skipped]
+
+    @functools.cached_property
+    def plan_dir(self) -> Path:
+        return self.work / "plan" / self.settings.fingerprint(*(self.scan_keys[i] for i in self.ok))
+
+    @functools.cached_property
+    def metas(self) -> dict[int, dict]:
+        return {i: json.loads((self.scan_dirs[i] / "meta.json").read_text()) for i in self.ok}
+
+    @functools.cached_property
+    def filter_dirs(self) -> list[Path]:
+        keys = [self.settings.fingerprint(self.plan_dir.name, self.scan_keys[i]) for i in self.ok]
+        return [self.work / "filter" / k for k in keys]
+
+    def run_unit(self, name: str, i: int, folder: Path, count) -> None:
+        """One unit of a pass: scan unit i, or filter the i-th readable unit; its results go to ``folder``."""
+        if name == "scan":
+            try:
+                scan_unit(self.units[i], folder, count, self.settings)
+            except BadInput as e:
+                if not (self.skip_bad_files and self.units[i].path):
+                    raise
+                (folder / SKIPPED).write_text(json.dumps({"error": str(e)}, ensure_ascii=False))
+            return
+        unit, offset = self.units[self.ok[i]], 0
+        for j in self.ok[:i]:
+            offset += self.metas[j]["read"] - self.metas[j]["too_short"]
+        filter_unit(unit, folder, count, self.settings, str(self.plan_dir), offset)
+
+    def run_plan(self) -> None:
+        for i, error in self.skipped.items():
+            print(f"data: skipping {self.units[i].name}: {error}")
+        pool.clean(self.work / "plan", {self.plan_dir.name})
+        if not (self.plan_dir / "done").exists():
+            plan([self.scan_dirs[i] for i in self.ok], self.plan_dir, self.settings)
+            (self.plan_dir / "done").touch()
+        pool.clean(self.work / "filter", {d.name for d in self.filter_dirs})
+        self.resumed += sum(d.exists() for d in self.filter_dirs)
+
+    def finish(self) -> dict:
+        """The merge: the data folder and its manifest from the filter pass's results; the work folder goes."""
+        s, bad = self.settings, self.skipped
+        near = NearDuplicates(s.near_dup) if s.near_dup else None
+        filters = QualityFilter(s.quality)
+        n = sum(m["read"] - m["too_short"] for m in self.metas.values())
+        first_total = int(np.load(self.plan_dir / "first.npy").sum())
+        with atomic_dir(self.out) as tmp:
+            writers, kept, dropped = _merge(self.filter_dirs, tmp, near)
+            unit_stats = [json.loads((o / "stats.json").read_text()) for o in self.filter_dirs]
+            for st in unit_stats:
+                filters.absorb(st["filters"])
+            stats = {"read": sum(m["read"] for m in self.metas.values()),
+                     "too_short": sum(m["too_short"] for m in self.metas.values()),
+                     "duplicates": (n - first_total) + dropped["duplicates"],
+                     "low_quality": sum(st["low_quality"] for st in unit_stats)}
+            if writers["train"].docs == 0:
+                raise BadInput(_empty_message(self.source, stats, s.min_chars, filters, bad))
+            if writers["val"].docs == 0 and s.val_fraction > 0:
+                raise BadInput(
+                    f"no document fell into the validation split ({writers['train'].docs} documents); "
+                    "add more documents, raise --val-fraction, or pass --val-fraction 0 to hold out nothing"
+                )
+            per_source = {spec: {"read": 0, "kept": 0, **_hub_settings(spec)} for spec in self.source}
+            for pos, i in enumerate(self.ok):
+                per_source[self.units[i].source]["read"] += self.metas[i]["read"]
+                per_source[self.units[i].source]["kept"] += kept[pos]
+            manifest = {
+                "fidan_version": __version__,
+                "sources": [{"spec": spec, **c} for spec, c in per_source.items()],
+                **({"skipped_files": [{"file": self.units[i].name, "error": e} for i, e in sorted(bad.items())]}
+                   if bad else {}),
+                "cleaning": {
+                    "unicode": "NFC",
+                    "control_characters": "removed (newline and tab kept)",
+                    "whitespace": "runs collapsed, lines trimmed, at most one blank line",
+                    "min_chars": s.min_chars,
+                    "dedup": "exact, on cleaned text and again on the text the quality filters leave",
+                    **({"near_dup": {"method": "MinHash (128 permutations) over character 5-grams, LSH "
+                                               "candidates, estimated Jaccard >= threshold; the first of a "
+                                               "cluster is kept",
+                                     "threshold": s.near_dup, "clusters": near.clusters,
+                                     "removed": near.removed}} if near else {}),
+                },
+                "split_rule": SPLIT_RULE,
+                "val_fraction": s.val_fraction,
+                "quality": ({"enabled": True, "filters": filters.report(), "removed_sample": REMOVED_SAMPLE,
+                             **({"not_run": self.not_run} if self.not_run else {})}
+                            if filters.settings else {"enabled": False}),
+                "dropped": {"too_short": stats["too_short"], "duplicates": stats["duplicates"],
+                            **({"low_quality": stats["low_quality"]} if filters.settings else {}),
+                            **({"near_duplicates": dropped["near_duplicates"]} if near else {})},
+                "documents_read": stats["read"],
+                "splits": {
+                    split: {"documents": w.docs, "characters": w.total_chars, "bytes": w.bytes, "files": w.files}
+                    for split, w in writers.items()
+                },
+                # How this run went; all above is the same for any number of workers and for a resumed run.
+                "run": {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        "seconds": round(time.time() - self.started, 2), "workers": self.workers,
+                        "units": len(self.units), "units_resumed": self.resumed},
+            }
+            if filters.settings:
+                _write_samples(tmp / REMOVED_SAMPLE, filters)
+            manifest = stamp("data", manifest)
+            atomic_write_json(tmp / "manifest.json", manifest)
+        for part in ("scan", "plan", "filter"):  # a cluster executor's logs stay (fidan/corpus/cluster.py)
+            shutil.rmtree(self.work / part, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.work.rmdir()
+        sp = manifest["splits"]
+        print(
+            f"data: {sp['train']['documents']} train / {sp['val']['documents']} val documents, "
+            f"{sp['train']['characters'] + sp['val']['characters']:,} characters "
+            f"({stats['too_short']} short and {stats['duplicates']} duplicate documents dropped"
+            + (f", {stats['low_quality']} by quality filters{_by_filter(filters)}" if filters.settings else "")
+            + (f", {dropped['near_duplicates']} near-duplicates in {near.clusters} clusters" if near else "")
+            + (f", {len(bad)} unreadable files skipped" if bad else "") + f") → {self.out}"
+        )
+        return manifest
 
 
 def _merge(outs: list[Path], folder: Path, near: NearDuplicates | None) -> tuple[dict, list[int], dict]:
