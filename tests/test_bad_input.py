@@ -9,6 +9,7 @@ other name a file of ``FILES`` written into the test's folder.
 
 from __future__ import annotations
 
+import gzip
 import json
 import shlex
 
@@ -32,6 +33,13 @@ FILES = {
     "config.yaml": b"args: {}\n",
     "notes.txt": "Ankara'da kış soğuk geçer.\n".encode(),
     "existing/keep.txt": b"do not lose me\n",
+    # A folder with a good file and a .gz cut off halfway, as a copy interrupted mid-transfer leaves it.
+    "crawl/a.txt": "Ankara'da kış soğuk geçer, yazın ise sıcak ve kuru olur.\n".encode(),
+    "crawl/b.jsonl.gz": gzip.compress("".join(json.dumps({"text": f"Bu {i}. belge Türkçe yazılmıştır."}) + "\n"
+                                              for i in range(2000)).encode())[:300],
+    "english.jsonl": "".join(json.dumps({"text": f"This is sentence number {i}, written in English about the "
+                                                 "weather in the garden in spring."}) + "\n"
+                             for i in range(20)).encode(),
 }
 
 # (command line, what the one line must contain)
@@ -51,6 +59,10 @@ MATRIX: list[tuple[str, str]] = [
      "stop_words.min_count must be a whole number, at least 0"),
     ("data prepare --source notes.txt --out out --quality-set lorem.x=1", "unknown filter 'lorem'"),
     ("data prepare --source hf:owner/name?spilt=train --out out", "unknown key 'spilt'"),
+    ("data prepare --source notes.txt --out out --workers 0", "--workers must be at least 1"),
+    ("data prepare --source crawl --out out --workers 2", "crawl/b.jsonl.gz is corrupt or truncated"),
+    ("data prepare --source english.jsonl --out out", "no Turkish text left in english.jsonl"),
+    ("data prepare --source notes.txt --out out --executor slurm", "--executor-option partition=..."),
     ("data prepare --source notes.txt --out out --quality-set language.min_confidence=2",
      "language.min_confidence must be a number in [0, 1]"),
     # data inspect
