@@ -126,8 +126,10 @@ def run_pass(name: str, task: Callable, units: list[Unit], folders: list[Path], 
                     for fut in ready:
                         fut.result()  # a unit's error stops the pass
                         finished()
-            except BaseException:
-                executor.shutdown(wait=True, cancel_futures=True)
+            except BaseException:  # an error, Ctrl-C: stop the other units now, not when they finish
+                for process in (getattr(executor, "_processes", None) or {}).values():
+                    process.terminate()
+                executor.shutdown(wait=False, cancel_futures=True)
                 raise
             bar.update(counter.value - bar.n)
     finally:
