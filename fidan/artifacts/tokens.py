@@ -2,75 +2,22 @@
 
 Layout: ``DATA/tokens/<tokenizer sha256[:12]>/{train,val}.bin`` and ``meta.json``. Each document is
 followed by the end-of-text token. Training reads random windows straight from the memory map.
+Writing them (in pieces, in parallel, resumable) is `fidan.artifacts.token_encode`.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from fidan.artifacts.datadir import SPLITS, iter_split, load_manifest
-from fidan.artifacts.schema import check, stamp
-from fidan.artifacts.tokenizer import TokenizerBundle
+from fidan.artifacts.schema import check
+from fidan.artifacts.token_encode import dtype_for, encode_splits, tokens_dir
 from fidan.errors import FidanError
-from fidan.runtime.io import atomic_dir, atomic_write_json
 
-BATCH_DOCS = 512
-
-
-def tokens_dir(data: str | Path, tok: TokenizerBundle) -> Path:
-    return Path(data) / "tokens" / tok.sha256[:12]
-
-
-def dtype_for(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.uint32)
-
-
-def encode_splits(data: str | Path, tok: TokenizerBundle, force: bool = False) -> Path:
-    """Encode every split of a data folder with the tokenizer (once; reused until the tokenizer changes)."""
-    manifest = load_manifest(data)
-    out = tokens_dir(data, tok)
-    if (out / "meta.json").exists() and not force:
-        return out
-    dtype = dtype_for(tok.vocab_size)
-    eos = tok.eos_id
-    meta = {"tokenizer": str(tok.path), "tokenizer_sha256": tok.sha256, "vocab_size": tok.vocab_size,
-            "eos_id": eos, "dtype": dtype.name, "splits": {}}
-    start = time.time()
-    with atomic_dir(out) as tmp:
-        for split in SPLITS:
-            n_docs = manifest["splits"][split]["documents"]
-            count = 0
-            with open(tmp / f"{split}.bin", "wb") as f, tqdm(total=n_docs, desc=f"encode {split}", unit="doc") as bar:
-                batch: list[str] = []
-
-                def flush(batch: list[str]) -> int:
-                    encs = tok.tokenizer.encode_batch(batch, add_special_tokens=False)
-                    ids = np.fromiter((i for e in encs for i in (*e.ids, eos)), dtype=np.int64)
-                    f.write(ids.astype(dtype).tobytes())
-                    bar.update(len(batch))
-                    return len(ids)
-
-                for doc in iter_split(data, split):
-                    batch.append(doc)
-                    if len(batch) == BATCH_DOCS:
-                        count += flush(batch)
-                        batch = []
-                if batch:
-                    count += flush(batch)
-            meta["splits"][split] = {"tokens": count, "bytes": manifest["splits"][split]["bytes"],
-                                     "documents": n_docs}
-        meta["seconds"] = round(time.time() - start, 2)
-        atomic_write_json(tmp / "meta.json", stamp("tokens", meta))
-    tr = meta["splits"]["train"]
-    print(f"tokens: {tr['tokens']:,} train ({tr['bytes'] / max(tr['tokens'], 1):.2f} bytes/token), "
-          f"{meta['splits']['val']['tokens']:,} val → {out}")
-    return out
+__all__ = ["TokenSplit", "dtype_for", "encode_splits", "tokens_dir"]
 
 
 class TokenSplit:
