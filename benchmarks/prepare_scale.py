@@ -29,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -92,7 +93,8 @@ def _document(rng: random.Random, paras: list[str], vocab: list[str], recent: li
 def run(cmd: list[str], kill_when=None) -> dict:
     """Run ``cmd``; its wall time, peak memory and exit status (killed with SIGKILL when ``kill_when()``)."""
     start = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log = tempfile.TemporaryFile()  # not a pipe: the progress bar would fill it and block the run
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     top = psutil.Process(proc.pid)
     peak_one = peak_sum = 0
     killed = False
@@ -107,7 +109,8 @@ def run(cmd: list[str], kill_when=None) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)
             killed = True
         time.sleep(0.2)
-    out = proc.stdout.read().decode("utf-8", "replace")
+    log.seek(0)
+    out = log.read().decode("utf-8", "replace").replace("\r", "\n")
     return {"seconds": time.time() - start, "rc": proc.returncode, "peak_rss_mb": peak_one / 2**20,
             "peak_tree_rss_mb": peak_sum / 2**20, "killed": killed, "tail": out[-600:]}
 
