@@ -182,18 +182,25 @@ def _encode_all(todo: list[Piece], work: Path, tok: TokenizerBundle, dtype: np.d
         return
     args = (tok.tokenizer.to_str(), tok.eos_id, dtype.str)
     # spawn: a forked child would inherit torch's and tokenizers' thread pools mid-state.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=args) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=args)
+    try:
         futures = {pool.submit(_run_piece, p, work / p.name): p for p in todo}
         pending = set(futures)
         while pending:
             ready, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for future in ready:
                 if future.exception() is not None:
-                    for other in pending:
-                        other.cancel()
                     raise future.exception()
                 finished(futures[future])
+    except BaseException:
+        # An error or Ctrl-C stops the workers now: the pieces they were on are lost (as in a kill), the
+        # finished ones stay for the next run. (The executor has no public way to stop its processes.)
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _assemble(pieces: list[Piece], work: Path, tmp: Path) -> dict[str, int]:
