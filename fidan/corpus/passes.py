@@ -113,7 +113,7 @@ def plan(scans: list[Path], folder: Path, settings: Settings) -> None:
     """Pass 2: ``first.npy`` (per document kept by length, over all units in order: the first copy of its
     text) and ``repeated.npy`` (sorted digests of lines in at least min_documents distinct documents)."""
     folder.mkdir(parents=True, exist_ok=True)
-    digests = np.concatenate([np.load(s / "digests.npy") for s in scans] or [np.zeros(0, np.uint64)])
+    digests = np.concatenate([np.load(s / "digests.npy", allow_pickle=False) for s in scans] or [np.zeros(0, np.uint64)])
     first = np.zeros(len(digests), bool)
     first[np.unique(digests, return_index=True)[1]] = True
     np.save(folder / "first.npy", first)
@@ -121,7 +121,7 @@ def plan(scans: list[Path], folder: Path, settings: Settings) -> None:
     if settings.line_chars is None:
         return
     least = settings.quality["repeated_lines"]["min_documents"]
-    tables = [np.load(s / "lines.npy", mmap_mode="r") for s in scans]
+    tables = [np.load(s / "lines.npy", mmap_mode="r", allow_pickle=False) for s in scans]
     edges = [np.uint64(b * (2**64 // LINE_BUCKETS)) for b in range(LINE_BUCKETS)]
     common = []
     for b in range(LINE_BUCKETS):
@@ -140,10 +140,10 @@ def filter_unit(unit: Unit, folder: Path, count, settings: Settings, plan_dir: s
     """Pass 3 for one unit: the quality filters on the first copies; the survivors as ``docs.jsonl``
     lines with ``final.npy`` (digest of the final text), ``changed.npy`` (the filters cut lines),
     ``val.npy`` (held out), ``chars.npy``, ``nbytes.npy`` (UTF-8), ``sig.npy`` (--near-dup) and ``stats.json``."""
-    first = np.load(Path(plan_dir) / "first.npy", mmap_mode="r")
+    first = np.load(Path(plan_dir) / "first.npy", mmap_mode="r", allow_pickle=False)
     filters = QualityFilter(settings.quality)
     if settings.line_chars is not None:
-        filters.common_lines = {v.tobytes() for v in np.load(Path(plan_dir) / "repeated.npy")}
+        filters.common_lines = {v.tobytes() for v in np.load(Path(plan_dir) / "repeated.npy", allow_pickle=False)}
     sign = None
     if settings.near_dup:
         from fidan.corpus.neardup import signature as sign

@@ -220,7 +220,7 @@ class Preparation:
         near = NearDuplicates(s.near_dup) if s.near_dup else None
         filters = QualityFilter(s.quality)
         n = sum(m["read"] - m["too_short"] for m in self.metas.values())
-        first_total = int(np.load(self.plan_dir / "first.npy").sum())
+        first_total = int(np.load(self.plan_dir / "first.npy", allow_pickle=False).sum())
         with atomic_dir(self.out) as tmp:
             writers, kept, dropped = _merge(self.filter_dirs, tmp, near)
             unit_stats = [json.loads((o / "stats.json").read_text()) for o in self.filter_dirs]
@@ -299,7 +299,7 @@ class Preparation:
 def _merge(outs: list[Path], folder: Path, near: NearDuplicates | None) -> tuple[dict, list[int], dict]:
     """Pass 4: the documents of every unit in order, less those that the filters made copies of an earlier
     one and near-duplicates, into train and val shards; (writers, documents kept per unit, drops)."""
-    finals = [np.load(o / "final.npy") for o in outs]
+    finals = [np.load(o / "final.npy", allow_pickle=False) for o in outs]
     sizes = [len(f) for f in finals]
     everything = np.concatenate(finals) if finals else np.zeros(0, np.uint64)
     keep = np.zeros(len(everything), bool)
@@ -314,11 +314,11 @@ def _merge(outs: list[Path], folder: Path, near: NearDuplicates | None) -> tuple
             mask = keep[at:at + size]
             at += size
             if near is not None and size:
-                sigs = np.load(o / "sig.npy", mmap_mode="r")
+                sigs = np.load(o / "sig.npy", mmap_mode="r", allow_pickle=False)
                 for row in np.flatnonzero(mask):
                     if near.seen_signature(sigs[row]):
                         mask[row] = False
-            val, chars, nbytes = (np.load(o / f"{n}.npy") for n in ("val", "chars", "nbytes"))
+            val, chars, nbytes = (np.load(o / f"{n}.npy", allow_pickle=False) for n in ("val", "chars", "nbytes"))
             with open(o / "docs.jsonl", "rb") as f:
                 for row, line in enumerate(f):
                     if mask[row]:
