@@ -19,16 +19,9 @@ from __future__ import annotations
 
 from tokenizers import Regex, pre_tokenizers
 
-_SPACE = r"[^\S\r\n]?"  # one optional space or tab, never a newline
-_LETTERS = r"[\p{L}\p{M}]+"
-_APOSTROPHE_SUFFIX = r"['’][\p{L}\p{M}]+"
-_TAIL = r"|[^\S\r\n]?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+from fidan.text.split_pattern import turkish_pattern
 
-
-def turkish_pattern(split_digits: bool = False) -> str:
-    """The split regex (Oniguruma syntax, as `tokenizers` uses)."""
-    digits = r"\p{N}" if split_digits else r"\p{N}+"
-    return f"{_SPACE}{_LETTERS}|{_APOSTROPHE_SUFFIX}|{_SPACE}{digits}{_TAIL}"
+__all__ = ["turkish_pattern", "turkish_pretokenizer", "bytelevel_pretokenizer", "make_pretokenizer"]
 
 
 def turkish_pretokenizer(split_digits: bool = False) -> pre_tokenizers.PreTokenizer:
