@@ -8,9 +8,9 @@ in a dictionary; a document's ids are its pre-tokens' ids joined.
 The ids are the tokenizer's own, exactly:
 
 - the shortcut is taken only for a tokenizer whose whole pipeline is the Turkish split followed by the
-  byte-level mapping (no normalizer, BPE without dropout): a pre-token's ids then do not depend on its
-  neighbours, and a pre-token encoded on its own splits into itself again (only the pattern's last
-  alternatives look ahead, and only at whitespace);
+  byte-level mapping (no normalizer, BPE without dropout); a new pre-token is then mapped to bytes as
+  the tokenizer maps it and handed to the tokenizer's own BPE model, as the tokenizer does with each
+  pre-token;
 - both engines run the same pattern, whose meaning depends only on which characters are letters or
   marks, digits or whitespace; each character met is checked once for the three classes in Oniguruma
   (through `tokenizers`) and in `regex` (their Unicode versions differ), and a document with a character
@@ -26,12 +26,20 @@ import json
 import numpy as np
 import regex
 from tokenizers import Regex, Tokenizer, pre_tokenizers
+from tokenizers.pre_tokenizers import ByteLevel
 
 from fidan.text.split_pattern import turkish_pattern
 
 # Distinct pre-tokens kept (~150 bytes each): the dictionary is emptied when full, so memory stays flat.
 MAX_ENTRIES = 300_000
 _CLASSES = (r"[\p{L}\p{M}]", r"\p{N}", r"\s")
+
+
+def _byte_level_table() -> dict[int, str]:
+    """The byte-level alphabet (GPT-2's): printable bytes stand for themselves, the rest from U+0100 on."""
+    keep = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    moved = [b for b in range(256) if b not in keep]
+    return {**{b: chr(b) for b in keep}, **{b: chr(0x100 + i) for i, b in enumerate(moved)}}
 
 
 def _split_pattern(spec: dict) -> str | None:
@@ -69,8 +77,18 @@ class PretokenEncoder:
         self.ids: dict[str, bytes] = {}
         self.good: set[str] = set()  # characters both engines put in the same classes
         self.bad: set[str] = set()
+        self.whole = 0  # documents handed to the tokenizer whole
         self._onig = [pre_tokenizers.Split(Regex(c), behavior="removed") for c in _CLASSES]
         self._re = [regex.compile(c) for c in _CLASSES]
+        # A pre-token's UTF-8 bytes, read as Latin-1 (one character per byte), then translated.
+        self._to_byte_level = str.maketrans({chr(b): c for b, c in _byte_level_table().items()})
+        self._model = tokenizer.model
+        probe = "aZ ~\n\t\x00\x7f\u00e7\u0131\u20ac\U0001f600"
+        if ByteLevel(add_prefix_space=False, use_regex=False).pre_tokenize_str(probe)[0][0] != self._bytes(probe):
+            raise ValueError("this tokenizers' byte-level alphabet is not the one expected")
+
+    def _bytes(self, piece: str) -> str:
+        return piece.encode().decode("latin-1").translate(self._to_byte_level)
 
     @staticmethod
     def handles(tokenizer: Tokenizer) -> bool:
@@ -101,9 +119,11 @@ class PretokenEncoder:
         if len(ids) + len(new) > MAX_ENTRIES:
             ids.clear()
             new = {p for ps in pieces if ps is not None for p in ps}
-        fresh = [p for p in new if all(self._agree(ch) for ch in set(p))]
-        for p, e in zip(fresh, self.encode(fresh, add_special_tokens=False) if fresh else (), strict=True):
-            ids[p] = np.asarray(e.ids, dtype=self.dtype).tobytes()
+        if not all([self._agree(ch) for ch in set("".join(new))]):  # (every character checked, once)
+            new = {p for p in new if not self.bad.intersection(p)}
+        tokenize, to_bytes, dtype = self._model.tokenize, self._bytes, self.dtype
+        for p in new:
+            ids[p] = np.array([t.id for t in tokenize(to_bytes(p))], dtype=dtype).tobytes()
         out: list[bytes | None] = []
         for ps in pieces:
             try:
@@ -111,6 +131,7 @@ class PretokenEncoder:
             except KeyError:  # a piece with a character the engines disagree on
                 out.append(None)
         slow = [i for i, b in enumerate(out) if b is None]
+        self.whole += len(slow)
         for i, e in zip(slow, self.encode([docs[i] for i in slow], add_special_tokens=False) if slow else (), strict=True):
             out[i] = np.asarray(e.ids, dtype=self.dtype).tobytes()
         return out  # type: ignore[return-value]
