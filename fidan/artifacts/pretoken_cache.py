@@ -2,8 +2,8 @@
 
 `tokenizers` spends most of its time on fidan's Turkish split regex (Oniguruma, ~2.5 MB/s on one core;
 the BPE merges are cheap), and encodes the same words over and over. Here the split runs in the
-`regex` module (~10 MB/s) and every distinct pre-token is encoded once, by the tokenizer itself, and kept
-in a dictionary; a document's ids are its pre-tokens' ids joined.
+`regex` module (~10 MB/s) and every distinct pre-token is encoded once, by the tokenizer's own BPE model,
+and kept in a dictionary; a document's ids are its pre-tokens' ids joined.
 
 The ids are the tokenizer's own, exactly:
 
@@ -68,7 +68,7 @@ class PretokenEncoder:
         pattern = _split_pattern(spec)
         if pattern is None:
             raise ValueError("not a tokenizer made of fidan's Turkish split and the byte-level mapping")
-        self.tokenizer, self.dtype = tokenizer, np.dtype(dtype)
+        self.dtype = np.dtype(dtype)
         self.encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
         self.split = regex.compile(pattern)
         added = sorted({t["content"] for t in spec.get("added_tokens", []) if t.get("content")}, key=len,
@@ -132,6 +132,7 @@ class PretokenEncoder:
                 out.append(None)
         slow = [i for i, b in enumerate(out) if b is None]
         self.whole += len(slow)
-        for i, e in zip(slow, self.encode([docs[i] for i in slow], add_special_tokens=False) if slow else (), strict=True):
-            out[i] = np.asarray(e.ids, dtype=self.dtype).tobytes()
+        if slow:
+            for i, e in zip(slow, self.encode([docs[i] for i in slow], add_special_tokens=False), strict=True):
+                out[i] = np.asarray(e.ids, dtype=self.dtype).tobytes()
         return out  # type: ignore[return-value]

@@ -139,8 +139,10 @@ Encoder = Callable[[list[str]], list[bytes]]
 def make_encoder(tokenizer: Tokenizer, dtype: np.dtype) -> Encoder:
     """Documents → their ids as bytes of ``dtype``: by pre-token for fidan's own tokenizers (the same ids,
     about twice as fast; see pretoken_cache.py), else the tokenizer's batch encoding."""
-    if PretokenEncoder.handles(tokenizer):
+    try:
         return PretokenEncoder(tokenizer, dtype)
+    except ValueError:  # not one of fidan's Turkish tokenizers
+        pass
     # Ids only: encode_batch_fast skips the offsets (tokenizers >= 0.20); the ids are the same.
     encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
     return lambda docs: [np.asarray(e.ids, dtype=dtype).tobytes() for e in encode(docs, add_special_tokens=False)]
