@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from fidan.artifacts.conversations import read_conversations
-    from fidan.artifacts.runs import load_model
+    from fidan.artifacts.loader import load_model
     from fidan.bench.bundled import bundled_data
     from fidan.chat.repl import ChatSession
     from fidan.corpus.instructions import build_instructions

@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 from fidan.artifacts.conversations import read_conversations
-from fidan.artifacts.runs import load_model, read_model_config, resolve_model_dir
+from fidan.artifacts.loader import load_model
+from fidan.artifacts.runs import read_model_config, resolve_model_dir
 from fidan.artifacts.tokenizer import load_tokenizer
 from fidan.chat.repl import ChatSession
 from fidan.corpus.instructions import build_instructions

@@ -94,3 +94,33 @@ def hf_llama(tmp_path_factory):
     out = tmp_path_factory.mktemp("hf") / "llama"
     net.save_pretrained(out)
     return AutoModelForCausalLM.from_pretrained(str(out), local_files_only=True).eval()
+
+
+def write_hf_causal_lm(out, tokenizer_dir, *, vocab: int = 416, tied: bool = True, dtype: str = "bfloat16",
+                       shard: str | None = "200KB", seed: int = 0, layers: int = 2):
+    """A tiny random Qwen3 folder as a hub checkpoint looks: grouped-query attention, embedding rows padded
+    past the tokenizer (416 > 400), weights in ``dtype``, sharded safetensors with their index, and the
+    tokenizer files (fidan's test tokenizer, end-of-text as BOS, EOS and padding)."""
+    import json
+    import shutil
+
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen3Config(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
+                      tie_word_embeddings=tied, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    net = Qwen3ForCausalLM(cfg).to(getattr(torch, dtype))
+    net.save_pretrained(str(out), max_shard_size=shard) if shard else net.save_pretrained(str(out))
+    shutil.copy2(tokenizer_dir / "tokenizer.json", out / "tokenizer.json")
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|endoftext|>",
+              "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "model_max_length": 128}
+    (out / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="session")
+def hf_qwen_dir(tmp_path_factory, tokenizer_dir):
+    """A bf16, sharded, tied-embedding Qwen3 stand-in with fidan's test tokenizer (see write_hf_causal_lm)."""
+    return write_hf_causal_lm(tmp_path_factory.mktemp("hfq") / "qwen3", tokenizer_dir)

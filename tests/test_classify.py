@@ -144,7 +144,7 @@ def test_fidan_backbone_with_lora_saves_merged_and_reloads(toy_data, lm_run, tmp
     again = Predictor(run, device="cpu").probs(texts)
     assert [max(r["probs"], key=r["probs"].get) for r in saved] == [("spor", "yemek")[int(p.argmax())] for p in again]
     with pytest.raises(FidanError, match="text classifier"):
-        from fidan.artifacts.runs import load_model
+        from fidan.artifacts.loader import load_model
 
         load_model(run)
 

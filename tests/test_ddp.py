@@ -66,7 +66,7 @@ def test_fsdp_two_processes_match_one(tmp_path, data_dir, tokenizer_dir):
     for step in a:
         assert a[step] == pytest.approx(b[step], abs=1e-5), f"step {step}: {a[step]} vs {b[step]}"
     # Checkpoints hold the full, unsharded weights: the same model a single process saves.
-    from fidan.artifacts.runs import load_model
+    from fidan.artifacts.loader import load_model
 
     wa, wb = load_model(tmp_path / "single")[0].state_dict(), load_model(sharded)[0].state_dict()
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)

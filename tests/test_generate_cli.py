@@ -118,7 +118,7 @@ def test_cli_help_and_unknown_command(capsys):
 def test_a_saved_run_gives_the_cacheless_greedy_text(run_dir):
     """A run folder written by `fidan pretrain` loads, and the engine's greedy text (KV cache, then the sliding
     window past the 32-token block) is the one the path without a cache gives."""
-    from fidan.artifacts.runs import load_model
+    from fidan.artifacts.loader import load_model
 
     net, tok = load_model(run_dir)
     idx = torch.tensor([tok.encode("Türkiye")])

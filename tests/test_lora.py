@@ -10,10 +10,9 @@ import torch
 
 from fidan.errors import FidanError, MissingExtra
 from fidan.model.gpt import GPT, GPTConfig, config_from_preset
-from fidan.training.lora import (
+from fidan.model.lora import (
     LoraSpec,
     apply_lora,
-    check_qlora,
     default_targets,
     has_lora,
     linear_layers,
@@ -236,12 +235,7 @@ def test_new_token_rows_can_train_beside_adapters():
         apply_lora(fidan_gpt("gpt2"), LoraSpec(r=1), train_also=("embeddings",))
 
 
-def test_qlora_needs_cuda(monkeypatch):
-    with pytest.raises(FidanError, match=r"^QLoRA \(4-bit base\) needs a CUDA GPU; on CPU use --lora-r without --qlora$"):
-        check_qlora("cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(FidanError, match="needs a CUDA GPU"):
-            check_qlora("cuda")
+def test_lora_without_peft_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)  # as if the extra were not installed
     with pytest.raises(MissingExtra, match=r"pip install 'fidan\[lora\]'"):
         apply_lora(fidan_gpt("gpt2"), LoraSpec())

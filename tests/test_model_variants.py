@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fidan.artifacts.runs import load_model, read_metrics, save_weights
+from fidan.artifacts.loader import load_model
+from fidan.artifacts.runs import read_metrics, save_weights
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig, chunked_cross_entropy, config_from_preset
 from fidan.training.optim import MuonAdamW, OwnMuon, make_optimizer

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from fidan.artifacts.runs import checkpoint_dirs, load_model, read_metrics
+from fidan.artifacts.loader import load_model
+from fidan.artifacts.runs import checkpoint_dirs, read_metrics
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig, config_from_preset
 from fidan.training.pretrain import pretrain

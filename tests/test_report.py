@@ -209,7 +209,7 @@ def test_untrained_baseline_is_the_run_architecture_seeded_as_training(run, tmp_
     """`eval mc` scores the same config with fresh weights from the run's seed; checked by direct computation."""
     import torch
 
-    from fidan.artifacts.runs import load_model
+    from fidan.artifacts.loader import load_model
     from fidan.evaluation.lm import load_lm
     from fidan.evaluation.mc import choice_logprobs, mc_accuracy, read_mc
     from fidan.model.gpt import GPT

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from fidan.artifacts.runs import load_model, resolve_model_dir
+from fidan.artifacts.loader import load_model
+from fidan.artifacts.runs import resolve_model_dir
 from fidan.artifacts.tokenizer import TokenizerBundle
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig

@@ -18,14 +18,17 @@ import torch
 from safetensors.torch import load_model as load_safetensors_into
 from safetensors.torch import save_model
 
+from fidan.artifacts.adapters import restore_adapter, save_adapter
 from fidan.artifacts.schema import check, stamp
-from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
+from fidan.artifacts.tokenizer import TokenizerBundle
 from fidan.errors import BadInput, FidanError
-from fidan.model.gpt import GPT, GPTConfig
-from fidan.model.hf import HFCausalLM, is_hf_folder, load_hf_causal_lm
+from fidan.model.gpt import GPTConfig
+from fidan.model.hf import HFCausalLM
 from fidan.runtime.io import as_os_error, atomic_dir, atomic_write_json, read_json, sha256_file
 
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
+ADAPTER_DIR = "adapter"  # a LoRA run's adapters, unmerged, as a peft folder
+ADAPTER_META = "fidan.json"  # the trainer's step and stage, beside them
 
 
 def save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = None) -> None:
@@ -46,15 +49,17 @@ def _save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = Non
     if hasattr(_unwrap(model), "save_folder"):  # a model that knows its own layout (a text classifier)
         _unwrap(model).save_folder(folder, extra)
         return
+    lora = getattr(_unwrap(model), "fidan_lora", None)
+    if lora is not None:
+        # adapters not merged yet (a checkpoint, the best weights): the adapter folder alone, read back over
+        # the base loaded again (fidan.training.start.resume_adapted); the frozen base is not copied
+        save_adapter(_unwrap(model), folder / ADAPTER_DIR, lora["base"], lora.get("tokenizer"), lora["rows"])
+        atomic_write_json(folder / ADAPTER_DIR / ADAPTER_META, extra or {})
+        return
     if isinstance(_unwrap(model), HFCausalLM):
         net = _unwrap(model).net
-        if any(".lora_" in name for name, _ in net.named_parameters()):
-            # adapters not merged yet (a checkpoint): every weight under its own name, read back after
-            # the same adapters are put on an empty model (fidan.training.start.resume_model)
-            save_model(net, str(folder / "model.safetensors"))
-            net.config.to_json_file(str(folder / "config.json"))
-        else:
-            net.save_pretrained(str(folder))
+        _drop_quantization(net)
+        net.save_pretrained(str(folder))
         config = read_json(folder / "config.json", "model config")
         atomic_write_json(folder / "config.json", {**config, **(extra or {})})
         return
@@ -63,6 +68,17 @@ def _save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = Non
     tmp.replace(folder / "model.safetensors")
     atomic_write_json(folder / "config.json", stamp("model", {"model_type": "fidan-gpt",
                                                               **_unwrap(model).config.to_dict(), **(extra or {})}))
+
+
+def _drop_quantization(net: torch.nn.Module) -> None:
+    """A once-4-bit model whose layers were dequantized (a merged QLoRA run) is saved as an ordinary one."""
+    if getattr(net, "is_quantized", False) and not any(type(m).__name__ == "Linear4bit" for m in net.modules()):
+        for name in ("quantization_config", "_pre_quantization_dtype"):
+            if hasattr(net.config, name):
+                delattr(net.config, name)
+        for name, value in (("is_quantized", False), ("hf_quantizer", None), ("is_loaded_in_4bit", False)):
+            if hasattr(net, name):
+                setattr(net, name, value)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -158,7 +174,7 @@ def resolve_model_dir(path: str | Path) -> Path:
     if (path / "classifier.json").exists() or (path.parent.parent / "classifier.json").exists():
         raise FidanError(f"{path} is a text classifier (`fidan classify`), not a language model; use "
                          "`fidan classify predict` with it, or pass a run made by `fidan pretrain` or `fidan sft`")
-    if (path / "model.safetensors").exists():
+    if (path / "model.safetensors").exists() or (path / ADAPTER_DIR / "adapter_config.json").exists():
         return path
     if checkpoint_dirs(path):
         sound = newest_sound_checkpoint(path)
@@ -193,6 +209,9 @@ def check_rows(model: torch.nn.Module, tok: TokenizerBundle, where: str | Path) 
 
 def load_weights(model: torch.nn.Module, folder: Path, device: str = "cpu") -> None:
     target = _unwrap(model)
+    if (Path(folder) / ADAPTER_DIR).exists() and getattr(target, "fidan_lora", None) is not None:
+        restore_adapter(target, Path(folder) / ADAPTER_DIR)  # the best weights of a LoRA run
+        return
     if hasattr(target, "load_folder"):
         target.load_folder(Path(folder), device)
         return
@@ -203,7 +222,7 @@ def load_weights(model: torch.nn.Module, folder: Path, device: str = "cpu") -> N
         raise FidanError(f"cannot load weights from {folder} ({str(e).splitlines()[0][:200]})") from None
 
 
-RUN_ARTIFACTS = ("config.yaml", "config.json", "model.safetensors", "classifier.json", "metrics.jsonl", "checkpoints", "plots", "report.md",
+RUN_ARTIFACTS = ("config.yaml", "config.json", "model.safetensors", "adapter", "classifier.json", "metrics.jsonl", "checkpoints", "plots", "report.md",
                  "eval", "timings.json", "tensorboard", "metrics.csv", "wandb-run.json", "wandb",
                  "split", "search", "tfidf.json", "tfidf.npz", "state.json")  # (the last five: classifiers)
 
@@ -220,24 +239,6 @@ def clear_run(folder: Path) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-
-
-def load_model(path: str | Path, tokenizer: str | Path | None = None, device: str = "cpu"):
-    """Load a trained fidan model and its tokenizer from a run or checkpoint folder, or a local transformers
-    causal LM (wrapped in ``HFCausalLM``) with the tokenizer in its folder."""
-    if is_hf_folder(path):
-        model = load_hf_causal_lm(path, device)
-        tok = load_tokenizer(tokenizer or path)
-        check_rows(model, tok, path)
-        return model.eval(), tok
-    folder = resolve_model_dir(path)
-    cfg = read_model_config(folder)
-    tok = load_tokenizer(tokenizer or find_tokenizer(folder))
-    check_vocab(cfg, tok, folder)
-    model = GPT(cfg)
-    load_weights(model, folder, device)
-    model.to(device).eval()
-    return model, tok
 
 
 def copy_tokenizer(tok: TokenizerBundle, run: Path) -> None:

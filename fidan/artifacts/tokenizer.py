@@ -54,6 +54,13 @@ class TokenizerBundle:
             raise FidanError(f"tokenizer {self.path} has no end-of-text token {token!r}; retrain it with fidan")
         return tid
 
+    def special_id(self, name: str) -> int | None:
+        """The id of a special token named in tokenizer_config.json (``bos_token``, ``eos_token``...), or None."""
+        token = self.config.get(name)
+        if isinstance(token, dict):
+            token = token.get("content")
+        return self.tokenizer.token_to_id(token) if isinstance(token, str) else None
+
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
@@ -99,6 +106,13 @@ def load_tokenizer(path: str | Path) -> TokenizerBundle:
         raise FidanError(f"{file} is not a valid tokenizer.json ({e}); retrain it") from None
     cfg_file = file.parent / "tokenizer_config.json"
     config = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.exists() else {}
+    special_map = file.parent / "special_tokens_map.json"  # older transformers folders name special tokens here
+    if special_map.exists():
+        try:
+            extra = json.loads(special_map.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            extra = {}
+        config = {**{k: v for k, v in extra.items() if k.endswith("_token")}, **config}
     return TokenizerBundle(file.parent, tok, config, hashlib.sha256(raw).hexdigest())
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from fidan.artifacts.runs import load_model
+from fidan.artifacts.loader import load_model
 from fidan.errors import FidanError
 from fidan.inference import Engine, Sampling, apply_precision, check_precision
 from fidan.model.gpt import GPT

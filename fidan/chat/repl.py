@@ -11,9 +11,10 @@ from collections.abc import Callable
 
 import torch
 
-from fidan.artifacts.runs import load_model
+from fidan.artifacts.loader import load_model
 from fidan.errors import FidanError
 from fidan.inference import Engine, Event, Sampling, apply_precision, check_precision, check_sampling
+from fidan.inference.precision import LOAD_DTYPE
 from fidan.runtime.device import pick_device, set_threads
 from fidan.text.chat_template import ChatTokens, encode_chat
 
@@ -135,7 +136,7 @@ def chat(
     seed: int = 0,
     tokenizer: str | None = None,
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     threads: int | None = None,
 ) -> None:
     """Chat with an instruction-tuned model in the terminal; answers stream as they are generated.
@@ -151,7 +152,8 @@ def chat(
         seed: random seed.
         tokenizer: a tokenizer folder (default: the run's own copy).
         device: auto, cpu or cuda.
-        precision: fp32, bf16 (weights cast to bfloat16) or int8 (Linear layers quantized to int8,
+        precision: auto (the checkpoint's own dtype), fp32, bf16 (weights loaded in bfloat16) or int8
+            (Linear layers quantized to int8,
             CPU only); see docs/generation.md.
         threads: CPU threads for torch's operators (default: torch's own choice).
     """
@@ -159,7 +161,7 @@ def chat(
     check_precision(precision)
     set_threads(threads)
     device = pick_device(device)
-    net, tok = load_model(model, tokenizer, device)
+    net, tok = load_model(model, tokenizer, device, dtype=LOAD_DTYPE[precision])
     net = apply_precision(net, precision)
     session = ChatSession(net, tok, system, temperature, top_k, top_p, max_new_tokens, seed, device,
                           repetition_penalty)

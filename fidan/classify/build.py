@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from fidan.artifacts.runs import load_model
+from fidan.artifacts.loader import load_model
 from fidan.artifacts.tokenizer import EOS_TOKEN, TokenizerBundle, load_tokenizer
 from fidan.classify.models import (
     BundleCodec,

@@ -310,7 +310,7 @@ def _train_neural(model: str, kind: str, splits: dict, labels: list[str], run: P
     finally:
         dist_util.shutdown(dist)
     if lora is not None:
-        from fidan.training.lora import merge_lora
+        from fidan.model.lora import merge_lora
 
         merge_lora(net)
         net.save_folder(run)
@@ -327,7 +327,7 @@ def _train_neural(model: str, kind: str, splits: dict, labels: list[str], run: P
 
 def _lora(net, lora) -> None:
     """Adapters on the backbone; the classification head (new, small) trains in full."""
-    from fidan.training.lora import apply_lora
+    from fidan.model.lora import apply_lora
 
     names = {n.rsplit(".", 1)[-1] for n, _ in net.named_modules()}
     apply_lora(net, lora, train_also=tuple(h for h in ("head", "classifier", "score") if h in names)[:1])

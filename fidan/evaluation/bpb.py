@@ -21,7 +21,7 @@ from fidan.artifacts.datadir import iter_split
 from fidan.artifacts.documents import read_documents
 from fidan.errors import FidanError
 from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result
-from fidan.inference.precision import apply_precision, check_precision
+from fidan.inference.precision import LOAD_DTYPE, apply_precision, check_precision
 from fidan.model.scoring import BitsPerByte, pad_windows, sliding_windows
 from fidan.runtime.device import pick_device, set_threads
 from fidan.runtime.io import require_path
@@ -93,7 +93,7 @@ def eval_bpb(
     device: str = "auto",
     out: str | None = None,
     force: bool = False,
-    precision: str = "fp32",
+    precision: str = "auto",
     threads: int | None = None,
 ) -> dict:
     """Bits per byte and perplexity of a model on a text, with a sliding window for long documents.
@@ -112,7 +112,8 @@ def eval_bpb(
         out: where to write the result JSON (default: MODEL/eval/bpb-<text name>.json, or
             bpb-<folder>-<split>.json for a data folder).
         force: replace an existing result file.
-        precision: fp32, bf16 (weights cast to bfloat16) or int8 (Linear layers quantized to int8,
+        precision: auto (the checkpoint's own dtype), fp32, bf16 (weights loaded in bfloat16) or int8
+            (Linear layers quantized to int8,
             CPU only): the precision the model is scored in; see docs/generation.md.
         threads: CPU threads for torch's operators (default: torch's own choice).
     """
@@ -123,7 +124,7 @@ def eval_bpb(
     set_threads(threads)
     name = Path(text).name.split(".")[0] or "text"
     path = result_path(model, "bpb", f"{name}-{split}" if Path(text).is_dir() else name, out, force)
-    lm = load_lm(model, tokenizer, pick_device(device), block_size)
+    lm = load_lm(model, tokenizer, pick_device(device), block_size, dtype=LOAD_DTYPE[precision])
     lm.net = apply_precision(lm.net, precision)
     stride = stride or max(1, lm.block_size // 2)
     if not 1 <= stride <= lm.block_size:

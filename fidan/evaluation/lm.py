@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fidan.artifacts.runs import load_model, resolve_model_dir
+from fidan.artifacts.loader import load
 from fidan.errors import FidanError
-from fidan.model.hf import HF_DEFAULT_MAX_BLOCK, is_hf_folder, quiet_transformers
+from fidan.model.hf import HF_DEFAULT_MAX_BLOCK, context_length
 from fidan.runtime.environment import environment
 from fidan.runtime.io import atomic_write_json
 
@@ -55,48 +55,27 @@ class LanguageModel:
         return out.cpu()
 
 
-def load_lm(model: str, tokenizer: str | None = None, device: str = "cpu", block_size: int | None = None) -> LanguageModel:
-    """A fidan run/checkpoint folder, or a local Hugging Face causal-LM folder (never fetched, no remote code)."""
-    path = Path(model)
-    if not path.exists():
-        raise FidanError(f"model not found: {path}; pass a run folder made by `fidan pretrain` or a local HF model folder")
-    if is_hf_folder(path):
-        lm = _load_hf(path, tokenizer, device)
-    else:
-        net, tok = load_model(path, tokenizer, device)
-        lm = LanguageModel("fidan", resolve_model_dir(path), net, tok.encode, tok.decode, tok.eos_id, {tok.eos_id},
+def load_lm(model: str, tokenizer: str | None = None, device: str = "cpu", block_size: int | None = None,
+            dtype: str = "auto") -> LanguageModel:
+    """A fidan run or checkpoint, a transformers causal LM (folder or cached hub name) or a LoRA adapter folder,
+    through the one loader (no remote code)."""
+    loaded = load(model, tokenizer=tokenizer, device=device, dtype=dtype)
+    tok, net = loaded.tok, loaded.model
+    if loaded.kind == "fidan":
+        lm = LanguageModel("fidan", loaded.folder, net, tok.encode, tok.decode, tok.eos_id, {tok.eos_id},
                            net.config.block_size, device)
+    else:
+        context = context_length(net.net.config) or HF_DEFAULT_MAX_BLOCK
+        eos = tok.special_id("eos_token")
+        bos = tok.special_id("bos_token")
+        lm = LanguageModel("hf", loaded.folder, net.net, tok.encode, tok.decode, bos if bos is not None else eos,
+                           {eos} if eos is not None else set(), min(context, HF_DEFAULT_MAX_BLOCK), device,
+                           max_context=context)
     if block_size is not None:
         if not 1 <= block_size <= lm.max_context:
             raise FidanError(f"--block-size {block_size} is outside 1..{lm.max_context}, the model's context length")
         lm.block_size = block_size
     return lm
-
-
-def _load_hf(path: Path, tokenizer: str | None, device: str) -> LanguageModel:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    quiet_transformers()
-    try:
-        tok = AutoTokenizer.from_pretrained(str(tokenizer or path), local_files_only=True, trust_remote_code=False)
-        net = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
-    except (OSError, ValueError, KeyError) as e:
-        raise FidanError(f"cannot load a causal LM from {path} ({str(e).splitlines()[0][:200]}); "
-                         "pass a folder with config.json, weights and a tokenizer") from None
-    net.to(device).eval()
-    cfg = net.config
-    context = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or HF_DEFAULT_MAX_BLOCK
-    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    stops = {tok.eos_token_id} if tok.eos_token_id is not None else set()
-
-    def encode(text: str) -> list[int]:
-        return tok(text, add_special_tokens=False)["input_ids"]
-
-    def decode(ids: list[int]) -> str:
-        return tok.decode(ids, skip_special_tokens=False)
-
-    return LanguageModel("hf", path, net, encode, decode, start, stops, min(context, HF_DEFAULT_MAX_BLOCK), device,
-                         max_context=context)
 
 
 def pad_batch(rows: list[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, torch.Tensor]:

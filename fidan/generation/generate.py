@@ -6,9 +6,10 @@ import sys
 
 import torch
 
-from fidan.artifacts.runs import load_model
+from fidan.artifacts.loader import load_model
 from fidan.errors import BadInput
 from fidan.inference import Engine, Event, apply_precision, check_precision, check_sampling
+from fidan.inference.precision import LOAD_DTYPE
 from fidan.runtime.device import pick_device, set_threads
 
 
@@ -26,7 +27,7 @@ def generate(
     tokenizer: str | None = None,
     device: str = "auto",
     stream: bool = True,
-    precision: str = "fp32",
+    precision: str = "auto",
     threads: int | None = None,
 ) -> list[str]:
     """Sample text from a trained model; the texts are printed (separated by ---) and returned.
@@ -45,7 +46,8 @@ def generate(
         tokenizer: a tokenizer folder (default: the run's own copy).
         device: auto, cpu or cuda.
         stream: print the first sample as it is generated; otherwise each text is printed once complete.
-        precision: fp32, bf16 (weights cast to bfloat16) or int8 (Linear layers quantized to int8,
+        precision: auto (the checkpoint's own dtype), fp32, bf16 (weights loaded in bfloat16) or int8
+            (Linear layers quantized to int8,
             CPU only); see docs/generation.md.
         threads: CPU threads for torch's operators (default: torch's own choice).
     """
@@ -55,7 +57,7 @@ def generate(
     check_precision(precision)
     set_threads(threads)
     device = pick_device(device)
-    net, tok = load_model(model, tokenizer, device)
+    net, tok = load_model(model, tokenizer, device, dtype=LOAD_DTYPE[precision])
     net = apply_precision(net, precision)
     ids = tok.encode(prompt) if prompt else [tok.eos_id]
     # One generator per sample: sample i draws exactly what it would draw alone with seed + i.

@@ -33,7 +33,7 @@ from fidan.inference.sampling import Sampling, choose_tokens
 from fidan.inference.streaming import TextStream
 from fidan.model.cache import KVCache
 from fidan.model.gpt import GPT
-from fidan.model.hf import HFCausalLM
+from fidan.model.hf import HFCausalLM, forward_with_cache
 
 
 class QueueFull(FidanError):
@@ -116,9 +116,9 @@ class _HFRows:
         from transformers import DynamicCache
 
         past = past if past is not None else DynamicCache()
-        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                         position_ids=positions.to(self.device), past_key_values=past, use_cache=True)
-        return out.logits[:, -1].float(), out.past_key_values
+        logits, cache = forward_with_cache(self.model, ids.to(self.device), mask.to(self.device),
+                                           positions.to(self.device), past)
+        return logits[:, -1].float(), cache
 
     def prefill(self, first_row: int, prompts: list[list[int]]) -> torch.Tensor:
         return torch.stack([self._prefill_one(first_row + i, ids) for i, ids in enumerate(prompts)])

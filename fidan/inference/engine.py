@@ -21,7 +21,7 @@ from fidan.inference.sampling import Sampling, choose_tokens
 from fidan.inference.streaming import TextStream
 from fidan.model.cache import KVCache
 from fidan.model.gpt import GPT
-from fidan.model.hf import HFCausalLM
+from fidan.model.hf import HFCausalLM, forward_with_cache
 
 
 @dataclass
@@ -73,10 +73,9 @@ class _HFRunner:
         self.model, self.device = model, next(model.parameters()).device
 
     def _run(self, ids: torch.Tensor, positions: torch.Tensor, past=None) -> torch.Tensor:
-        out = self.model(input_ids=ids.to(self.device), attention_mask=self.mask.to(self.device),
-                         position_ids=positions.to(self.device), past_key_values=past, use_cache=True)
-        self.past = out.past_key_values
-        return out.logits[:, -1].float()
+        logits, self.past = forward_with_cache(self.model, ids.to(self.device), self.mask.to(self.device),
+                                               positions.to(self.device), past)
+        return logits[:, -1].float()
 
     def prefill(self, rows: list[list[int]]) -> torch.Tensor:
         width = max(map(len, rows))

@@ -1,5 +1,7 @@
 """Precision for inference: fp32, bf16 weights, or int8 Linear layers, for fidan models and transformers LMs.
 
+- ``auto``: the weights in the dtype their checkpoint holds (fp32 for a fidan run, often bf16 for a
+  transformers model), as transformers loads them.
 - ``fp32``: the model as trained.
 - ``bf16``: every floating-point weight and buffer cast to bfloat16 (half the memory; activations and the
   KV cache follow). Fast only where the CPU computes bf16 natively (AVX512-BF16, AMX); elsewhere each
@@ -34,7 +36,10 @@ import torch.nn as nn
 
 from fidan.errors import BadInput
 
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# The dtype the loader reads weights in, for each precision: bf16 is loaded as bf16 (never held in fp32 first);
+# int8 quantizes fp32 weights; auto keeps the checkpoint's own (fp32 for fidan runs).
+LOAD_DTYPE = {"auto": "auto", "fp32": "fp32", "bf16": "bf16", "int8": "fp32"}
 INT8_MIN_WEIGHTS = 1 << 17
 
 
@@ -53,8 +58,10 @@ def apply_precision(model: nn.Module, precision: str, min_int8_weights: int = IN
     (0: every one), so the result is for inference only.
     """
     check_precision(precision)
-    if precision == "fp32":
+    if precision == "auto":
         return model
+    if precision == "fp32":
+        return model.float()
     if precision == "bf16":
         return model.to(torch.bfloat16)
     if any(p.device.type != "cpu" for p in model.parameters()):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from fidan.errors import FidanError
 
@@ -252,6 +253,7 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.ln_f = make_norm(cfg)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.grad_checkpointing = False  # set_grad_checkpointing
         self.apply(self._init_weights)
         # GPT-2: scale residual projections by 1/sqrt(2 * n_layer) so the residual stream stays O(1);
         # with zero_init they start at 0, so every block starts as the identity (modded-nanogpt).
@@ -284,6 +286,9 @@ class GPT(nn.Module):
         c = self.config
         block_params = sum(p.numel() for p in self.blocks.parameters())
         return 6 * (block_params + c.n_embd * c.vocab_size) + 12 * c.n_layer * c.n_embd * c.block_size
+
+    def set_grad_checkpointing(self, on: bool = True) -> None:
+        self.grad_checkpointing = on
 
     def forward(
         self,
@@ -336,8 +341,9 @@ class GPT(nn.Module):
             if doc_ids is not None:
                 rope = (rope[0][:, None], rope[1][:, None])
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, mask, rope)
+        recompute = self.grad_checkpointing and self.training and torch.is_grad_enabled()
+        for block in self.blocks:  # with checkpointing, a block's activations are recomputed in backward
+            x = checkpoint(block, x, mask, rope, use_reentrant=False) if recompute else block(x, mask, rope)
         return self.ln_f(x)
 
     def forward_cached(self, idx: torch.Tensor, cache: KVCache, start: list[int],

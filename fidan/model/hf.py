@@ -11,15 +11,19 @@ transformers model (``.net``), saved with ``save_pretrained``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import logging
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fidan.errors import FidanError
+from fidan.errors import FidanError, MissingExtra
 from fidan.model.gpt import chunked_cross_entropy, positions_in_documents
+from fidan.model.memory import logical_parameters
 
 # Scoring a long context on a CPU is slow: training windows of HF models are capped unless asked otherwise.
 HF_DEFAULT_MAX_BLOCK = 1024
@@ -90,8 +94,20 @@ class HFCausalLM(nn.Module):
                          and not getattr(net.config, "final_logit_softcapping", None)
                          and getattr(net.config, "logit_scale", None) is None)
 
+    def empty_copy(self) -> HFCausalLM:
+        """The same architecture with fresh weights, on the CPU (what FSDP's gathered weights are loaded into)."""
+        return HFCausalLM(type(self.net)(self.net.config), self.config.block_size)
+
+    def set_grad_checkpointing(self, on: bool = True) -> None:
+        """transformers' own: each decoder layer's activations recomputed in backward (non-reentrant, so
+        frozen inputs, as under LoRA, need no gradient)."""
+        if on:
+            self.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.net.gradient_checkpointing_disable()
+
     def num_params(self, non_embedding: bool = False) -> int:
-        n = sum(p.numel() for p in self.parameters())
+        n = logical_parameters(self)
         if non_embedding:
             n -= self.net.get_input_embeddings().weight.numel()
         return n
@@ -130,6 +146,22 @@ class HFCausalLM(nn.Module):
         return logits, loss
 
 
+@functools.cache
+def _cache_keyword(kind: type) -> str:
+    params = inspect.signature(kind.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def forward_with_cache(net: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       position_ids: torch.Tensor, cache=None) -> tuple[torch.Tensor, object]:
+    """(logits, the model's KV cache after this call): transformers 5.25 renamed ``past_key_values`` to
+    ``cache``, in the arguments and in the output; both spellings are taken."""
+    keyword = _cache_keyword(type(net))
+    out = net(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
+              **{keyword: cache})
+    return out.logits, getattr(out, keyword, None) if keyword == "cache" else out.past_key_values
+
+
 def quiet_transformers() -> None:
     """No per-shard progress bars and advice lines from transformers inside fidan's own output."""
     from transformers.utils import logging
@@ -138,26 +170,72 @@ def quiet_transformers() -> None:
     logging.set_verbosity_error()
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def checkpoint_dtype(hf_config) -> torch.dtype:
+    """The dtype a transformers checkpoint says it holds (``dtype``/``torch_dtype`` in config.json; fp32 if none)."""
+    value = getattr(hf_config, "dtype", None) or getattr(hf_config, "torch_dtype", None)
+    if isinstance(value, str):
+        value = getattr(torch, value, None)
+    return value if isinstance(value, torch.dtype) else torch.float32
+
+
+def four_bit_config():
+    """QLoRA's base: NF4 weights with double quantization (the scales quantized too), computed in bf16."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
 def load_hf_causal_lm(path: str | Path, device: str = "cpu", block_size: int | None = None,
-                      dtype: torch.dtype = torch.float32) -> HFCausalLM:
-    """A local transformers causal-LM folder (never fetched, no remote code), wrapped for fidan."""
+                      dtype: str | torch.dtype = "auto", four_bit: bool = False,
+                      trust_remote_code: bool = False) -> HFCausalLM:
+    """A local transformers causal-LM folder (never fetched), wrapped for fidan.
+
+    ``dtype``: ``auto`` (the checkpoint's own, as transformers does), ``fp32``, ``bf16``, ``fp16`` or a torch
+    dtype. ``four_bit``: the linear layers of the blocks as bitsandbytes NF4 ``Linear4bit`` (the embeddings,
+    norms and output head stay in ``dtype``), on ``device``, CPU included. Sharded safetensors (with their
+    index), grouped-query attention and tied or untied heads load as transformers loads them.
+    """
     from transformers import AutoConfig, AutoModelForCausalLM
 
     quiet_transformers()
-
     path = Path(path)
     try:
-        config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as e:
         raise FidanError(f"{path} is not a transformers model folder ({str(e).splitlines()[0][:160]})") from None
     archs = getattr(config, "architectures", None) or []
     if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
         raise FidanError(f"{path} holds a {', '.join(archs)}, not a causal language model; "
                          "pass a folder with a *ForCausalLM model")
+    torch_dtype = checkpoint_dtype(config) if dtype == "auto" else DTYPES.get(dtype, dtype)
+    kwargs: dict = {"dtype": torch_dtype}
+    if four_bit:
+        _bitsandbytes()
+        kwargs.update(quantization_config=four_bit_config(),
+                      device_map={"": torch.device(device).index or 0} if device.startswith("cuda") else "cpu")
     try:
-        net = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, trust_remote_code=False,
-                                                   dtype=dtype)
+        net = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True,
+                                                   trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise FidanError(f"cannot load a causal LM from {path} ({str(e).splitlines()[0][:200]}); "
                          "pass a folder with config.json and weights") from None
-    return HFCausalLM(net.to(device), block_size)
+    return HFCausalLM(net if four_bit else net.to(device), block_size)
+
+
+def quiet_bitsandbytes() -> None:
+    """bitsandbytes, on a CPU with AVX512-BF16, first tries to fetch a 4-bit matmul kernel from the hub and logs
+    a warning when it cannot (offline, untrusted): it then uses the 4-bit kernel it ships, which is fine."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+def _bitsandbytes():
+    quiet_bitsandbytes()
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise MissingExtra("a 4-bit base (--qlora) needs bitsandbytes: pip install 'fidan[lora]'") from None
+    return bitsandbytes

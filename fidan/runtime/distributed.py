@@ -7,7 +7,8 @@ own rows from the memory-mapped token file; DDP averages the gradients, so a ste
 single-process step on the same global batch. Rank 0 alone evaluates, logs and writes checkpoints.
 
 FSDP (``--fsdp``) shards parameters, gradients and optimizer state over the ranks with PyTorch's
-``fully_shard`` (one unit per transformer block plus the root), for models that do not fit one GPU.
+``fully_shard`` (one unit per transformer block, or per decoder layer of a transformers model, plus the
+root), for models that do not fit one GPU.
 """
 
 from __future__ import annotations
@@ -67,13 +68,27 @@ def wrap_model(model: torch.nn.Module, info: DistInfo, fsdp: bool = False) -> to
     if fsdp:
         from torch.distributed.fsdp import fully_shard
 
-        for block in model.blocks:
+        for block in shard_units(model):
             fully_shard(block)
         return fully_shard(model)
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [info.local_rank] if info.device.startswith("cuda") else None
     return DistributedDataParallel(model, device_ids=ids)
+
+
+def shard_units(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """FSDP's units: fidan's blocks, or a transformers model's decoder layers (the classes it lists in
+    ``_no_split_modules``, the ones it never splits across devices)."""
+    if hasattr(model, "blocks"):
+        return list(model.blocks)
+    net = getattr(model, "net", model)
+    names = set(getattr(net, "_no_split_modules", None) or [])
+    units = [m for m in net.modules() if type(m).__name__ in names]
+    if not units:
+        raise FidanError(f"--fsdp: no decoder layers found to shard in {type(net).__name__} (it lists none in "
+                         "_no_split_modules); train it without --fsdp")
+    return units
 
 
 def sync_gradients(model: torch.nn.Module, sync: bool):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fidan.artifacts.runs import load_model
+from fidan.artifacts.loader import load_model
 from fidan.errors import BadInput, MissingExtra
-from fidan.inference.precision import apply_precision, check_precision
+from fidan.inference.precision import LOAD_DTYPE, apply_precision, check_precision
 from fidan.runtime.device import pick_device, set_threads
 
 
@@ -15,7 +15,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     api_key: str | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     threads: int | None = None,
     device: str = "auto",
     max_batch: int = 16,
@@ -34,7 +34,7 @@ def serve(
             set --api-key then).
         port: the TCP port.
         api_key: if set, every API request must send `Authorization: Bearer KEY`.
-        precision: fp32, bf16 or int8 weights for inference.
+        precision: auto (the checkpoint's own dtype), fp32, bf16 or int8 weights for inference.
         threads: CPU threads for the model (default: torch's own choice).
         device: auto, cpu or cuda.
         max_batch: requests decoded together at most; later ones wait for a free row.
@@ -62,7 +62,7 @@ def serve(
         app.state.batcher.close()
 
 
-def build_app(model: str, api_key: str | None = None, precision: str = "fp32", threads: int | None = None,
+def build_app(model: str, api_key: str | None = None, precision: str = "auto", threads: int | None = None,
               device: str = "auto", max_batch: int = 16, max_waiting: int = 64, max_tokens: int = 512,
               default_max_tokens: int = 256, max_body_kb: int = 1024, name: str | None = None,
               tokenizer: str | None = None):
@@ -87,7 +87,7 @@ def build_app(model: str, api_key: str | None = None, precision: str = "fp32", t
     check_precision(precision)
     set_threads(threads)
     device = pick_device(device)
-    net, tok = load_model(model, tokenizer, device)
+    net, tok = load_model(model, tokenizer, device, dtype=LOAD_DTYPE[precision])
     net = apply_precision(net, precision)
     batcher = Batcher(net, decode=tok.decode, max_batch=max_batch, max_waiting=max_waiting)
     limits = Limits(max_body_bytes=max_body_kb * 1024, max_tokens=max_tokens,

@@ -44,6 +44,7 @@ class TrainArgs:
     precision: str = "fp32"
     compile: bool = False
     fsdp: bool = False
+    grad_checkpointing: bool = False
     seed: int = 1337
     peak_gflops: float | None = None
 
@@ -63,7 +64,8 @@ class TrainArgs:
             if value is not None and value <= 0:
                 raise FidanError(f"--{name.replace('_', '-')} must be positive, got {value}")
         if self.fsdp and self.optimizer != "adamw":
-            raise FidanError("--fsdp shards every parameter, which Muon cannot orthogonalize; use --optimizer adamw")
+            raise FidanError(f"--fsdp shards every parameter, which {self.optimizer} cannot handle as sharded "
+                             "tensors; use --optimizer adamw")
 
 
 @dataclass
@@ -114,13 +116,21 @@ SHARED: tuple[Option, ...] = (
     Option("warmup_steps", int, 50, "linear warmup steps (at most a quarter of the run)."),
     Option("weight_decay", float, 0.1, "weight decay on matrices and embeddings."),
     Option("grad_clip", float, 1.0, "clip the global gradient norm to this (0 disables)."),
-    Option("optimizer", Literal["auto", "adamw", "muon"], "auto",
-           "adamw, muon (Muon for block matrices + AdamW for the rest), or auto."),
+    Option("optimizer", Literal["auto", "adamw", "muon", "adamw8bit"], "auto",
+           "adamw, muon (Muon for block matrices + AdamW for the rest), adamw8bit (bitsandbytes' 8-bit AdamW: "
+           "a quarter of AdamW's state), or auto."),
     Option("muon_lr", float | None, None, "peak learning rate of the Muon matrices."),
     Option("precision", Literal["auto", "fp32", "bf16", "fp16"], "auto",
            "auto (bf16 autocast where the hardware supports it), fp32, bf16 or fp16 (CUDA only)."),
     Option("compile", bool, False, "compile the model with torch.compile (slower start, faster steps)."),
     Option("fsdp", bool, False, "under torchrun, shard the model with FSDP instead of replicating it (DDP)."),
+    Option("grad_checkpointing", bool, False, "recompute each block's activations in the backward pass instead of "
+                                              "keeping them: less memory for about a third more compute."),
+    Option("load_dtype", Literal["auto", "fp32", "bf16", "fp16"], "auto",
+           "precision a transformers base is loaded in: auto (its checkpoint's own), fp32, bf16 or fp16; frozen "
+           "weights stay in it, trained ones are kept in fp32."),
+    Option("trust_remote_code", bool, False, "let a transformers base run the Python code in its folder or hub "
+                                             "repository (never done without this flag)."),
     Option("peak_gflops", float | None, None, "peak GFLOP/s of the machine for MFU (default: measured briefly at start)."),
     Option("eval_every", int, 100, "evaluate held-out loss and bits per byte every N steps."),
     Option("patience", int, 0, "stop after this many evaluations without a better held-out loss and keep the best "
@@ -211,7 +221,8 @@ def group(training: dict, *, lr: float, optimizer: str, muon_lr: float, precisio
                       budget_minutes=t["budget_minutes"], batch_size=t["batch_size"], grad_accum=t["grad_accum"],
                       lr=lr, min_lr_ratio=t["min_lr_ratio"], schedule=t["schedule"], warmup_steps=t["warmup_steps"],
                       weight_decay=t["weight_decay"], grad_clip=t["grad_clip"], optimizer=optimizer,
-                      muon_lr=muon_lr, precision=precision, compile=t["compile"], fsdp=t["fsdp"], seed=t["seed"],
+                      muon_lr=muon_lr, precision=precision, compile=t["compile"], fsdp=t["fsdp"],
+                      grad_checkpointing=t["grad_checkpointing"], seed=t["seed"],
                       peak_gflops=t["peak_gflops"])
     out = Training(train, EvalArgs(t["eval_every"], t["patience"]),
                    CheckpointArgs(t["checkpoint_every"], t["keep_checkpoints"]), t["logger"], device,

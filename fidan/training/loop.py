@@ -130,6 +130,8 @@ class Trainer:
         self.dist, self.device, self.main = dist, device, dist.is_main
         self.quiet = quiet or not dist.is_main
         self.raw = task.model
+        if args.grad_checkpointing:
+            grad_checkpointing(self.raw)
         self.model = dist_util.wrap_model(self.raw, dist, args.fsdp)  # DDP / FSDP under torchrun, else itself
         self.opt = make_optimizer(self.raw, args.optimizer, args.lr, args.weight_decay, (0.9, 0.95), args.muon_lr,
                                   fused=False if args.fsdp else None)
@@ -393,8 +395,13 @@ def dropout_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63)
 
 
-def _stop_at(args: TrainArgs, plan: int) -> int:
-    return min(args.until_step or plan, plan)
+def grad_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute block activations in backward, in every model part that can (fidan's GPT, transformers)."""
+    parts = [m for m in model.modules() if hasattr(m, "set_grad_checkpointing")]
+    if not parts:
+        raise FidanError(f"--grad-checkpointing: {type(model).__name__} has no blocks to checkpoint; leave it out")
+    for part in parts:
+        part.set_grad_checkpointing(True)
 
 
 def _check_resume(state: dict, args: TrainArgs, global_batch: int, main: bool) -> None:
@@ -412,6 +419,6 @@ def _gathered(raw: torch.nn.Module, full_weights: dict | None) -> torch.nn.Modul
     """The model to save: itself, or an unsharded CPU copy holding FSDP's gathered weights."""
     if not full_weights:
         return raw
-    copy = type(raw)(raw.config)
+    copy = raw.empty_copy() if hasattr(raw, "empty_copy") else type(raw)(raw.config)
     copy.load_state_dict(full_weights)
     return copy

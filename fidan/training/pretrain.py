@@ -28,22 +28,25 @@ from fidan.model.hf import is_hf_folder
 from fidan.model.scoring import count_windows, documents_in_tokens, model_nll, score_token_documents
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import pick_device
-from fidan.runtime.perf import autocast, resolve_precision
+from fidan.runtime.perf import autocast
 from fidan.training.args import TrainArgs, group, training_command
 from fidan.training.estimate import estimate_step_seconds
 from fidan.training.loop import dropout_seed, fit
 from fidan.training.runs import open_run, start_fresh
 from fidan.training.start import (
     EXTENSION_FILE,
-    Start,
     adapt_with_lora,
+    base_record,
     copy_hf_tokenizer,
     load_start,
     lora_request,
+    master_weights_fp32,
     merged_for_saving,
     new_token_ids,
-    resume_model,
+    resume_adapted,
+    stored_dtype,
     train_only_rows,
+    train_precision,
     trained_weights,
 )
 
@@ -151,15 +154,16 @@ def pretrain(
         data: a data folder made by `fidan data prepare` (it is tokenized on first use).
         out: the run folder (checkpoints, metrics.jsonl, plots/, model.safetensors).
         tokenizer: a tokenizer folder made by `fidan tokenizer train` (default with --init: the model's own).
-        init: continue from these weights: a fidan run folder, or a local transformers causal-LM folder
-            (then the run folder is a transformers folder too).
+        init: continue from these weights: a fidan run folder, a transformers causal-LM folder or hub name
+            (from the local Hugging Face cache; then the run folder is a transformers folder too).
         only_new_embeddings: train only the embedding rows that `fidan vocab extend` added, everything else
             frozen (the first phase of adapting an extended model; needs --init).
         lora_r: train LoRA adapters of this rank instead of the weights (0: off; needs --init); the run
-            saves the adapters merged into an ordinary model.
+            saves the adapters merged into an ordinary model, and unmerged as a peft folder in RUN/adapter.
         lora_alpha: LoRA scale: updates are multiplied by alpha / r.
         lora_targets: comma-separated linear layers that get adapters (default: every attention and MLP layer).
-        qlora: keep a transformers base in 4 bits under the adapters (needs CUDA and bitsandbytes).
+        qlora: load the transformers base with its block linear layers in 4-bit NF4 (double quantization, bf16
+            compute; bitsandbytes, CPU or CUDA) and train LoRA adapters over it (needs --lora-r).
         preset: model architecture preset: ders (the lesson's GPT-2), hizli (fastest to quality on CPU) or
             qwen3 (Qwen3's shape, small, tied embeddings: exports as Qwen3ForCausalLM).
         block_size: sequence length (default: the preset's).
@@ -180,20 +184,25 @@ def pretrain(
     if only_new_embeddings and init is None:
         raise FidanError("--only-new-embeddings needs --init: the extended model whose new rows should train")
     device = pick_device(training["device"])
-    lora = lora_request(lora_r, lora_alpha, lora_targets, qlora, device)
+    lora = lora_request(lora_r, lora_alpha, lora_targets, qlora)
     if lora is not None and (init is None or only_new_embeddings):
         raise FidanError("LoRA adapts an existing model: pass --init, and not --only-new-embeddings")
+    if init is None and (training["load_dtype"] != "auto" or training["trust_remote_code"]):
+        raise FidanError("--load-dtype and --trust-remote-code apply to a base model: pass --init too")
     if init is not None and training["optimizer"] == "auto":
         training = {**training, "optimizer": "adamw"}  # Muon's split knows fidan's blocks only
     default_lr, default_muon_lr = PRESET_LR.get(preset, (1e-3, 0.02))
+    base_dtype = stored_dtype(init, training["load_dtype"]) if init is not None else "fp32"
     t = group(training, lr=default_lr if training["lr"] is None else training["lr"],
               optimizer=PRESET_OPTIMIZER.get(preset, "adamw") if training["optimizer"] == "auto"
               else training["optimizer"],
               muon_lr=default_muon_lr if training["muon_lr"] is None else training["muon_lr"],
-              precision=resolve_precision(training["precision"], device), device=device)
+              precision=train_precision(training["precision"], device, base_dtype, qlora), device=device)
     if eval_windows <= 0:
         raise FidanError(f"--eval-windows must be positive, got {eval_windows}")
     args, evals, ckpts, quiet = t.train, t.evals, t.checkpoints, t.quiet
+    load_opts = {"dtype": training["load_dtype"], "four_bit": qlora, "block_size": block_size,
+                 "trust_remote_code": training["trust_remote_code"]}
     dist = dist_util.init_distributed(device)
     try:
         run = Path(out)
@@ -201,12 +210,13 @@ def pretrain(
         ckpt = open_run(run, t.resume, t.force, dist.is_main, quiet)
         start = None
         if init is not None:  # continue a model: from the run's own checkpoint when resuming
-            run_tok = str(run) if ckpt is not None and is_hf_folder(ckpt) else None  # HF runs keep it beside
             if ckpt is not None and lora is not None:
-                tok = load_tokenizer(tokenizer or run_tok or run / "tokenizer")
-                start = Start(resume_model(ckpt, block_size, lora), tok, "hf" if run_tok else "fidan", Path(init))
+                start = resume_adapted(ckpt, device=dist.device, **load_opts)
+            elif ckpt is not None:
+                run_tok = str(run) if is_hf_folder(ckpt) else None  # HF runs keep it beside the weights
+                start = load_start(str(ckpt), tokenizer or run_tok, device=dist.device, **load_opts)
             else:
-                start = load_start(str(ckpt or init), tokenizer or run_tok, block_size)
+                start = load_start(init, tokenizer, device=dist.device, **load_opts)
             tok, cfg = start.tok, start.model.config
         else:
             tok = load_tokenizer(tokenizer)
@@ -228,17 +238,19 @@ def pretrain(
 
         torch.manual_seed(args.seed)
         if start is not None:
-            model = start.model.to(dist.device)
+            model = start.model.train()
             if only_new_embeddings:
                 new_ids = new_token_ids(start.folder if ckpt is None else run)
                 n = train_only_rows(model, new_ids)
                 if not quiet and dist.is_main:
                     print(f"training only the {len(new_ids):,} new embedding rows ({n:,} weights); the rest is frozen")
             if lora is not None and ckpt is None:
-                trained, total = adapt_with_lora(model, lora)
+                trained, total = adapt_with_lora(model, lora, base=start.describe()["source"])
                 if not quiet and dist.is_main:
                     print(f"LoRA r={lora.r}, alpha={lora.alpha:g}: training {trained:,} of {total:,} weights "
-                          f"({trained / total:.2%})")
+                          f"({trained / total:.2%})" + (" over a 4-bit NF4 base" if qlora else ""))
+            if master_weights_fp32(model) and ckpt is not None and lora is None:
+                load_weights(model, ckpt)  # the trained tensors' saved fp32 values, not their half rounding
         else:
             model = GPT(cfg).to(dist.device)
             if ckpt is not None:
@@ -254,7 +266,8 @@ def pretrain(
         config = {"fidan_version": __version__, "stage": "pretrain", "data": str(Path(data).resolve()),
                   "data_sha256": [f["sha256"] for s in manifest["splits"].values() for f in s["files"]],
                   "tokenizer": str(tok.path.resolve()), "tokenizer_sha256": tok.sha256,
-                  "init": str(Path(init).resolve()) if init else None,
+                  "init": init if init and not Path(init).exists() else str(Path(init).resolve()) if init else None,
+                  "base": base_record(start, init, load_opts) if start is not None else None,
                   "model": cfg.to_dict(), "parameters": model.num_params(),
                   "preset": None if init else preset, "lora": lora.to_dict() if lora else None,
                   "trainable_parameters": trained_weights(model)}
@@ -263,7 +276,7 @@ def pretrain(
                       command_args=command_args, logger=t.logger, quiet=quiet,
                       title=f"{Path(init).name if init else preset} · {model.num_params():,} parameters")
         if lora is not None and dist.is_main:
-            merged_for_saving(model, run)
+            merged_for_saving(model, run, start.dtype)
     finally:
         dist_util.shutdown(dist)
     if dist.is_main and not quiet:

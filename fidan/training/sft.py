@@ -19,31 +19,35 @@ import yaml
 
 from fidan import __version__
 from fidan.artifacts.conversations import has_split, in_val_split, load_conversations
-from fidan.artifacts.runs import load_model, load_weights, read_model_config, resolve_model_dir
+from fidan.artifacts.loader import locate
+from fidan.artifacts.runs import load_weights
 from fidan.artifacts.tokenizer import add_special_tokens, load_tokenizer
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig
-from fidan.model.hf import is_hf_folder, load_hf_causal_lm
+from fidan.model.lora import check_targets
 from fidan.model.scoring import BitsPerByte, model_nll
 from fidan.model.vocab import grow_embeddings
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import sha256_file
-from fidan.runtime.perf import autocast, resolve_precision
+from fidan.runtime.perf import autocast
 from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS
 from fidan.training.args import TrainArgs, group, training_command
 from fidan.training.estimate import estimate_step_seconds
 from fidan.training.loop import fit
-from fidan.training.lora import check_targets
 from fidan.training.runs import open_run, start_fresh
 from fidan.training.sft_data import EpochBatches, Example, make_batch, pack_rows, tokenize_conversations
 from fidan.training.start import (
     adapt_with_lora,
+    base_record,
     copy_hf_tokenizer,
     load_start,
     lora_request,
+    master_weights_fp32,
     merged_for_saving,
-    resume_model,
+    resume_adapted,
+    stored_dtype,
+    train_precision,
     trained_weights,
 )
 
@@ -65,8 +69,9 @@ def tuning_defaults(model: str | Path) -> dict:
     Rule: the base's optimizer; AdamW at 2x the base's pretraining peak rate (a tuned base keeps its own
     tuning rate); Muon matrices at the base's Muon rate; dropout 0.
     """
-    folder = Path(model) if is_hf_folder(model) else resolve_model_dir(model)
-    for candidate in (folder / "config.yaml", folder.parent.parent / "config.yaml"):
+    source = locate(model)
+    folder = source.folder
+    for candidate in (folder / "config.yaml", folder.parent / "config.yaml", folder.parent.parent / "config.yaml"):
         if candidate.exists():
             try:
                 config = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
@@ -175,8 +180,8 @@ def sft(
     """Instruction-tune a model on chat or Alpaca-style data, with loss on the answers only.
 
     Args:
-        model: a run folder made by `fidan pretrain` (or `fidan sft`), one of its checkpoints, or a local
-            transformers causal-LM folder.
+        model: a run folder made by `fidan pretrain` (or `fidan sft`), one of its checkpoints, a transformers
+            causal-LM folder, or a hub name from the local Hugging Face cache.
         data: a .jsonl file (Alpaca instruction/input/output or chat messages), a folder with train.jsonl
             (and val.jsonl), or hf:NAME for a Hugging Face dataset.
         out: the new run folder (checkpoints, metrics.jsonl, plots/, model.safetensors, tokenizer/).
@@ -186,10 +191,12 @@ def sft(
         pack: pack several short examples into each sequence (attention never crosses examples).
         eval_examples: held-out conversations used per evaluation, at most.
         lora_r: train LoRA adapters of this rank (and the chat tokens' embedding rows) instead of every
-            weight (0: off); the run saves the adapters merged into an ordinary model.
+            weight (0: off); the run saves the adapters merged into an ordinary model, and unmerged as a peft
+            folder in RUN/adapter.
         lora_alpha: LoRA scale: updates are multiplied by alpha / r.
         lora_targets: comma-separated linear layers that get adapters (default: every attention and MLP layer).
-        qlora: keep a transformers base in 4 bits under the adapters (needs CUDA and bitsandbytes).
+        qlora: load the transformers base with its block linear layers in 4-bit NF4 (double quantization, bf16
+            compute; bitsandbytes, CPU or CUDA) and train LoRA adapters over it (needs --lora-r).
         batch_size: rows (packed sequences) per micro-batch (per process under torchrun).
         lr: peak learning rate (default: twice the base's pretraining rate, from its config.yaml; with
             --lora-r ten times that).
@@ -206,7 +213,7 @@ def sft(
     if not 0 <= val_fraction < 1:
         raise FidanError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     device = pick_device(training["device"])
-    lora = lora_request(lora_r, lora_alpha, lora_targets, qlora, device)
+    lora = lora_request(lora_r, lora_alpha, lora_targets, qlora)
     run = Path(out)
     resume = training["resume"]
     # a resumed run keeps its own resolved settings; one killed before it wrote them starts as a new run would
@@ -216,15 +223,18 @@ def sft(
     t = group(training, lr=default_lr if training["lr"] is None else training["lr"],
               optimizer=defaults["optimizer"] if training["optimizer"] == "auto" else training["optimizer"],
               muon_lr=defaults["muon_lr"] if training["muon_lr"] is None else training["muon_lr"],
-              precision=resolve_precision(training["precision"], device), device=device)
+              precision=train_precision(training["precision"], device, stored_dtype(model, training["load_dtype"]),
+                                        qlora), device=device)
     args, evals, ckpts, quiet = t.train, t.evals, t.checkpoints, t.quiet
+    load_opts = {"dtype": training["load_dtype"], "four_bit": qlora, "block_size": None,
+                 "trust_remote_code": training["trust_remote_code"]}
     dist = dist_util.init_distributed(device)
     try:
-        summary, net, n_train, n_val = _tune(model, data, run, val_data, val_fraction, eval_examples, dropout,
+        summary, net, n_train, n_val, base_dtype = _tune(model, data, run, val_data, val_fraction, eval_examples, dropout,
                                              defaults, pack, args, evals, ckpts, dist, resume, t.force, t.logger,
-                                             command_args, quiet, lora)
+                                             command_args, quiet, lora, load_opts)
         if lora is not None and dist.is_main:
-            merged_for_saving(net, run)
+            merged_for_saving(net, run, base_dtype)
     finally:
         dist_util.shutdown(dist)
     if not dist.is_main:
@@ -252,26 +262,23 @@ def _resumed_defaults(run: Path) -> dict:
 
 
 def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout, defaults, pack, args, evals,
-          ckpts, dist, resume, force, logger, command_args, quiet, lora=None):
+          ckpts, dist, resume, force, logger, command_args, quiet, lora=None, load_opts=None):
     main = dist.is_main
     quiet = quiet or not main
     ckpt = open_run(run, resume, force, dist.is_main, quiet)
-    hf = is_hf_folder(ckpt if ckpt is not None else model)
+    start = None
     if ckpt is not None:  # a resume reads the grown model and tokenizer from the run itself
         tok = load_tokenizer(run / "tokenizer")
         if lora is not None:
-            net = resume_model(ckpt, None, lora, _chat_ids(tok))
-        elif hf:
-            net = load_hf_causal_lm(ckpt)
+            start = resume_adapted(ckpt, device=dist.device, trainable_rows=_chat_ids(tok), **load_opts)
         else:
-            net = GPT(read_model_config(ckpt))
-            load_weights(net, ckpt)
+            start = load_start(str(ckpt), str(run / "tokenizer"), device=dist.device, **load_opts)
+        net = start.model
+        if master_weights_fp32(net) and lora is None:
+            load_weights(net, ckpt)  # the trained tensors' saved fp32 values, not their half rounding
     else:
-        if hf:  # a transformers causal LM: tuned as it is, saved as a transformers folder
-            start = load_start(model, None, None)
-            net, base_tok = start.model, start.tok
-        else:
-            net, base_tok = load_model(model, device="cpu")
+        start = load_start(model, None, device=dist.device, **load_opts)
+        net, base_tok = start.model, start.tok
         if lora is not None:
             check_targets(net, lora)  # before anything is written
         if main:
@@ -282,7 +289,7 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
         rows = net.config.vocab_size
         grow_embeddings(net, max(rows, tok.vocab_size))  # padded rows may already hold the new ids
         added = tok.vocab_size - base_tok.vocab_size
-        if not hf:
+        if start.kind == "fidan":
             net = _with_dropout(net, defaults["dropout"] if dropout is None else dropout)
         if not quiet:
             source = (f"from the base: {defaults['from']}" if defaults["from"] else
@@ -296,10 +303,14 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
                       f"{rows} → {net.config.vocab_size} rows, new rows = mean of the old")
         if lora is not None:
             torch.manual_seed(args.seed)  # the adapters' starting values, the same on every run
-            trained, total = adapt_with_lora(net, lora, _chat_ids(tok))
+            trained, total = adapt_with_lora(net, lora, _chat_ids(tok), base=start.describe()["source"],
+                                             tokenizer=tok.path)
             if not quiet:
                 print(f"LoRA r={lora.r}, alpha={lora.alpha:g}: training {trained:,} of {total:,} weights "
-                      f"({trained / total:.2%}: the adapters and the chat tokens' embedding rows)")
+                      f"({trained / total:.2%}: the adapters and the chat tokens' embedding rows)"
+                      + (" over a 4-bit NF4 base" if load_opts["four_bit"] else ""))
+        master_weights_fp32(net)
+    hf = start.kind == "hf"
     if main and hf:
         copy_hf_tokenizer(tok, run)
     cfg = net.config
@@ -330,18 +341,19 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
         if not val_ex:
             print("note: no held-out conversations; evaluation and early stopping are off")
 
-    config = {"fidan_version": __version__, "stage": "sft", "base_model": str(Path(model).resolve()),
+    config = {"fidan_version": __version__, "stage": "sft",
+              "base_model": model if not Path(model).exists() else str(Path(model).resolve()),
               "data": str(data) if str(data).startswith("hf:") else str(Path(data).resolve()),
               "data_sha256": sha256_file(data) if Path(data).is_file() else None, "val_data": val_data,
               "tokenizer_sha256": tok.sha256, "model": cfg.to_dict(), "parameters": net.num_params(),
               "pack": pack, "train_conversations": len(train_ex), "val_conversations": len(val_ex),
-              "lora": lora.to_dict() if lora else None,
+              "lora": lora.to_dict() if lora else None, "base": base_record(start, model, load_opts),
               "trainable_parameters": trained_weights(net)}
     task = SFTTask(net, train_ex, val_ex, tok.eos_id, tok.token_bytes(), args, pack, dist, dist.device)
     summary = fit(task, run, args, evals, ckpts, dist=dist, device=dist.device, resume_from=ckpt, config=config,
                   command_args=command_args, logger=logger, quiet=quiet,
                   title=f"sft · {net.num_params():,} parameters")
-    return summary, net, len(train_ex), len(val_ex)
+    return summary, net, len(train_ex), len(val_ex), start.dtype
 
 
 def estimate_sft_step_seconds(cfg: GPTConfig, batch_size: int, device: str = "cpu", steps: int = 3,

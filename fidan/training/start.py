@@ -5,55 +5,83 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from fidan.artifacts.runs import (
-    check_rows,
-    find_tokenizer,
-    load_weights,
-    read_model_config,
-    resolve_model_dir,
-)
-from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
-from fidan.errors import FidanError
-from fidan.model.gpt import GPT
-from fidan.model.hf import HFCausalLM, is_hf_folder, load_hf_causal_lm
+from fidan.artifacts.adapters import adapter_base
+from fidan.artifacts.loader import Loaded, load, locate
+from fidan.artifacts.runs import ADAPTER_DIR, ADAPTER_META
+from fidan.artifacts.tokenizer import TokenizerBundle
+from fidan.errors import BadConfig, FidanError
+from fidan.model.hf import HFCausalLM
+from fidan.runtime.perf import resolve_precision
 
 EXTENSION_FILE = "extension.json"  # written by `fidan vocab extend`: the new token ids, their pieces
 HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
 
-@dataclass
-class Start:
-    model: torch.nn.Module  # GPT or HFCausalLM
-    tok: TokenizerBundle
-    kind: str  # "fidan" or "hf"
-    folder: Path  # the weights' folder
+def load_start(init: str, tokenizer: str | None, block_size: int | None, device: str = "cpu",
+               dtype: str = "auto", four_bit: bool = False, trust_remote_code: bool = False) -> Loaded:
+    """The model to continue training (a fidan run or checkpoint, a transformers folder, a hub name), through
+    the one loader; its tokenizer's ids are checked against the model's own."""
+    from fidan.model.lora import one_four_bit_kernel
+
+    loaded = load(init, tokenizer=tokenizer, device=device, dtype=dtype, four_bit=four_bit, block_size=block_size,
+                  trust_remote_code=trust_remote_code)
+    one_four_bit_kernel(loaded.model)
+    return loaded
 
 
-def load_start(init: str, tokenizer: str | None, block_size: int | None, device: str = "cpu") -> Start:
-    """The model to continue training: a fidan run/checkpoint folder or a local transformers folder."""
-    path = Path(init)
-    if not path.exists():
-        raise FidanError(f"--init {path} not found; pass a fidan run folder or a local transformers model folder")
-    if is_hf_folder(path):
-        model = load_hf_causal_lm(path, device, block_size)
-        tok = load_tokenizer(tokenizer or path)
-        check_rows(model, tok, path)
-        return Start(model, tok, "hf", path)
-    folder = resolve_model_dir(path)
-    cfg = read_model_config(folder)
-    if block_size is not None and block_size != cfg.block_size:
-        raise FidanError(f"--block-size {block_size}: {path} was trained with block size {cfg.block_size}; "
-                         "leave --block-size out when continuing a fidan model")
-    model = GPT(cfg)
-    load_weights(model, folder)
-    tok = load_tokenizer(tokenizer or find_tokenizer(folder))
-    check_rows(model, tok, path)
-    return Start(model.to(device), tok, "fidan", folder)
+def stored_dtype(init: str, load_dtype: str) -> str:
+    """The dtype the base's (unquantized) weights will be loaded in: ``--load-dtype``, or its checkpoint's own."""
+    if load_dtype != "auto":
+        return load_dtype
+    source = locate(init)
+    base = source.base if source.kind == "adapter" else source
+    if base.kind == "fidan":
+        return "fp32"
+    try:
+        config = json.loads((base.folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return "fp32"
+    value = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    return {"bfloat16": "bf16", "float16": "fp16"}.get(value, "fp32")
+
+
+def train_precision(precision: str, device: str, base_dtype: str = "fp32", four_bit: bool = False) -> str:
+    """``--precision`` for a run over a base held in ``base_dtype``: ``auto`` computes a half-precision or
+    4-bit base in bf16 (fp16 on a GPU for an fp16 base); fp32 compute cannot multiply half-precision frozen
+    weights, so it is refused for one."""
+    half = base_dtype in ("bf16", "fp16")
+    if base_dtype == "fp16" and not device.startswith("cuda"):
+        raise BadConfig("the base is held in fp16, which the CPU does not train in; pass --load-dtype bf16 "
+                        "(or fp32)")
+    if precision == "auto" and (half or four_bit):
+        return "fp16" if base_dtype == "fp16" else "bf16"
+    precision = resolve_precision(precision, device)
+    if half and precision == "fp32":
+        raise BadConfig(f"the base is loaded in {base_dtype} (--load-dtype, or its checkpoint's own), so its frozen "
+                        f"weights stay {base_dtype}, which fp32 compute cannot multiply; use --precision "
+                        f"{base_dtype} or auto, or --load-dtype fp32")
+    return precision
+
+
+def base_record(loaded: Loaded, init: str, load_opts: dict) -> dict:
+    """What config.yaml records about a run's base: where from, precision, 4-bit, the bytes its weights take."""
+    return {**loaded.describe(), "init": str(init), "load_dtype": load_opts["dtype"],
+            "trust_remote_code": load_opts["trust_remote_code"]}
+
+
+def master_weights_fp32(model: torch.nn.Module) -> int:
+    """Trainable tensors in fp32 (master weights: AdamW's small updates would vanish in bf16); frozen ones stay
+    in the load dtype. Returns how many tensors were cast."""
+    n = 0
+    for p in model.parameters():
+        if p.requires_grad and p.is_floating_point() and p.dtype != torch.float32:
+            p.data = p.data.float()
+            n += 1
+    return n
 
 
 def copy_hf_tokenizer(tok: TokenizerBundle, run: Path) -> None:
@@ -96,14 +124,12 @@ def _vocab_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return list(unique.values())
 
 
-def lora_request(lora_r: int, lora_alpha: float, lora_targets: str | None, qlora: bool, device: str):
+def lora_request(lora_r: int, lora_alpha: float, lora_targets: str | None, qlora: bool):
     """The LoRA settings asked for on a command line (None: train the weights themselves)."""
-    from fidan.training.lora import LoraSpec, check_qlora
+    from fidan.model.lora import LoraSpec
 
-    if qlora:
-        check_qlora(device)
-        if not lora_r:
-            raise FidanError("--qlora trains LoRA adapters over a 4-bit base: pass --lora-r too (e.g. --lora-r 16)")
+    if qlora and not lora_r:
+        raise FidanError("--qlora trains LoRA adapters over a 4-bit base: pass --lora-r too (e.g. --lora-r 16)")
     if not lora_r:
         if lora_targets:
             raise FidanError("--lora-targets needs --lora-r (the adapters' rank)")
@@ -111,31 +137,38 @@ def lora_request(lora_r: int, lora_alpha: float, lora_targets: str | None, qlora
     return LoraSpec(r=lora_r, alpha=lora_alpha, targets=lora_targets)
 
 
-def resume_model(ckpt: Path, block_size: int | None, lora=None, trainable_rows: list[int] = ()) -> torch.nn.Module:
-    """A checkpoint's model: its architecture built empty, the adapters put back if the run had them, then
-    every saved weight loaded (an adapted checkpoint holds base and adapter weights under peft's names)."""
-    if is_hf_folder(ckpt):
-        from transformers import AutoConfig, AutoModelForCausalLM
+def resume_adapted(ckpt: Path, *, device: str, dtype: str, four_bit: bool, block_size: int | None = None,
+                   trust_remote_code: bool = False, trainable_rows: list[int] = ()) -> Loaded:
+    """A LoRA checkpoint: its base loaded again as at the start (precision, 4-bit), with the checkpoint's
+    adapters (and trained embedding rows) put back, trainable."""
+    from fidan.model.lora import one_four_bit_kernel
 
-        config = AutoConfig.from_pretrained(str(ckpt), local_files_only=True, trust_remote_code=False)
-        model = HFCausalLM(AutoModelForCausalLM.from_config(config), block_size)
-    else:
-        model = GPT(read_model_config(ckpt))
-    if lora is not None:
-        adapt_with_lora(model, lora, trainable_rows)
-    load_weights(model, ckpt)
-    return model
+    loaded = load(Path(ckpt) / ADAPTER_DIR, device=device, dtype=dtype, four_bit=four_bit, block_size=block_size,
+                  trust_remote_code=trust_remote_code)
+    model = loaded.model
+    one_four_bit_kernel(model)
+    for name, p in model.named_parameters():
+        p.requires_grad_("lora_" in name)
+    if trainable_rows:
+        _train_rows(model, list(trainable_rows))
+    model.fidan_lora = {"base": adapter_base(Path(ckpt) / ADAPTER_DIR), "rows": list(trainable_rows),
+                        "tokenizer": loaded.tok.path}
+    return loaded
 
 
-def adapt_with_lora(model: torch.nn.Module, lora, trainable_rows: list[int] = ()) -> tuple[int, int]:
+def adapt_with_lora(model: torch.nn.Module, lora, trainable_rows: list[int] = (), base: str = "",
+                    tokenizer: Path | None = None) -> tuple[int, int]:
     """Put LoRA adapters on ``model`` (everything else frozen); ``trainable_rows`` of the embeddings (new
-    tokens) keep learning. Returns (trained weights, all weights)."""
-    from fidan.training.lora import apply_lora, trainable_share
+    tokens) keep learning. ``base`` names the base in the adapter folders the run writes (with ``tokenizer``'s
+    files when rows train). Returns (trained weights, all weights)."""
+    from fidan.model.lora import apply_lora, trainable_share
 
     apply_lora(model, lora)
     _, total = trainable_share(model)
     if trainable_rows:
         _train_rows(model, list(trainable_rows))
+    # read by save_weights, which writes the adapter folder
+    model.fidan_lora = {"base": base, "rows": list(trainable_rows), "tokenizer": tokenizer}
     return trained_weights(model), total
 
 
@@ -162,13 +195,15 @@ def _train_rows(model: torch.nn.Module, ids: list[int]) -> int:
     return len(ids) * sum(w.size(1) for w in matrices)
 
 
-def merged_for_saving(model: torch.nn.Module, run: Path) -> None:
-    """Fold a run's adapters into its weights and write the run's final model again, as a plain model."""
+def merged_for_saving(model: torch.nn.Module, run: Path, dtype: torch.dtype = torch.float32) -> None:
+    """The run's final model as an ordinary one: the adapters (kept unmerged in ``RUN/adapter/``) folded into
+    the weights (a 4-bit base dequantized to ``dtype`` first)."""
     from fidan.artifacts.runs import save_weights
-    from fidan.training.lora import merge_lora
+    from fidan.model.lora import merge_lora
 
     extra = {}
-    cfg = run / "config.json"
-    if cfg.exists():
-        extra = {k: v for k, v in json.loads(cfg.read_text(encoding="utf-8")).items() if k.startswith("fidan_")}
-    save_weights(merge_lora(model), run, extra)
+    meta = run / ADAPTER_DIR / ADAPTER_META  # the step and stage the trainer recorded with the adapters
+    if meta.exists():
+        extra = {k: v for k, v in json.loads(meta.read_text(encoding="utf-8")).items() if k.startswith("fidan_")}
+    model.__dict__.pop("fidan_lora", None)
+    save_weights(merge_lora(model, dtype), run, extra)

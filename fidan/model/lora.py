@@ -9,15 +9,14 @@ Adapters are injected in place (``peft.inject_adapter_in_model``): a fidan GPT s
 ``forward``, ``config``, ``num_params``, ``flops_per_token``), and a transformers model keeps its class.
 Apply LoRA before wrapping a model in DDP or ``torch.compile``.
 
-QLoRA (a 4-bit NF4 base with LoRA adapters in bf16) needs CUDA and bitsandbytes: ``check_qlora`` and
-``load_4bit_hf``.
+QLoRA: the base's block linear layers in 4-bit NF4 (bitsandbytes ``Linear4bit``, loaded by
+fidan.artifacts.loader, on CPU or CUDA) with the adapters over them; ``merge_lora`` dequantizes first.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -60,6 +59,9 @@ class LoraSpec:
 
 
 def _peft():
+    from fidan.model.hf import quiet_bitsandbytes
+
+    quiet_bitsandbytes()  # peft imports bitsandbytes when it is installed
     try:
         import peft
     except ImportError:
@@ -124,6 +126,7 @@ def apply_lora(model: nn.Module, spec: LoraSpec, train_also: tuple[str, ...] = (
     peft = _peft()
     if has_lora(model):
         raise BadConfig("the model already has LoRA adapters; merge them (merge_lora) before adding new ones")
+    outer, model = model, peft_target(model)
     modules = dict(model.named_modules())
     also = [t for t in train_also if not any(_matches(n, t) for n in modules if n)]
     if also:
@@ -139,7 +142,15 @@ def apply_lora(model: nn.Module, spec: LoraSpec, train_also: tuple[str, ...] = (
         p.requires_grad_("lora_" in name)
     for module in also:
         module.requires_grad_(True)
-    return model
+    return outer
+
+
+def peft_target(model: nn.Module) -> nn.Module:
+    """The module adapters are injected into: a transformers model itself (inside fidan's ``HFCausalLM``), so
+    adapter names are the ones peft gives that model, or the model as it is."""
+    from fidan.model.hf import HFCausalLM
+
+    return model.net if isinstance(model, HFCausalLM) else model
 
 
 def check_targets(model: nn.Module, spec: LoraSpec) -> tuple[list[str], bool]:
@@ -167,22 +178,33 @@ def trainable_share(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
-def merge_lora(model: nn.Module) -> nn.Module:
+def merge_lora(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
     """Fold every adapter into its base weight (W += alpha / r · B A) and put the plain layer back.
 
     Returns ``model`` itself as an ordinary model: the original state_dict keys, every parameter trainable
-    again. On a 4-bit (QLoRA) base the merge is re-quantized: merge an unquantized copy for full precision.
+    again. A 4-bit (QLoRA) base is first dequantized to ``dtype`` (the weights the adapters were trained
+    against), so the result holds no 4-bit layers.
     """
     if hasattr(model, "merge_and_unload"):  # a peft.PeftModel from get_peft_model
         model = model.merge_and_unload()
     for name, module in list(model.named_modules()):
         if not _is_lora_layer(module):
             continue
-        module.merge(safe_merge=True)
+        base = module.get_base_layer()
+        if is_four_bit(base):  # W = dequantized NF4 weight + the update, summed in fp32
+            merged = _dequantized(base, torch.float32)
+            with torch.no_grad():
+                for adapter in module.active_adapters:
+                    merged.weight += module.get_delta_weight(adapter).float()
+            merged = merged.to(dtype)
+        else:
+            module.merge(safe_merge=True)
+            merged = module.get_base_layer()
         parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, module.get_base_layer())
-    if "peft_config" in vars(model):
-        del model.peft_config
+        setattr(model.get_submodule(parent) if parent else model, child, merged)
+    dequantize(model, dtype)  # 4-bit layers that had no adapter
+    if "peft_config" in vars(peft_target(model)):
+        del peft_target(model).peft_config
     for p in model.parameters():
         p.requires_grad_(p.is_floating_point())  # packed 4-bit weights are integers: never trainable
     return model
@@ -192,7 +214,7 @@ def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Only the adapter weights (keys such as ``blocks.0.attn.qkv.lora_A.weight``), detached copies."""
     if not has_lora(model):
         raise BadConfig("the model has no LoRA adapters to save")
-    state = _peft().get_peft_model_state_dict(model)
+    state = _peft().get_peft_model_state_dict(peft_target(model))
     return {k: v.detach().clone() for k, v in state.items()}
 
 
@@ -207,48 +229,53 @@ def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> No
         raise BadInput(f"LoRA weights do not fit the model's adapters ({len(missing)} missing, {len(unexpected)} "
                        f"unexpected, e.g. {first}); were they trained with other targets?")
     try:
-        _peft().set_peft_model_state_dict(model, state)
+        _peft().set_peft_model_state_dict(peft_target(model), state)
     except RuntimeError as e:
         raise BadInput(f"LoRA weights do not fit the model's adapters ({str(e).splitlines()[-1].strip()[:200]}); "
                        "was the rank r different?") from None
 
 
-def _bitsandbytes():
-    try:
-        import bitsandbytes
-    except ImportError:
-        raise MissingExtra("QLoRA needs bitsandbytes: pip install bitsandbytes (CUDA only)") from None
-    return bitsandbytes
+def is_four_bit(module: nn.Module) -> bool:
+    """A bitsandbytes 4-bit linear layer (by class name: bitsandbytes is imported only when used)."""
+    return type(module).__name__ == "Linear4bit" and hasattr(module, "weight") and \
+        getattr(module.weight, "quant_state", None) is not None
 
 
-def check_qlora(device: str) -> None:
-    """QLoRA needs a CUDA device that torch can see and bitsandbytes; one clear line otherwise."""
-    device = str(device)
-    if device == "cpu":
-        raise BadConfig("QLoRA (4-bit base) needs a CUDA GPU; on CPU use --lora-r without --qlora")
-    if not device.startswith("cuda"):
-        raise BadConfig(f"QLoRA (4-bit base) needs a CUDA GPU, not {device}; use --lora-r without --qlora")
-    if not torch.cuda.is_available():
-        raise BadConfig("QLoRA (4-bit base) needs a CUDA GPU and torch sees none; use --lora-r without --qlora")
-    _bitsandbytes()
+def four_bit_layers(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if is_four_bit(m) and not _is_lora_layer(m)]
 
 
-def load_4bit_hf(path: str | Path, block_size: int | None = None) -> nn.Module:
-    """A local transformers causal LM with 4-bit NF4 weights (bf16 compute), prepared for k-bit training and
-    wrapped for fidan's training loop; add adapters with ``apply_lora``."""
-    check_qlora("cuda")
-    peft = _peft()
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+def one_four_bit_kernel(model: nn.Module) -> int:
+    """Keep 4-bit layers on one matmul path. On a CPU with AVX512-BF16, bitsandbytes repacks a layer's weights
+    for a faster kernel the first time it runs in eval mode; training computed after that differs in the last
+    bits from training before it, so a run that evaluated would not match its own resume. Returns the count."""
+    layers = [m for m in model.modules() if is_four_bit(m)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
 
-    from fidan.model.hf import HFCausalLM, quiet_transformers
 
-    quiet_transformers()
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-    try:
-        net = AutoModelForCausalLM.from_pretrained(str(path), quantization_config=quant, local_files_only=True,
-                                                   trust_remote_code=False,
-                                                   device_map={"": torch.cuda.current_device()})
-    except (OSError, ValueError) as e:
-        raise BadInput(f"cannot load {path} as a 4-bit causal LM ({str(e).splitlines()[0][:200]})") from None
-    return HFCausalLM(peft.prepare_model_for_kbit_training(net), block_size)
+def _dequantized(layer: nn.Module, dtype: torch.dtype) -> nn.Linear:
+    """The plain ``nn.Linear`` a 4-bit layer stands for, in ``dtype``."""
+    import bitsandbytes.functional as bnbf
 
+    weight = bnbf.dequantize_4bit(layer.weight.data, layer.weight.quant_state).to(dtype)
+    plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device=weight.device,
+                      dtype=dtype)
+    with torch.no_grad():
+        plain.weight.copy_(weight)
+        if layer.bias is not None:
+            plain.bias.copy_(layer.bias.to(dtype))
+    return plain
+
+
+def dequantize(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """Replace every 4-bit layer outside LoRA wrappers by its plain equal in ``dtype``."""
+    for name, module in list(model.named_modules()):
+        if not is_four_bit(module) or _is_lora_layer(module):
+            continue
+        parent, _, child = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        if not _is_lora_layer(owner):
+            setattr(owner, child, _dequantized(module, dtype))
+    return model
