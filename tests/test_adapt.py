@@ -200,13 +200,10 @@ def test_lora_tuning_of_a_transformers_model(base, tmp_path, capsys):
     model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "a"))
     assert model.get_input_embeddings().weight.size(0) == original["model.embed_tokens.weight"].size(0) + 6
 
-    assert cli(["sft", "--model", str(base), "--data", str(data), "--out", str(tmp_path / "q"), "--lora-r", "4",
-                "--qlora"]) == 2
-    assert "CUDA" in capsys.readouterr().err
     assert cli(["sft", "--model", str(base), "--data", str(data), "--out", str(tmp_path / "t"), "--lora-r", "4",
                 "--lora-targets", "nope"]) == 2
     assert "match no linear layer" in capsys.readouterr().err
-    assert not (tmp_path / "q").exists() and not (tmp_path / "t").exists()  # nothing written
+    assert not (tmp_path / "t").exists()  # nothing written
 
 
 @pytest.mark.parametrize("kind", ["qwen3", "gpt2"])

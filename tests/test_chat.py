@@ -143,7 +143,7 @@ def test_fidan_chat_is_the_command_and_the_package_in_any_order(order, tmp_path)
             "assert fidan.chat.repl.ChatSession.__name__ == 'ChatSession' and callable(fidan.chat)\n"
             f"fidan.chat(model={str(tmp_path / 'missing')!r})\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert "FidanError: model not found" in result.stderr, result.stderr  # the command ran and refused
+    assert "BadInput: model not found" in result.stderr, result.stderr  # the command ran and refused
 
 
 @pytest.mark.parametrize("name", ["report", "demo"])

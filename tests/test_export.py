@@ -98,6 +98,36 @@ def test_exported_tokenizer_keeps_the_chat_template(tokenizer_dir, tmp_path):
     assert list(ids) == encode_chat(chat_tok, messages, add_generation_prompt=True)[0]
 
 
+
+def test_an_exported_chat_model_stops_at_the_end_of_its_answer_in_transformers(tokenizer_dir, tmp_path):
+    """generate() and pipeline() stop at </RESP> (every end token is in generation_config.json), and the
+    tokenizer's model_max_length is the model's block, so a pipeline never indexes past the window."""
+    from fidan.artifacts.tokenizer import add_special_tokens
+    from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, RESP_END
+
+    chat_tok = add_special_tokens(tokenizer_dir, tmp_path / "chat-tok", CHAT_TOKENS, CHAT_TEMPLATE)
+    cfg = GPTConfig(vocab_size=chat_tok.vocab_size, n_layer=1, n_embd=32, n_head=2, block_size=32)
+    make_run(tmp_path / "run", tmp_path / "chat-tok", cfg)
+    export_hf(model=str(tmp_path / "run"), out=str(tmp_path / "hf"))
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    assert hf_tok.model_max_length == 32
+    end = chat_tok.tokenizer.token_to_id(RESP_END)
+    net = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
+    assert set(net.generation_config.eos_token_id) == {chat_tok.eos_id, end}
+    with torch.no_grad():  # rig the model: every position's hidden state is v, and </RESP>'s row is 10 v
+        v = torch.randn(32, generator=torch.Generator().manual_seed(0))
+        net.transformer.ln_f.weight.zero_()
+        net.transformer.ln_f.bias.copy_(v)
+        net.get_output_embeddings().weight[end] = 10 * v
+    prompt = hf_tok.apply_chat_template([{"role": "user", "content": "Başkent neresi?"}], add_generation_prompt=True,
+                                        tokenize=True, return_dict=True, return_tensors="pt")
+    out = net.generate(**prompt, max_new_tokens=10, do_sample=False)
+    assert out[0, prompt["input_ids"].size(1):].tolist() == [end]  # one token, the end of the answer, then stop
+    pipe = transformers.pipeline("text-generation", model=net, tokenizer=hf_tok)
+    text = pipe("<INST>Başkent neresi?</INST><RESP>", max_new_tokens=10, do_sample=False,
+                return_full_text=False)[0]["generated_text"]
+    assert text in ("", RESP_END)  # stopped at once, whether or not the pipeline shows the end token
+
 def test_export_in_half_precision(tokenizer_dir, tmp_path):
     vocab = load_tokenizer(tokenizer_dir).vocab_size
     model = make_run(tmp_path / "run", tokenizer_dir, configs(vocab)["ders"])

@@ -97,7 +97,7 @@ def test_transformers_models_take_the_same_precisions(trained):
 
 
 def test_bad_values_are_refused():
-    with pytest.raises(BadInput, match="unknown --precision 'fp8'; choose one of fp32, bf16, int8"):
+    with pytest.raises(BadInput, match="unknown --precision 'fp8'; choose one of auto, fp32, bf16, int8"):
         apply_precision(torch.nn.Linear(2, 2), "fp8")
     with pytest.raises(BadInput, match="load the model in fp32"):
         apply_precision(torch.nn.Linear(2, 2).to(torch.bfloat16), "int8")

@@ -30,6 +30,7 @@ from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig
 from fidan.model.hf import quiet_transformers
 from fidan.runtime.io import atomic_dir, atomic_write_json, atomic_write_text
+from fidan.text.chat_template import END_OF_RESPONSE
 
 if TYPE_CHECKING:
     import transformers
@@ -166,21 +167,28 @@ def export_hf(model: str, out: str, force: bool = False, dtype: str = "fp32") ->
         raise FidanError(f"{model} is already a transformers model folder; nothing to export")
     arch = architecture(net.config)
     hf = to_transformers(net, tok.eos_id).to(DTYPES[dtype])
+    # Every token that ends a turn stops generate() and pipeline(): end-of-text, and </RESP> after tuning.
+    ends = [tok.eos_id] + [i for i in (tok.tokenizer.token_to_id(END_OF_RESPONSE),) if i is not None]
+    hf.generation_config.eos_token_id = ends if len(ends) > 1 else ends[0]
+    hf.generation_config.pad_token_id = tok.eos_id
+    hf.generation_config.max_length = net.config.block_size
     with atomic_dir(out_dir) as tmp:
         hf.save_pretrained(str(tmp))
-        _write_tokenizer(tok, tmp)
+        _write_tokenizer(tok, tmp, net.config.block_size)
         _write_card(tmp, out_dir.name, Path(model), net.config, arch, net.num_params(), dtype)
     print(f"exported {Path(model)} → {out_dir}: {arch}, {net.num_params():,} parameters, {dtype}; "
           "config.json, model.safetensors, tokenizer, generation_config.json, README.md")
     return {"out": str(out_dir), "architecture": arch, "parameters": net.num_params(), "dtype": dtype}
 
 
-def _write_tokenizer(tok: TokenizerBundle, folder: Path) -> None:
+def _write_tokenizer(tok: TokenizerBundle, folder: Path, block_size: int) -> None:
     shutil.copy2(tok.path / "tokenizer.json", folder / "tokenizer.json")
     config = dict(tok.config)
     eos = "<|endoftext|>"
+    # model_max_length: the model's window, so a pipeline truncates or warns instead of indexing past it
     config.update({"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": eos, "bos_token": eos,
-                   "pad_token": eos, "unk_token": None, "clean_up_tokenization_spaces": False})
+                   "pad_token": eos, "unk_token": None, "clean_up_tokenization_spaces": False,
+                   "model_max_length": block_size})
     config.pop("added_tokens_decoder", None)  # rebuilt by transformers from tokenizer.json
     template = tok.path / "chat_template.jinja"
     if template.exists() and "chat_template" not in config:

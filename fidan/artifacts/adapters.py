@@ -70,9 +70,13 @@ def load_adapter(model: torch.nn.Module, folder: Path, tok: TokenizerBundle) -> 
     folder = Path(folder)
     net = peft_target(model)
     try:
-        config = peft.LoraConfig.from_pretrained(str(folder))
+        raw = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        if raw.get("peft_type", "LORA") != "LORA":
+            raise ValueError(f"a {raw['peft_type']} adapter, not LoRA")
+        names = set(peft.LoraConfig.__dataclass_fields__)
+        config = peft.LoraConfig(**{k: v for k, v in raw.items() if k in names})
         state = load_file(str(folder / "adapter_model.safetensors"))
-    except (OSError, ValueError, TypeError) as e:
+    except (OSError, ValueError, TypeError, json.JSONDecodeError) as e:
         raise BadInput(f"cannot read the LoRA adapter in {folder} ({str(e).splitlines()[0][:160]})") from None
     if (folder / NEW_ROWS).exists():
         rows = load_file(str(folder / NEW_ROWS))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from fidan.artifacts.loader import load_model
+from fidan.artifacts.loader import from_hub, load, locate, looks_like_hub_name
 from fidan.artifacts.tokenizer import EOS_TOKEN, TokenizerBundle, load_tokenizer
 from fidan.classify.models import (
     BundleCodec,
@@ -25,25 +25,27 @@ from fidan.classify.models import (
 )
 from fidan.errors import BadInput, FidanError, MissingExtra
 from fidan.model.gpt import GPT, GPTConfig
-from fidan.model.hf import is_hf_folder, load_hf_causal_lm, quiet_transformers
+from fidan.model.hf import is_hf_folder, quiet_transformers
 
 TOKENIZER_DIR = "tokenizer"
 
 
 def model_kind(model: str) -> str:
-    """``scratch``, ``tfidf``, ``fidan`` (a fidan run or a transformers causal LM), ``encoder`` or ``hub``."""
+    """``scratch``, ``tfidf``, ``fidan`` (a fidan run or a transformers causal LM) or ``encoder`` (a transformers
+    encoder); a hub name (``dbmdz/bert-base-turkish-cased``, ``bert-base-multilingual-cased``) is read from the
+    local Hugging Face cache, fetched only when it is not there and a hub answers (fidan.artifacts.loader)."""
     if model in ("scratch", "tfidf"):
         return model
     path = Path(model)
-    if path.exists():
-        if not is_hf_folder(path):
-            return "fidan"
-        archs = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
-        return "fidan" if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs) else "encoder"
-    if "/" in model and not model.startswith((".", "/")) and model.count("/") == 1:
-        return "hub"
-    raise BadInput(f"--model {model}: no such folder; pass tfidf, scratch, a fidan run, a transformers folder "
-                   "or a hub name such as dbmdz/bert-base-turkish-cased")
+    if not path.exists():
+        if not looks_like_hub_name(model):
+            raise BadInput(f"--model {model}: no such folder; pass tfidf, scratch, a fidan run, a transformers "
+                           "folder or a hub name such as dbmdz/bert-base-turkish-cased")
+        path = from_hub(model)
+    if not is_hf_folder(path):
+        return "fidan"
+    archs = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    return "fidan" if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs) else "encoder"
 
 
 def train_scratch_tokenizer(texts: list[str], vocab_size: int, out: Path) -> TokenizerBundle:
@@ -69,8 +71,8 @@ def scratch_config(vocab_size: int, max_length: int, layers: int, width: int, dr
 
 
 def new_classifier(model: str, kind: str, spec: ClassifierSpec, run: Path, train_texts: list[str], *,
-                   tokenizer: str | None, vocab_size: int, layers: int, width: int, dropout: float | None
-                   ) -> tuple[nn.Module, object]:
+                   tokenizer: str | None, vocab_size: int, layers: int, width: int, dropout: float | None,
+                   load_dtype: str = "auto", four_bit: bool = False) -> tuple[nn.Module, object]:
     """A fresh classifier for ``--model`` and its codec; its tokenizer is written to ``run/tokenizer``."""
     tok_dir = run / TOKENIZER_DIR
     if kind == "scratch":
@@ -88,15 +90,12 @@ def new_classifier(model: str, kind: str, spec: ClassifierSpec, run: Path, train
         spec.backbone = backbone_spec(backbone)
         return PooledClassifier(backbone, spec), BundleCodec(tok)
     if kind == "fidan":
-        if is_hf_folder(model):
-            backbone = load_hf_causal_lm(model)
-            tok = load_tokenizer(model)
-        else:
-            backbone, tok = load_model(model)
-            if dropout is not None and dropout != backbone.config.dropout:
-                fresh = GPT(GPTConfig.from_dict({**backbone.config.to_dict(), "dropout": dropout}))
-                fresh.load_state_dict(backbone.state_dict())
-                backbone = fresh
+        loaded = load(model, dtype=load_dtype, four_bit=four_bit)
+        backbone, tok = loaded.model, loaded.tok
+        if loaded.kind == "fidan" and dropout is not None and dropout != backbone.config.dropout:
+            fresh = GPT(GPTConfig.from_dict({**backbone.config.to_dict(), "dropout": dropout}))
+            fresh.load_state_dict(backbone.state_dict())
+            backbone = fresh
         if spec.max_length > backbone.config.block_size:
             print(f"note: --max-length {spec.max_length} is longer than the backbone's block size; texts are cut "
                   f"to {backbone.config.block_size} tokens")
@@ -109,7 +108,7 @@ def new_classifier(model: str, kind: str, spec: ClassifierSpec, run: Path, train
                 (tok_dir / name).write_bytes((tok.path / name).read_bytes())
         return PooledClassifier(backbone, spec), BundleCodec(load_tokenizer(tok_dir))
     # a transformers encoder, local or from the hub
-    net, hf_tok = _load_encoder(model, spec.labels, kind == "hub")
+    net, hf_tok = _load_encoder(model, spec.labels)
     spec.backbone = {"type": "hf-encoder", "model_type": net.config.model_type}
     hf_tok.save_pretrained(str(_fresh(tok_dir)))
     return EncoderClassifier(net, spec), HFCodec(hf_tok)
@@ -120,20 +119,20 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
-def _load_encoder(model: str, labels: list[str], hub: bool):
+def _load_encoder(model: str, labels: list[str]):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     quiet_transformers()
     ids = {name: i for i, name in enumerate(labels)}
+    folder = locate(model).folder  # a local folder, or the hub model's snapshot in the cache
     try:
-        tok = AutoTokenizer.from_pretrained(model, local_files_only=not hub, trust_remote_code=False)
+        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
         net = AutoModelForSequenceClassification.from_pretrained(
-            model, local_files_only=not hub, trust_remote_code=False, num_labels=len(labels),
+            str(folder), local_files_only=True, trust_remote_code=False, num_labels=len(labels),
             id2label={i: n for n, i in ids.items()}, label2id=ids, ignore_mismatched_sizes=True)
     except (OSError, ValueError, KeyError) as e:
-        where = "download it (no hub reachable?)" if hub else "read it"
-        raise BadInput(f"--model {model}: cannot {where} as a transformers encoder with a tokenizer "
-                       f"({str(e).splitlines()[0][:160]}); pass a local folder with config.json, weights and "
+        raise BadInput(f"--model {model}: cannot read {folder} as a transformers encoder with a tokenizer "
+                       f"({str(e).splitlines()[0][:160]}); pass a folder with config.json, weights and "
                        "tokenizer files") from None
     if not getattr(tok, "is_fast", False):
         raise MissingExtra(f"--model {model}: its tokenizer has no fast (tokenizer.json) version; "

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file, save_model
 from safetensors.torch import load_model as load_safetensors_into
-from safetensors.torch import save_model
 
 from fidan.artifacts.tokenizer import TokenizerBundle
 from fidan.errors import BadInput, FidanError
@@ -47,6 +47,7 @@ class ClassifierSpec:
     head_dropout: float = 0.1
     backbone: dict = field(default_factory=dict)  # {"type": "fidan-gpt" | "hf-causal" | "hf-encoder", "config": {...}}
     base: str | None = None  # where the backbone came from
+    four_bit: bool = False  # a 4-bit (QLoRA) backbone: checkpoints hold what trains, over the base loaded again
 
     def to_dict(self) -> dict:
         return {"artifact": FORMAT, "artifact_version": 1, **asdict(self)}
@@ -139,12 +140,20 @@ class _Classifier(nn.Module):
             atomic_write_json(folder / "state.json", extra)
 
     def load_folder(self, folder: Path, device: str = "cpu") -> None:
+        if (Path(folder) / TRAINED_ONLY).exists():
+            _load_trained(self, Path(folder) / TRAINED_ONLY)
+            return
         _load(self._weights_module(), folder, device)
 
     def _weights_module(self) -> nn.Module:
         return self
 
     def _write_weights(self, folder: Path) -> None:
+        if any(type(m).__name__ == "Linear4bit" for m in self.modules()):
+            # a 4-bit base is not copied into every checkpoint: it is loaded again, and what trains goes on it
+            trained = {n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad}
+            save_file(trained, str(folder / TRAINED_ONLY))
+            return
         tmp = folder / ".model.safetensors.tmp"
         save_model(self, str(tmp))
         tmp.replace(folder / "model.safetensors")
@@ -207,6 +216,21 @@ class _EncoderConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+TRAINED_ONLY = "trained.safetensors"
+
+
+def _load_trained(model: nn.Module, path: Path) -> None:
+    saved = load_file(str(path))
+    params = dict(model.named_parameters())
+    missing = [n for n in saved if n not in params]
+    if missing:
+        raise FidanError(f"{path} does not fit this classifier ({len(missing)} tensors name nothing, e.g. "
+                         f"{missing[0]}); was it trained with other LoRA settings?")
+    with torch.no_grad():
+        for name, value in saved.items():
+            params[name].copy_(value)
 
 
 def _load(module: nn.Module, folder: Path, device: str) -> None:

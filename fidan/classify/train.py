@@ -19,28 +19,30 @@ import numpy as np
 import torch
 
 from fidan import __version__
+from fidan.artifacts.loader import load
 from fidan.artifacts.runs import clear_run
 from fidan.classify.build import TOKENIZER_DIR, codec_for, model_kind, new_classifier
 from fidan.classify.data import Labelled, label_names, load_splits, read_labelled, write_splits
-from fidan.classify.models import POOLINGS, TRUNCATIONS, ClassifierSpec, empty_classifier
+from fidan.classify.models import POOLINGS, TRUNCATIONS, ClassifierSpec, PooledClassifier, empty_classifier
 from fidan.classify.results import print_metrics, score_split
 from fidan.classify.task import CLASS_WEIGHTS, ClassifyTask, class_weights, predict_logits, probabilities
 from fidan.classify.tfidf import TfidfClassifier, TfidfSettings
 from fidan.errors import BadInput, BadRunState
+from fidan.model.lora import one_four_bit_kernel
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import atomic_write_json
-from fidan.runtime.perf import autocast, resolve_precision
+from fidan.runtime.perf import autocast
 from fidan.training.args import group, training_command
 from fidan.training.loop import fit
 from fidan.training.runs import open_run, start_fresh, write_config
-from fidan.training.start import lora_request
+from fidan.training.start import lora_request, master_weights_fp32, stored_dtype, train_precision
 
 SPLIT_DIR = "split"
 EVAL_DIR = "eval"
 # Peak learning rates by kind of model (AdamW): a pretrained encoder is tuned gently, a small model
 # trained from nothing learns fast, a fidan backbone sits between; LoRA adapters take 10x.
-DEFAULT_LR = {"encoder": 3e-5, "hub": 3e-5, "fidan": 3e-4, "scratch": 1e-3}
+DEFAULT_LR = {"encoder": 3e-5, "fidan": 3e-4, "scratch": 1e-3}
 LORA_LR_SCALE = 10.0
 
 
@@ -72,6 +74,7 @@ def classify_train(
     lora_r: int = 0,
     lora_alpha: float = 32.0,
     lora_targets: str | None = None,
+    qlora: bool = False,
     tfidf_c: float = 10.0,
     tfidf_word_ngrams: int = 2,
     tfidf_char_ngrams: int = 5,
@@ -110,6 +113,8 @@ def classify_train(
         lora_r: train LoRA adapters of this rank (and the head) instead of the whole backbone (0: off).
         lora_alpha: LoRA scale: updates are multiplied by alpha / r.
         lora_targets: comma-separated linear layers that get adapters (default: attention and MLP layers).
+        qlora: a transformers causal-LM backbone loaded with its block linear layers in 4-bit NF4 (bitsandbytes,
+            CPU or CUDA), LoRA adapters and the head trained over it (needs --lora-r); saved merged.
         tfidf_c: inverse regularisation strength of the TF-IDF model's logistic regression.
         tfidf_word_ngrams: the TF-IDF model uses word n-grams up to this n (0: none).
         tfidf_char_ngrams: the TF-IDF model uses character n-grams from 2 up to this n (0: none).
@@ -250,7 +255,11 @@ def _train_neural(model: str, kind: str, splits: dict, labels: list[str], run: P
                   training: dict, quiet: bool) -> dict:
     a = command_args
     device = pick_device(training["device"])
-    lora = lora_request(a["lora_r"], a["lora_alpha"], a["lora_targets"], False, device)
+    lora = lora_request(a["lora_r"], a["lora_alpha"], a["lora_targets"], a["qlora"])
+    if a["qlora"] and kind != "fidan":
+        raise BadInput("--qlora loads a transformers causal LM in 4 bits under the adapters; --model is a "
+                       f"{kind} model: use --lora-r alone")
+    base_dtype = stored_dtype(model, training["load_dtype"]) if kind == "fidan" else "fp32"
     rate = DEFAULT_LR["fidan" if kind == "fidan" else kind] * (LORA_LR_SCALE if lora else 1.0)
     train_set = splits["train"]
     if a["epochs"] is not None:
@@ -258,33 +267,41 @@ def _train_neural(model: str, kind: str, splits: dict, labels: list[str], run: P
         training = {**training, "max_steps": max(1, math.ceil(a["epochs"] * len(train_set) / per_step))}
     t = group(training, lr=training["lr"] or rate, optimizer="adamw" if training["optimizer"] == "auto" else
               training["optimizer"], muon_lr=training["muon_lr"] or 0.02,
-              precision=resolve_precision(training["precision"], device), device=device)
+              precision=train_precision(training["precision"], device, base_dtype, a["qlora"]), device=device)
     if ckpt is not None:
         spec = ClassifierSpec.read(run)
         if spec.labels != labels:
             raise BadRunState(f"--resume: the run in {run} was trained on the labels {', '.join(spec.labels)}, "
                               f"not {', '.join(labels)}; start a new run (--force or another --out)")
-        net = empty_classifier(spec, ckpt)
+        if spec.four_bit:  # the 4-bit base is loaded again; the checkpoint holds what trains
+            net = PooledClassifier(load(spec.base, dtype=training["load_dtype"], four_bit=True).model, spec)
+        else:
+            net = empty_classifier(spec, ckpt)
         if lora is not None:
             _lora(net, lora)
+        master_weights_fp32(net)
+        one_four_bit_kernel(net)
         net.load_folder(ckpt)
         codec = codec_for(spec, run / TOKENIZER_DIR)
     else:
-        spec = ClassifierSpec(kind="scratch" if kind == "scratch" else "encoder" if kind in ("encoder", "hub")
+        spec = ClassifierSpec(kind="scratch" if kind == "scratch" else "encoder" if kind == "encoder"
                               else "fidan", labels=labels, max_length=a["max_length"], truncation=a["truncation"],
                               pooling=a["pooling"], head_dropout=a["head_dropout"],
-                              base=None if kind == "scratch" else str(model))
+                              base=None if kind == "scratch" else str(model), four_bit=a["qlora"])
         torch.manual_seed(training["seed"])  # the head's (and a new model's) starting weights
         try:
             net, codec = new_classifier(model, kind, spec, run, train_set.texts, tokenizer=a["tokenizer"],
                                         vocab_size=a["vocab_size"], layers=a["layers"], width=a["width"],
-                                        dropout=a["dropout"])
+                                        dropout=a["dropout"], load_dtype=training["load_dtype"],
+                                        four_bit=a["qlora"])
         except Exception:
             clear_run(run)  # nothing half-made is left behind
             raise
         spec.write(run)
         if lora is not None:
             _lora(net, lora)
+        master_weights_fp32(net)  # trained weights in fp32 over a half-precision or 4-bit base
+        one_four_bit_kernel(net)
     length = min(spec.max_length, net.config.block_size)
     rows = {n: codec.encode(s.texts, length, spec.truncation) for n, s in splits.items()}
     if not quiet:
@@ -312,7 +329,9 @@ def _train_neural(model: str, kind: str, splits: dict, labels: list[str], run: P
     if lora is not None:
         from fidan.model.lora import merge_lora
 
-        merge_lora(net)
+        merge_lora(net, dtype=torch.bfloat16 if spec.four_bit else torch.float32)
+        spec.four_bit = False  # the saved classifier is an ordinary one
+        spec.write(run)
         net.save_folder(run)
 
     def predict(texts: list[str]) -> np.ndarray:

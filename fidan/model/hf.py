@@ -101,10 +101,13 @@ class HFCausalLM(nn.Module):
     def set_grad_checkpointing(self, on: bool = True) -> None:
         """transformers' own: each decoder layer's activations recomputed in backward (non-reentrant, so
         frozen inputs, as under LoRA, need no gradient)."""
-        if on:
+        enable = getattr(self.net, "activation_checkpointing_enable", None)  # the name since transformers 5.25
+        if on and enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        elif on:
             self.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         else:
-            self.net.gradient_checkpointing_disable()
+            (getattr(self.net, "activation_checkpointing_disable", None) or self.net.gradient_checkpointing_disable)()
 
     def num_params(self, non_embedding: bool = False) -> int:
         n = logical_parameters(self)
