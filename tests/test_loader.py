@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import write_hf_causal_lm
+
 from fidan.artifacts.loader import load, locate
 from fidan.cli import main as cli
 from fidan.errors import BadInput, FidanError
