@@ -114,3 +114,31 @@ def test_qlora_refuses_what_it_cannot_do(tmp_path, data_dir, tokenizer_dir):
     with pytest.raises(FidanError, match="--qlora trains LoRA adapters over a 4-bit base: pass --lora-r too"):
         pretrain(init=str(run), data=str(data_dir), out=str(tmp_path / "y"), qlora=True, max_steps=2, quiet=True)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_qlora_classifier_over_a_causal_lm_resumes_exactly_and_saves_merged(tmp_path, hf_qwen_dir):
+    """User story 5 at small scale: a causal LM in 4 bits with adapters and a pooled head."""
+    import json
+
+    from fidan.classify.predict import Predictor
+    from fidan.classify.train import classify_train
+
+    rows = [{"text": f"{'Takım maçı kazandı' if i % 2 else 'Annem çorba pişirdi'} {i}.",
+             "label": "spor" if i % 2 else "yemek"} for i in range(80)]
+    data = tmp_path / "toy.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    common = dict(data=str(data), model=str(hf_qwen_dir), lora_r=4, qlora=True, max_steps=4, batch_size=4,
+                  max_length=16, eval_every=2, checkpoint_every=2, warmup_steps=1, pooling="last", quiet=True,
+                  baseline=False, patience=0)
+    classify_train(out=str(tmp_path / "whole"), **common)
+    classify_train(out=str(tmp_path / "cut"), until_step=2, **common)
+    ckpt = tmp_path / "cut" / "checkpoints" / "step-000002"
+    assert (ckpt / "trained.safetensors").exists() and not (ckpt / "model.safetensors").exists()
+    classify_train(out=str(tmp_path / "cut"), resume=True, **common)
+    assert losses(tmp_path / "whole") == losses(tmp_path / "cut")
+    config = yaml.safe_load((tmp_path / "whole" / "config.yaml").read_text(encoding="utf-8"))
+    assert config["train"]["precision"] == "bf16"
+    spec = json.loads((tmp_path / "whole" / "classifier.json").read_text(encoding="utf-8"))
+    assert spec["four_bit"] is False  # saved merged: an ordinary classifier
+    probs = Predictor(tmp_path / "whole", device="cpu").probs(["Takım maçı kazandı 7."])
+    assert probs.shape == (1, 2)

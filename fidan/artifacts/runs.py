@@ -224,7 +224,7 @@ def load_weights(model: torch.nn.Module, folder: Path, device: str = "cpu") -> N
 
 RUN_ARTIFACTS = ("config.yaml", "config.json", "model.safetensors", "adapter", "classifier.json", "metrics.jsonl", "checkpoints", "plots", "report.md",
                  "eval", "timings.json", "tensorboard", "metrics.csv", "wandb-run.json", "wandb",
-                 "split", "search", "tfidf.json", "tfidf.npz", "state.json")  # (the last five: classifiers)
+                 "split", "search", "tfidf.json", "tfidf.npz", "state.json", "trained.safetensors")  # (the last six: classifiers)
 
 
 def is_run(folder: Path) -> bool:

@@ -157,6 +157,7 @@ class _Classifier(nn.Module):
         tmp = folder / ".model.safetensors.tmp"
         save_model(self, str(tmp))
         tmp.replace(folder / "model.safetensors")
+        (folder / TRAINED_ONLY).unlink(missing_ok=True)  # the 4-bit run's partial weights, now merged in
 
 
 class PooledClassifier(_Classifier):
@@ -254,7 +255,9 @@ def _flops_per_token(model: nn.Module) -> float:
 
 def backbone_spec(backbone: GPT | HFCausalLM) -> dict:
     if isinstance(backbone, HFCausalLM):
-        return {"type": "hf-causal", "config": backbone.net.config.to_dict(), "block_size": backbone.config.block_size}
+        config = {k: v for k, v in backbone.net.config.to_dict().items()  # the architecture, not how it was loaded
+                  if k not in ("quantization_config", "_pre_quantization_dtype")}
+        return {"type": "hf-causal", "config": config, "block_size": backbone.config.block_size}
     return {"type": "fidan-gpt", "config": backbone.config.to_dict()}
 
 

@@ -273,7 +273,8 @@ def _train_neural(model: str, kind: str, splits: dict, labels: list[str], run: P
         if spec.labels != labels:
             raise BadRunState(f"--resume: the run in {run} was trained on the labels {', '.join(spec.labels)}, "
                               f"not {', '.join(labels)}; start a new run (--force or another --out)")
-        if spec.four_bit:  # the 4-bit base is loaded again; the checkpoint holds what trains
+        if ClassifierSpec.read(ckpt).four_bit:  # the 4-bit base is loaded again; the checkpoint holds what trains
+            spec.four_bit = True
             net = PooledClassifier(load(spec.base, dtype=training["load_dtype"], four_bit=True).model, spec)
         else:
             net = empty_classifier(spec, ckpt)

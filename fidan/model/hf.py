@@ -232,7 +232,8 @@ def load_hf_causal_lm(path: str | Path, device: str = "cpu", block_size: int | N
 def quiet_bitsandbytes() -> None:
     """bitsandbytes, on a CPU with AVX512-BF16, first tries to fetch a 4-bit matmul kernel from the hub and logs
     a warning when it cannot (offline, untrusted): it then uses the 4-bit kernel it ships, which is fine."""
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    for name in ("bitsandbytes.backends.cpu.ops", "kernels._internals.hf_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _bitsandbytes():
