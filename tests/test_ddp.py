@@ -72,6 +72,32 @@ def test_fsdp_two_processes_match_one(tmp_path, data_dir, tokenizer_dir):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
 
 
+
+def test_fsdp_shards_a_transformers_model_by_decoder_layer_and_resumes_exactly(tmp_path, data_dir, tokenizer_dir):
+    """A transformers base under torchrun --fsdp (gloo): one FSDP unit per decoder layer; stopped at step 2 and
+    resumed under FSDP, it logs the losses of one process, and saves the same model."""
+    from conftest import write_hf_causal_lm
+
+    from fidan.runtime.distributed import shard_units
+
+    base = write_hf_causal_lm(tmp_path / "base", tokenizer_dir, dtype="float32")
+    args = dict(init=str(base), data=str(data_dir), block_size=32, max_steps=4, warmup_steps=1, lr=1e-3,
+                eval_every=100, checkpoint_every=2, precision="fp32", optimizer="adamw", seed=7, quiet=True)
+    pretrain(out=str(tmp_path / "single"), batch_size=2, grad_accum=4, **args)
+    sharded = tmp_path / "fsdp"
+    torchrun(2, dict(out=str(sharded), batch_size=2, grad_accum=2, fsdp=True, until_step=2, **args))
+    torchrun(2, dict(out=str(sharded), batch_size=2, grad_accum=2, fsdp=True, resume=True, **args))
+    a, b = losses(tmp_path / "single"), losses(sharded)
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4]
+    for step in a:
+        assert a[step] == pytest.approx(b[step], abs=1e-5), f"step {step}: {a[step]} vs {b[step]}"
+    from fidan.artifacts.loader import load
+
+    wa, wb = load(tmp_path / "single").model.state_dict(), load(sharded).model.state_dict()
+    assert wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+    units = shard_units(load(base).model)
+    assert [type(u).__name__ for u in units] == ["Qwen3DecoderLayer"] * 2
+
 def test_sft_two_processes_match_one(tmp_path, tokenizer_dir):
     """Instruction tuning under torchrun: the loss is a mean over the global batch's answer tokens."""
     import json
