@@ -58,6 +58,8 @@ COMMANDS: dict[str, Command] = {
     "eval samples": Command("fidan.evaluation.samples:eval_samples", "Generations for fixed prompts with fixed seeds."),
     "report": Command("fidan.report.report:report", "Write a run's report.md with plots, from its files.",
                       positional=("run",)),
+    "adapt plan": Command("fidan.adapt.plan:adapt_plan",
+                          "Memory of full tuning, LoRA and QLoRA of a model (weights, gradients, optimizer, activations)."),
     "export hf": Command("fidan.adapt.export:export_hf",
                          "Write a fidan run as a transformers folder (GPT-2, Qwen3 or Llama), exactly."),
     "vocab extend": Command("fidan.adapt.extend:extend_vocab",

@@ -116,6 +116,9 @@ def write_hf_causal_lm(out, tokenizer_dir, *, vocab: int = 416, tied: bool = Tru
     shutil.copy2(tokenizer_dir / "tokenizer.json", out / "tokenizer.json")
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|endoftext|>",
               "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "model_max_length": 128}
+    source = tokenizer_dir / "tokenizer_config.json"
+    if source.exists() and "chat_template" in json.loads(source.read_text(encoding="utf-8")):
+        config["chat_template"] = json.loads(source.read_text(encoding="utf-8"))["chat_template"]
     (out / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     return out
 

@@ -54,3 +54,24 @@ def test_kenet_definitions_when_installed(tmp_path):
 def test_unknown_or_missing_source_fails_clearly(tmp_path):
     with pytest.raises(FidanError, match="unknown instruction source 'wiki'"):
         build_instructions(out=str(tmp_path / "x"), source=["wiki"])
+
+
+def test_openorca_records_and_a_streamed_hf_source_with_a_cap(tmp_path):
+    """User story 3's data: OpenOrca's fields, read from a Hugging Face dataset (a saved one here: no hub),
+    streamed and stopped at max_docs."""
+    datasets = pytest.importorskip("datasets")
+    from fidan.artifacts.conversations import load_conversations, record_to_messages
+
+    assert record_to_messages({"system_prompt": "Kısa yanıtla.", "question": "Başkent?", "response": "Ankara."}) == [
+        {"role": "system", "content": "Kısa yanıtla."}, {"role": "user", "content": "Başkent?"},
+        {"role": "assistant", "content": "Ankara."}]
+    assert record_to_messages({"system_prompt": "", "question": "Başkent?", "response": "Ankara."})[0]["role"] == "user"
+    rows = {"system_prompt": [""] * 50, "question": [f"Soru {i}?" for i in range(50)],
+            "response": [f"Yanıt {i}." for i in range(50)]}
+    folder = tmp_path / "orca"
+    datasets.Dataset.from_dict(rows).save_to_disk(str(folder))
+    convs = load_conversations(f"hf:{folder}?max_docs=7")
+    assert len(convs) == 7 and convs[6][1]["content"] == "Yanıt 6."
+    assert len(load_conversations(f"hf:{folder}")) == 50
+    with pytest.raises(FidanError, match=r"^--data hf:.*: max_docs must be a whole number"):
+        load_conversations(f"hf:{folder}?max_docs=many")

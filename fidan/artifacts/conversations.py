@@ -6,19 +6,25 @@ Accepted records, one JSON object per line:
 - Alpaca: ``{"instruction": ..., "input": ... (optional), "output": ..., "system": ... (optional)}``
 - chat: ``{"messages": [{"role": "system"|"user"|"assistant", "content": ...}, ...]}``
 - ShareGPT: ``{"conversations": [{"from": "human"|"gpt"|"system", "value": ...}, ...]}``
+- OpenOrca: ``{"system_prompt": ... (optional), "question": ..., "response": ...}``
+
+``hf:NAME[:CONFIG][?split=&max_docs=&max_bytes=]`` streams a Hugging Face dataset's records (fidan.artifacts.hub_data)
+and stops at the caps, so a large instruction set is never downloaded whole for a few thousand examples.
 
 A malformed record is skipped and reported with its file and line; a file with no valid record fails.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
 import sys
 from pathlib import Path
 
-from fidan.errors import FidanError
+from fidan.artifacts.hub_data import parse, records
+from fidan.errors import BadInput, FidanError
 from fidan.runtime.io import atomic_write_text
 from fidan.text.chat_template import check_messages
 
@@ -41,6 +47,16 @@ def record_to_messages(record: object) -> list[dict]:
             raise ValueError("'conversations' must be a list of {from, value} objects")
         messages = [{"role": _SHAREGPT_ROLES.get(t.get("from"), t.get("from")), "content": t.get("value")}
                     for t in turns]
+    elif "question" in record and "response" in record:  # OpenOrca
+        question, response = record.get("question"), record.get("response")
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("'question' is missing or empty")
+        if not isinstance(response, str) or not response.strip():
+            raise ValueError("'response' is missing or empty")
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": response}]
+        system = record.get("system_prompt")
+        if isinstance(system, str) and system.strip():
+            messages.insert(0, {"role": "system", "content": system})
     elif "instruction" in record or "output" in record:
         instruction, output = record.get("instruction"), record.get("output")
         extra = record.get("input") or ""
@@ -55,7 +71,7 @@ def record_to_messages(record: object) -> list[dict]:
         if isinstance(record.get("system"), str) and record["system"].strip():
             messages.insert(0, {"role": "system", "content": record["system"]})
     else:
-        raise ValueError("no 'messages', 'conversations' or 'instruction'/'output' fields")
+        raise ValueError("no 'messages', 'conversations', 'instruction'/'output' or 'question'/'response' fields")
     problem = check_messages(messages)
     if problem:
         raise ValueError(problem)
@@ -103,27 +119,37 @@ def read_conversations(path: str | Path) -> list[list[dict]]:
     return conversations
 
 
-def hf_conversations(name: str, split: str = "train") -> list[list[dict]]:
-    """Conversations of a Hugging Face dataset (needs `datasets` and a reachable hub or a local cache)."""
+def hf_conversations(spec: str, split: str = "train") -> list[list[dict]]:
+    """Conversations of a Hugging Face dataset, ``hf:NAME[:CONFIG][?split=&max_docs=&max_bytes=]``, streamed up to
+    its caps (needs `datasets`, and a reachable hub or a local copy)."""
+    src = parse(spec, "--data")
+    if "split=" not in spec:
+        src = dataclasses.replace(src, split=split)
+    conversations, problems, size = [], [], 0
     try:
-        import datasets
-    except ModuleNotFoundError:
-        raise FidanError("Hugging Face data needs `datasets`; install it with: pip install 'fidan[datasets]'") from None
-    try:
-        ds = datasets.load_dataset(name, split=split)
+        for i, record in enumerate(records(src)):
+            try:
+                messages = record_to_messages(dict(record))
+            except ValueError as e:
+                problems.append(f"{src.name}[{src.split}][{i}]: {e}")
+                continue
+            if src.max_bytes is not None:
+                size += sum(len(m["content"].encode("utf-8")) for m in messages)
+                if size > src.max_bytes:
+                    break
+            conversations.append(messages)
+            if src.max_docs is not None and len(conversations) >= src.max_docs:
+                break
+    except FidanError:
+        raise
     except Exception as e:  # noqa: BLE001 - hub and loader errors come in many types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FidanError(f"could not load Hugging Face dataset '{name}' split '{split}' ({type(e).__name__}: "
-                         f"{first[:200]}); check the name and that the hub is reachable, or pass a local .jsonl") from None
-    conversations, problems = [], []
-    for i, record in enumerate(ds):
-        try:
-            conversations.append(record_to_messages(dict(record)))
-        except ValueError as e:
-            problems.append(f"{name}[{split}][{i}]: {e}")
+        raise BadInput(f"could not load Hugging Face dataset '{src.name}' split '{src.split}' ({type(e).__name__}: "
+                       f"{first[:200]}); check the name, config and split and that the hub is reachable, or pass a "
+                       "local .jsonl") from None
     if not conversations:
-        raise FidanError(f"dataset {name} has no usable records ({problems[0] if problems else 'it is empty'})")
-    _report(f"{name}[{split}]", problems, len(conversations))
+        raise BadInput(f"dataset {src.name} has no usable records ({problems[0] if problems else 'it is empty'})")
+    _report(f"{src.name}[{src.split}]", problems, len(conversations))
     return conversations
 
 
@@ -131,7 +157,7 @@ def load_conversations(spec: str | Path, split: str = "train") -> list[list[dict
     """A ``.jsonl`` file, a folder holding ``{split}.jsonl``, or ``hf:NAME``."""
     spec = str(spec)
     if spec.startswith("hf:"):
-        return hf_conversations(spec[3:], split)
+        return hf_conversations(spec, split)
     path = Path(spec)
     if path.is_dir():
         for name in (f"{split}.jsonl", f"{split}.jsonl.gz"):

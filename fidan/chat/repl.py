@@ -16,7 +16,7 @@ from fidan.errors import FidanError
 from fidan.inference import Engine, Event, Sampling, apply_precision, check_precision, check_sampling
 from fidan.inference.precision import LOAD_DTYPE
 from fidan.runtime.device import pick_device, set_threads
-from fidan.text.chat_template import ChatTokens, encode_chat
+from fidan.text.chat_template import ChatFormat, ChatTokens
 
 HELP = ("commands: /reset (new conversation), /system TEXT (set the system message; /system alone clears it), "
         "/temp X (temperature), /help, /exit")
@@ -26,7 +26,8 @@ class ChatSession:
     """A conversation with a model: history, system message and sampling settings.
 
     Answers come from the inference engine (KV cache, UTF-8-safe streaming); an answer ends at
-    ``</RESP>``, at the end-of-text token or at ``max_new_tokens``.
+    ``</RESP>`` (or the end of turn of the model's own chat template), at the end-of-text token or at
+    ``max_new_tokens``.
     """
 
     def __init__(self, model: torch.nn.Module, tok, system: str | None = None, temperature: float = 0.7,
@@ -37,8 +38,10 @@ class ChatSession:
         self.system = system
         self.temperature, self.top_k, self.top_p, self.max_new_tokens = temperature, top_k, top_p, max_new_tokens
         self.repetition_penalty = repetition_penalty
-        self.end_id = ChatTokens.of(tok).end_of_response
-        self.stop_ids = {self.end_id, tok.eos_id}
+        self.format = ChatFormat(tok)  # fidan's markers, or the model's own chat template
+        if self.format.kind is None:
+            ChatTokens.of(tok)  # the one-line error: this model was not prepared for chat
+        self.stop_ids = self.format.stop_ids
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.engine = Engine(model, decode=tok.decode)
         self.history: list[dict] = []
@@ -56,7 +59,7 @@ class ChatSession:
         block = self.model.config.block_size
         room = max(1, block - min(self.max_new_tokens, block // 2))
         while True:
-            ids, _ = encode_chat(self.tok, self.messages(user), add_generation_prompt=True)
+            ids, _ = self.format.encode(self.messages(user), add_generation_prompt=True)
             if len(ids) <= room or not self.history:
                 return ids[-room:]
             self.history = self.history[2:]

@@ -389,7 +389,9 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         n = valid.sum().clamp(min=1).to(torch.float32)
         loss = torch.zeros((), dtype=torch.float32, device=h.device)
         grad_h = torch.empty_like(hd)
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        # a frozen head (LoRA, QLoRA) needs no (vocab, width) fp32 gradient: 2.5 GB for an 8B model's head
+        head_trains = ctx.needs_input_grad[1]
+        grad_w = torch.zeros(weight.shape if head_trains else (0,), dtype=torch.float32, device=weight.device)
         for i in range(0, h.size(0), chunk):
             hc, tc, vc = hd[i:i + chunk], targets[i:i + chunk], valid[i:i + chunk]
             logits = (hc @ w.T).float()
@@ -402,7 +404,8 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             g.mul_((vc / n)[:, None])
             g = g.to(dtype)
             grad_h[i:i + chunk] = g @ w
-            grad_w += (g.T @ hc).float()
+            if head_trains:
+                grad_w += (g.T @ hc).float()
         ctx.save_for_backward(grad_h, grad_w)
         ctx.h_dtype, ctx.w_dtype = h.dtype, weight.dtype
         return loss / n
@@ -410,11 +413,17 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         grad_h, grad_w = ctx.saved_tensors
-        return (grad_h * grad_out).to(ctx.h_dtype), (grad_w * grad_out).to(ctx.w_dtype), None, None, None
+        grad_weight = (grad_w * grad_out).to(ctx.w_dtype) if ctx.needs_input_grad[1] else None
+        return (grad_h * grad_out).to(ctx.h_dtype), grad_weight, None, None, None
+
+
+LOGIT_CHUNK_ELEMENTS = 1 << 26  # a chunk's fp32 logits take at most 256 MiB (a 152k vocabulary: 441 rows)
 
 
 def chunked_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 1024):
-    """Mean next-token loss of hidden states ``h`` (N, d) through the output head ``weight`` (V, d)."""
+    """Mean next-token loss of hidden states ``h`` (N, d) through the output head ``weight`` (V, d), ``chunk``
+    rows at a time (fewer for a large vocabulary, so one chunk's logits stay within 256 MiB)."""
+    chunk = max(64, min(chunk, LOGIT_CHUNK_ELEMENTS // weight.size(0)))
     device = h.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
     with torch.autocast(device_type=device, enabled=False):

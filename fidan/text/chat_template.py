@@ -11,6 +11,10 @@ template below (stored as ``chat_template`` in ``tokenizer_config.json``) makes
 
 Training supervises only what the assistant says: its content tokens and the ``</RESP>`` that ends
 each answer (so the model learns when to stop). Everything else is labelled -100.
+
+A tokenizer that brings its own Jinja template instead (Qwen's ChatML, Llama's headers...) is rendered
+with it (:class:`ChatFormat`): then the supervised tokens are those of each assistant answer, found in the
+rendered text by their character offsets, and the end-of-turn token that follows it.
 """
 
 from __future__ import annotations
@@ -126,3 +130,96 @@ def encode_chat(tok: TokenizerBundle, messages: list[dict], add_generation_promp
         ids.append(marks[RESP])
         labels.append(-100)
     return ids, labels
+
+
+# Ends of a turn in common chat templates, besides the tokenizer's end-of-text token.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
+
+
+def _token_text(value) -> str:
+    if isinstance(value, dict):
+        return value.get("content", "")
+    return value or ""
+
+
+def _refuse(message: str):
+    raise FidanError(f"the chat template refused the messages: {message}")
+
+
+class ChatFormat:
+    """A tokenizer's chat format: fidan's markers (``kind == "fidan"``), its own Jinja template
+    (``"template"``), or none (``None``: the model completes text but cannot chat)."""
+
+    def __init__(self, tok: TokenizerBundle, prefer: str = "auto"):
+        self.tok = tok
+        has_markers = all(tok.tokenizer.token_to_id(t) is not None for t in CHAT_TOKENS)
+        self.source = template_source(tok)
+        self.kind = "fidan" if has_markers and prefer != "template" else "template" if self.source else None
+        if prefer == "template" and self.source is None:
+            raise FidanError(f"tokenizer {tok.path} has no chat template of its own; use fidan's chat format")
+        self._template = None
+        if self.kind == "template":
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+            env.globals["raise_exception"] = _refuse
+            self._template = env.from_string(self.source)
+
+    @property
+    def stop_ids(self) -> set[int]:
+        """Tokens that end an answer."""
+        if self.kind == "fidan":
+            return {ChatTokens.of(self.tok).end_of_response, self.tok.eos_id}
+        ends = {self.tok.tokenizer.token_to_id(t) for t in END_OF_TURN} | {self.tok.eos_id}
+        return {i for i in ends if i is not None}
+
+    def render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
+        from jinja2 import TemplateError
+
+        try:
+            return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                         bos_token=_token_text(self.tok.config.get("bos_token")),
+                                         eos_token=_token_text(self.tok.config.get("eos_token")))
+        except TemplateError as e:
+            raise FidanError(f"the model's chat template failed on these messages: {e}") from None
+
+    def encode(self, messages: list[dict], add_generation_prompt: bool = False) -> tuple[list[int], list[int]]:
+        """Ids and labels (the id where supervised, else -100), aligned as :func:`encode_chat` gives them."""
+        if self.kind == "fidan":
+            return encode_chat(self.tok, messages, add_generation_prompt)
+        if self.kind is None:
+            raise FidanError(f"the model's tokenizer ({self.tok.path}) has no chat format: tune it with `fidan sft`, "
+                             "or complete plain text")
+        text = self.render(messages, add_generation_prompt)
+        enc = self.tok.tokenizer.encode(text, add_special_tokens=False)
+        ids, labels = list(enc.ids), [-100] * len(enc.ids)
+        ends, cursor = self.stop_ids, 0
+        for m in messages:
+            at = text.find(m["content"], cursor)
+            if at < 0:
+                if m["role"] == "assistant":
+                    raise FidanError("the chat template does not show an assistant answer as it is, so its tokens "
+                                     "cannot be found for the loss; tune with fidan's chat format (--chat-template fidan)")
+                continue
+            cursor = at + len(m["content"])
+            if m["role"] != "assistant":
+                continue
+            for i, (start, end) in enumerate(enc.offsets):
+                if end > at and start < cursor:
+                    labels[i] = ids[i]
+                elif start >= cursor:
+                    if ids[i] in ends:  # the end of the turn right after the answer: the model learns to stop
+                        labels[i] = ids[i]
+                    break
+        return ids, labels
+
+
+def template_source(tok: TokenizerBundle) -> str | None:
+    """The tokenizer's own Jinja chat template (tokenizer_config.json or chat_template.jinja), if any."""
+    source = tok.config.get("chat_template")
+    file = tok.path / "chat_template.jinja"
+    if source is None and file.exists():
+        source = file.read_text(encoding="utf-8")
+    if isinstance(source, list):  # several named templates: the default one
+        source = next((t.get("template") for t in source if t.get("name") == "default"), None)
+    return source if isinstance(source, str) and source.strip() else None

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 import yaml
@@ -31,7 +32,7 @@ from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import sha256_file
 from fidan.runtime.perf import autocast
-from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS
+from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, ChatFormat, template_source
 from fidan.training.args import TrainArgs, group, training_command
 from fidan.training.estimate import estimate_step_seconds
 from fidan.training.loop import fit
@@ -175,6 +176,7 @@ def sft(
     lora_alpha: float = 32.0,
     lora_targets: str | None = None,
     qlora: bool = False,
+    chat_template: Literal["auto", "fidan", "base"] = "auto",
     **training,
 ) -> dict:
     """Instruction-tune a model on chat or Alpaca-style data, with loss on the answers only.
@@ -195,6 +197,8 @@ def sft(
             folder in RUN/adapter.
         lora_alpha: LoRA scale: updates are multiplied by alpha / r.
         lora_targets: comma-separated linear layers that get adapters (default: every attention and MLP layer).
+        chat_template: auto (a transformers base's own chat template when it has one, as Qwen and Llama do;
+            else fidan's <INST>…</INST><RESP>…</RESP>), fidan, or base (the base's own, required).
         qlora: load the transformers base with its block linear layers in 4-bit NF4 (double quantization, bf16
             compute; bitsandbytes, CPU or CUDA) and train LoRA adapters over it (needs --lora-r).
         batch_size: rows (packed sequences) per micro-batch (per process under torchrun).
@@ -207,9 +211,12 @@ def sft(
     """
     command_args = {"model": model, "data": data, "out": out, "val_data": val_data, "val_fraction": val_fraction,
                     "dropout": dropout, "pack": pack, "eval_examples": eval_examples, "lora_r": lora_r,
-                    "lora_alpha": lora_alpha, "lora_targets": lora_targets, "qlora": qlora, **training}
+                    "lora_alpha": lora_alpha, "lora_targets": lora_targets, "qlora": qlora,
+                    "chat_template": chat_template, **training}
     if eval_examples <= 0:
         raise FidanError(f"--eval-examples must be positive, got {eval_examples}")
+    if chat_template not in ("auto", "fidan", "base"):
+        raise FidanError(f"--chat-template must be auto, fidan or base, got {chat_template!r}")
     if not 0 <= val_fraction < 1:
         raise FidanError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     device = pick_device(training["device"])
@@ -248,7 +255,9 @@ def sft(
 
 
 def _chat_ids(tok) -> list[int]:
-    return [tok.tokenizer.token_to_id(t) for t in CHAT_TOKENS]
+    """fidan's chat markers, whose embedding rows train beside LoRA adapters (none with a base's own template)."""
+    ids = [tok.tokenizer.token_to_id(t) for t in CHAT_TOKENS]
+    return [] if None in ids else ids
 
 
 def _resumed_defaults(run: Path) -> dict:
@@ -265,6 +274,7 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
           ckpts, dist, resume, force, logger, command_args, quiet, lora=None, load_opts=None):
     main = dist.is_main
     quiet = quiet or not main
+    chat_template = command_args["chat_template"]
     ckpt = open_run(run, resume, force, dist.is_main, quiet)
     start = None
     if ckpt is not None:  # a resume reads the grown model and tokenizer from the run itself
@@ -281,9 +291,17 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
         net, base_tok = start.model, start.tok
         if lora is not None:
             check_targets(net, lora)  # before anything is written
+        own_template = template_source(base_tok) is not None and ChatFormat(base_tok).kind == "template" and \
+            (chat_template == "base" or (chat_template == "auto" and start.kind == "hf"))
+        if chat_template == "base" and not own_template:
+            raise FidanError(f"--chat-template base: {model} has no chat template of its own; leave the option out "
+                             "to tune with fidan's <INST>…</INST><RESP>…</RESP>")
         if main:
             start_fresh(run)
-            add_special_tokens(base_tok.path, run / "tokenizer", CHAT_TOKENS, CHAT_TEMPLATE)
+            if own_template:  # the base's tokenizer as it is, its template kept in tokenizer_config.json
+                add_special_tokens(base_tok.path, run / "tokenizer", [], template_source(base_tok))
+            else:
+                add_special_tokens(base_tok.path, run / "tokenizer", CHAT_TOKENS, CHAT_TEMPLATE)
         dist_util.barrier(dist)
         tok = load_tokenizer(run / "tokenizer")
         rows = net.config.vocab_size
@@ -328,8 +346,12 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
         val_convs = []
     if not train_convs:
         raise FidanError(f"no training conversations left in {data} after holding out --val-fraction {val_fraction}")
-    train_ex, truncated, dropped = tokenize_conversations(tok, train_convs, cfg.block_size)
-    val_ex, _, _ = tokenize_conversations(tok, val_convs[:eval_examples], cfg.block_size)
+    chat_format = ChatFormat(tok)
+    if not quiet and ckpt is None:
+        print(f"chat format: {'the base model' + chr(39) + 's own template' if chat_format.kind == 'template' else 'fidan'}"
+              f"{'' if chat_format.kind == 'template' else ' <INST>…</INST><RESP>…</RESP>'}")
+    train_ex, truncated, dropped = tokenize_conversations(tok, train_convs, cfg.block_size, chat_format)
+    val_ex, _, _ = tokenize_conversations(tok, val_convs[:eval_examples], cfg.block_size, chat_format)
     if not train_ex:
         raise FidanError(f"every conversation in {data} is longer than the block size {cfg.block_size} before its "
                          "answer; shorten the prompts")
@@ -347,6 +369,7 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
               "data_sha256": sha256_file(data) if Path(data).is_file() else None, "val_data": val_data,
               "tokenizer_sha256": tok.sha256, "model": cfg.to_dict(), "parameters": net.num_params(),
               "pack": pack, "train_conversations": len(train_ex), "val_conversations": len(val_ex),
+              "chat_format": chat_format.kind,
               "lora": lora.to_dict() if lora else None, "base": base_record(start, model, load_opts),
               "trainable_parameters": trained_weights(net)}
     task = SFTTask(net, train_ex, val_ex, tok.eos_id, tok.token_bytes(), args, pack, dist, dist.device)

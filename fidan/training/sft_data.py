@@ -12,21 +12,23 @@ from __future__ import annotations
 import torch
 
 from fidan.artifacts.tokenizer import TokenizerBundle
-from fidan.text.chat_template import encode_chat
+from fidan.text.chat_template import ChatFormat, encode_chat
 
 Example = tuple[list[int], list[int]]  # (input ids, target ids with -100 where not supervised)
 
 
-def tokenize_conversations(tok: TokenizerBundle, conversations: list[list[dict]], block_size: int
-                           ) -> tuple[list[Example], int, int]:
-    """Next-token examples; returns (examples, truncated, dropped).
+def tokenize_conversations(tok: TokenizerBundle, conversations: list[list[dict]], block_size: int,
+                           chat_format: ChatFormat | None = None) -> tuple[list[Example], int, int]:
+    """Next-token examples in the tokenizer's chat format (fidan's markers unless ``chat_format`` says
+    otherwise); returns (examples, truncated, dropped).
 
     An example longer than the block is cut to its first ``block_size`` positions; one left with no
     supervised target (the answer fell past the cut) is dropped.
     """
+    encode = chat_format.encode if chat_format is not None else (lambda m: encode_chat(tok, m))
     examples, truncated, dropped = [], 0, 0
     for messages in conversations:
-        ids, labels = encode_chat(tok, messages)
+        ids, labels = encode(messages)
         x, y = ids[:-1], labels[1:]
         if len(x) > block_size:
             x, y = x[:block_size], y[:block_size]
