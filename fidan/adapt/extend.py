@@ -20,9 +20,10 @@ import torch
 
 from fidan.adapt.vocab import extend_tokenizer, learn_extension
 from fidan.artifacts.datadir import iter_split, load_manifest
+from fidan.artifacts.loader import load, locate
 from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
 from fidan.errors import FidanError
-from fidan.model.hf import HFCausalLM, is_hf_folder, load_hf_causal_lm
+from fidan.model.hf import HFCausalLM
 from fidan.model.scoring import model_nll, score_token_documents
 from fidan.runtime.io import atomic_dir, atomic_write_json
 from fidan.training.start import EXTENSION_FILE, HF_TOKENIZER_FILES
@@ -36,7 +37,8 @@ def extend_vocab(base: str, data: str, add: int, out: str, init: str = "subtoken
     """Add up to N Turkish tokens to a transformers causal LM, as BPE merges, with initialised embeddings.
 
     Args:
-        base: a local transformers causal-LM folder with a BPE tokenizer.json (`fidan export hf` writes one).
+        base: a transformers causal-LM folder or cached hub name with a BPE tokenizer.json (`fidan export hf`
+            writes one).
         data: a data folder made by `fidan data prepare`: new tokens are learned on its train split and
             measured on its val split.
         add: how many new tokens, at most (ranked by the tokens they save on the data).
@@ -52,12 +54,12 @@ def extend_vocab(base: str, data: str, add: int, out: str, init: str = "subtoken
         quiet: print nothing.
     """
     started = time.time()
-    base_dir, out_dir = Path(base), Path(out)
+    out_dir = Path(out)
     if init not in INITS:
         raise FidanError(f"--init must be one of {', '.join(INITS)}, got {init!r}")
-    if not base_dir.exists():
-        raise FidanError(f"--base {base_dir} not found; pass a local transformers model folder")
-    if not is_hf_folder(base_dir):
+    source = locate(base)  # a folder, or a hub name's snapshot in the local cache
+    base_dir = source.folder
+    if source.kind != "hf":
         raise FidanError(f"--base {base_dir} is not a transformers model folder; export a fidan run with "
                          "`fidan export hf --model RUN --out DIR` first")
     if out_dir.exists() and not force:
@@ -66,7 +68,7 @@ def extend_vocab(base: str, data: str, add: int, out: str, init: str = "subtoken
         raise FidanError(f"{base_dir} has no tokenizer.json; vocabulary extension needs a fast (BPE) tokenizer")
     load_manifest(data)
     base_tok = load_tokenizer(base_dir)
-    model = load_hf_causal_lm(base_dir, block_size=block_size)
+    model = load(base_dir, block_size=block_size).model
     rows = model.config.vocab_size
     if base_tok.vocab_size > rows:
         raise FidanError(f"{base_dir}: the tokenizer has {base_tok.vocab_size} tokens but the model has {rows} "

@@ -391,7 +391,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         grad_h = torch.empty_like(hd)
         # a frozen head (LoRA, QLoRA) needs no (vocab, width) fp32 gradient: 2.5 GB for an 8B model's head
         head_trains = ctx.needs_input_grad[1]
-        grad_w = torch.zeros(weight.shape if head_trains else (0,), dtype=torch.float32, device=weight.device)
+        grad_w = None  # fp32, summed over chunks in place (no second (vocab, width) fp32 temporary per chunk)
         for i in range(0, h.size(0), chunk):
             hc, tc, vc = hd[i:i + chunk], targets[i:i + chunk], valid[i:i + chunk]
             logits = (hc @ w.T).float()
@@ -405,7 +405,10 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             g = g.to(dtype)
             grad_h[i:i + chunk] = g @ w
             if head_trains:
-                grad_w += (g.T @ hc).float()
+                part = g.T @ hc
+                grad_w = part.float() if grad_w is None else grad_w.add_(part)
+        if grad_w is None:
+            grad_w = torch.zeros(weight.shape if head_trains else (0,), dtype=torch.float32, device=weight.device)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.h_dtype, ctx.w_dtype = h.dtype, weight.dtype
         return loss / n

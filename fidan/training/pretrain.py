@@ -10,6 +10,7 @@ fused AdamW, optional torch.compile, Muon for the hidden matrices (``--optimizer
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -115,9 +116,10 @@ class PretrainTask:
 
     def sample(self) -> str:
         gen = torch.Generator(device=self.device).manual_seed(self.args.seed)
-        out = Engine(self.model, self.tok.decode).generate([self.tok.encode(SAMPLE_PROMPT)], 48,
-                                                           Sampling(temperature=0.8, top_k=50), gen,
-                                                           stop_ids={self.tok.eos_id})
+        with self.eval_ctx or contextlib.nullcontext():  # a half-precision base with fp32 trained rows mixes dtypes
+            out = Engine(self.model, self.tok.decode).generate([self.tok.encode(SAMPLE_PROMPT)], 48,
+                                                               Sampling(temperature=0.8, top_k=50), gen,
+                                                               stop_ids={self.tok.eos_id})
         return SAMPLE_PROMPT + out[0].text
 
     def record(self) -> dict:
