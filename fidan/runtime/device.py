@@ -27,7 +27,18 @@ def pick_device(device: str = "auto") -> str:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB."""
+    """Peak resident memory of this process in MiB.
+
+    On Linux, the high-water mark of the process's own memory (VmHWM): ``ru_maxrss`` also keeps the peak of
+    the process it was forked from, so a command started from a large process would report that one's.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     try:
         import resource
 
