@@ -230,7 +230,11 @@ def test_hf_datasets_by_name(monkeypatch, capsys):
     from fidan.artifacts.conversations import load_conversations
 
     rows = [{"instruction": "Selam ver.", "input": "", "output": "Merhaba!"}, {"text": "düz"}]
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: rows if name == "ornek/tr-alpaca" else 1 / 0)
+    def load_dataset(name, config=None, split="train", streaming=False):
+        assert streaming  # records are streamed, never downloaded whole
+        return iter(rows) if name == "ornek/tr-alpaca" else 1 / 0
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     convs = load_conversations("hf:ornek/tr-alpaca")
     assert convs == [[{"role": "user", "content": "Selam ver."}, {"role": "assistant", "content": "Merhaba!"}]]
     assert "ornek/tr-alpaca[train][1]" in capsys.readouterr().err

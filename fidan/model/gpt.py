@@ -311,8 +311,10 @@ class GPT(nn.Module):
             return self.forward_cached(idx, cache, start or [0] * idx.size(0), last), None
         B, T = idx.shape
         x = self.hidden_states(idx, doc_ids)
-        if targets is not None and not return_logits and reduction == "mean":
-            return None, chunked_cross_entropy(x.view(B * T, -1), self.lm_head.weight, targets.reshape(-1))
+        if targets is not None and not return_logits and reduction in ("mean", "none"):  # never full logits
+            loss = (chunked_cross_entropy if reduction == "mean" else chunked_token_nll)(
+                x.view(B * T, -1), self.lm_head.weight, targets.reshape(-1))
+            return None, loss
         logits = self.lm_head(x)
         if targets is None:
             return logits, None
@@ -431,6 +433,17 @@ def chunked_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
     with torch.autocast(device_type=device, enabled=False):
         return _ChunkedLinearCrossEntropy.apply(h, weight, targets, dtype, chunk)
+
+
+def chunked_token_nll(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Nats of each target (N,) (0 where it is -100) through the output head, a chunk of rows at a time: what
+    scoring needs, without the (N, vocab) logits of a large vocabulary (autocast applies to the product)."""
+    chunk = max(64, min(chunk, LOGIT_CHUNK_ELEMENTS // weight.size(0)))
+    out = torch.empty(h.size(0), dtype=torch.float32, device=h.device)
+    for i in range(0, h.size(0), chunk):
+        logits = F.linear(h[i:i + chunk], weight).float()
+        out[i:i + chunk] = F.cross_entropy(logits, targets[i:i + chunk], ignore_index=-100, reduction="none")
+    return out
 
 
 def positions_in_documents(doc_ids: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fidan.errors import FidanError, MissingExtra
-from fidan.model.gpt import chunked_cross_entropy, positions_in_documents
+from fidan.model.gpt import chunked_cross_entropy, chunked_token_nll, positions_in_documents
 from fidan.model.memory import logical_parameters
 
 # Scoring a long context on a CPU is slow: training windows of HF models are capped unless asked otherwise.
@@ -137,10 +137,12 @@ class HFCausalLM(nn.Module):
             causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
             kwargs["attention_mask"] = (causal & (doc_ids[:, :, None] == doc_ids[:, None, :]))[:, None]
             kwargs["position_ids"] = positions_in_documents(doc_ids)
-        if targets is not None and not return_logits and reduction == "mean" and self._chunked:
+        if targets is not None and not return_logits and reduction in ("mean", "none") and self._chunked:
             hidden = self.net.base_model(**kwargs, use_cache=False).last_hidden_state
             head = self.net.get_output_embeddings().weight
-            return None, chunked_cross_entropy(hidden.reshape(B * T, -1), head, targets.reshape(-1))
+            loss = (chunked_cross_entropy if reduction == "mean" else chunked_token_nll)(
+                hidden.reshape(B * T, -1), head, targets.reshape(-1))
+            return None, loss
         logits = self.net(**kwargs, use_cache=False).logits
         if targets is None:
             return logits, None

@@ -106,7 +106,7 @@ def model_nll(model: torch.nn.Module, autocast=None) -> Callable[..., torch.Tens
         model.eval()  # no dropout while scoring
         try:
             with autocast if autocast is not None else contextlib.nullcontext():
-                _, loss = model(x, y, reduction="none", doc_ids=doc_ids)
+                _, loss = model(x, y, reduction="none", doc_ids=doc_ids, return_logits=False)
         finally:
             model.train(was_training)
         return loss.float().view(y.shape)
