@@ -75,11 +75,12 @@ def make_base(work: Path, hidden: int, layers: int, inter: int, heads: int, kv_h
 
 
 def make_data(work: Path) -> Path:
-    data = work / "data"
+    """The treebank's sentences, with no validation split: the peak measured is training's, not scoring's."""
+    data = work / "data-train-only"
     if not (data / "manifest.json").exists():
         from fidan.corpus.prepare import prepare_data
 
-        prepare_data(source=["tr-treebank"], out=str(data), val_fraction=0.05)
+        prepare_data(source=["tr-treebank"], out=str(data), val_fraction=0.0)
     return data
 
 

@@ -9,7 +9,7 @@ import torch
 from fidan.artifacts.runs import read_metrics
 from fidan.model.gpt import GPT, config_from_preset
 from fidan.model.hf import HFCausalLM
-from fidan.training.loop import grad_checkpointing
+from fidan.model.memory import grad_checkpointing
 from fidan.training.pretrain import pretrain
 
 

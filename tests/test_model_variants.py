@@ -8,7 +8,8 @@ import torch
 from fidan.artifacts.loader import load_model
 from fidan.artifacts.runs import read_metrics, save_weights
 from fidan.errors import FidanError
-from fidan.model.gpt import GPT, GPTConfig, chunked_cross_entropy, config_from_preset
+from fidan.model.gpt import GPT, GPTConfig, config_from_preset
+from fidan.model.loss import chunked_cross_entropy
 from fidan.training.optim import MuonAdamW, OwnMuon, make_optimizer
 from fidan.training.pretrain import pretrain
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from fidan.errors import BadInput
+from fidan.model.loss import LOGIT_CHUNK_ELEMENTS
 
 NF4_BYTES = 0.516  # 4 bits, one 8-bit scale per 64 weights and one fp32 per 256 scales (double quantization)
 # Activations kept per token and layer under bf16 autocast, per unit of width and of MLP width: counted from
@@ -48,8 +49,7 @@ CKPT_PER_WIDTH = 4.0
 LOSS_BYTES_PER_LOGIT = 16.0
 OVERHEAD = 200e6
 CPU_8BIT_STEP = 8.0
-LOSS_CHUNK = 1024  # rows of logits at a time (fidan.model.gpt.chunked_cross_entropy)
-LOGIT_CHUNK_ELEMENTS = 1 << 26
+LOSS_CHUNK = 1024  # rows of logits at a time (fidan.model.loss.chunked_cross_entropy)
 METHODS = ("full", "lora", "qlora")
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 

@@ -22,7 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fidan.errors import FidanError, MissingExtra
-from fidan.model.gpt import chunked_cross_entropy, chunked_token_nll, positions_in_documents
+from fidan.model.gpt import positions_in_documents
+from fidan.model.loss import chunked_cross_entropy, chunked_token_nll
 from fidan.model.memory import logical_parameters
 
 # Scoring a long context on a CPU is slow: training windows of HF models are capped unless asked otherwise.

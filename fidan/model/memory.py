@@ -1,8 +1,11 @@
-"""What a model's weights take in memory, however they are stored (fp32, bf16, 4-bit NF4 with its scales)."""
+"""What a model's weights take in memory, however they are stored (fp32, bf16, 4-bit NF4 with its scales), and
+gradient checkpointing, which trades activation memory for compute."""
 
 from __future__ import annotations
 
 import torch
+
+from fidan.errors import BadConfig
 
 
 def weight_bytes(model: torch.nn.Module) -> int:
@@ -53,3 +56,12 @@ def four_bit_summary(model: torch.nn.Module) -> dict:
     stored = sum(m.weight.numel() * m.weight.element_size() + _quant_state_bytes(m.weight.quant_state, False)
                  for m in layers)
     return {"layers": len(layers), "bytes_per_weight": round(stored / weights, 4) if weights else None}
+
+
+def grad_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute block activations in backward, in every model part that can (fidan's GPT, transformers)."""
+    parts = [m for m in model.modules() if hasattr(m, "set_grad_checkpointing")]
+    if not parts:
+        raise BadConfig(f"--grad-checkpointing: {type(model).__name__} has no blocks to checkpoint; leave it out")
+    for part in parts:
+        part.set_grad_checkpointing(True)

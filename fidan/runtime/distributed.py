@@ -157,3 +157,12 @@ def load_full_optimizer_state(model, optimizer, state: dict) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
+def gathered_copy(raw: torch.nn.Module, full_weights: dict | None) -> torch.nn.Module:
+    """The model to save: itself, or an unsharded CPU copy holding FSDP's gathered weights."""
+    if not full_weights:
+        return raw
+    copy = raw.empty_copy() if hasattr(raw, "empty_copy") else type(raw)(raw.config)
+    copy.load_state_dict(full_weights)
+    return copy

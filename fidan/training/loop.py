@@ -38,6 +38,7 @@ from fidan.artifacts.runs import (
 )
 from fidan.artifacts.schema import stamp
 from fidan.errors import BadRunState, FidanError, Interrupted
+from fidan.model.memory import grad_checkpointing
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import peak_rss_mb
 from fidan.runtime.io import append_jsonl
@@ -46,7 +47,7 @@ from fidan.runtime.plots import plot_loss
 from fidan.runtime.signals import stop_requests
 from fidan.training.args import CheckpointArgs, EvalArgs, TrainArgs
 from fidan.training.optim import lr_at, make_optimizer, set_lr
-from fidan.training.runs import truncate_metrics, write_config
+from fidan.training.runs import check_resume, truncate_metrics, write_config
 
 WARMUP_SHARE = 0.25  # warm-up never takes more than this share of the run
 MAX_BAD_STEPS = 5  # non-finite steps in a row before a run stops
@@ -179,7 +180,7 @@ class Trainer:
 
     def _resume(self, ckpt: Path) -> None:
         state = load_checkpoint_state(ckpt)
-        _check_resume(state, self.args, self.global_batch, self.main)
+        check_resume(state, self.args, self.global_batch, self.main)
         if self.args.fsdp and self.dist.enabled:
             dist_util.load_full_optimizer_state(self.model, self.opt, state["optimizer"])
         else:
@@ -216,7 +217,7 @@ class Trainer:
                  "settings": self.settings, "optimizer": full_opt if full_opt is not None else self.opt.state_dict(),
                  "task": self.task.state_dict(),
                  "scaler": self.scaler.state_dict() if self.scaler is not None else None}
-        save_checkpoint(self.run, p.step, _gathered(self.raw, full_weights), stamp("checkpoint", state),
+        save_checkpoint(self.run, p.step, dist_util.gathered_copy(self.raw, full_weights), stamp("checkpoint", state),
                         self.ckpts.keep)
 
     def evaluate(self) -> dict:
@@ -374,7 +375,7 @@ class Trainer:
             self.log({"kind": "final", "step": p.step, **final})
         if not self.main:
             return {"step": p.step, "rank": self.dist.rank}
-        save_weights(_gathered(self.raw, full_weights), self.run,
+        save_weights(dist_util.gathered_copy(self.raw, full_weights), self.run,
                      {"fidan_step": p.step, "fidan_stage": self.task.stage, "fidan_best_step": p.best["step"],
                       "fidan_planned_steps": p.plan})
         records = read_metrics(self.run)
@@ -393,32 +394,3 @@ class Trainer:
 def dropout_seed(seed: int, step: int, rank: int) -> int:
     """Dropout masks are a pure function of (seed, step, rank): exact resume needs no RNG state."""
     return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63)
-
-
-def grad_checkpointing(model: torch.nn.Module) -> None:
-    """Recompute block activations in backward, in every model part that can (fidan's GPT, transformers)."""
-    parts = [m for m in model.modules() if hasattr(m, "set_grad_checkpointing")]
-    if not parts:
-        raise FidanError(f"--grad-checkpointing: {type(model).__name__} has no blocks to checkpoint; leave it out")
-    for part in parts:
-        part.set_grad_checkpointing(True)
-
-
-def _check_resume(state: dict, args: TrainArgs, global_batch: int, main: bool) -> None:
-    saved = state.get("settings", {})
-    saved_global = saved.get("batch_size", 0) * saved.get("grad_accum", 1) * saved.get("world_size", 1)
-    if main and (saved_global != global_batch or saved.get("max_steps") != args.max_steps):
-        print(f"note: resuming with a global batch of {global_batch} and max_steps {args.max_steps}; the checkpoint "
-              f"used {saved_global} and {saved.get('max_steps')} (the run will not be exact)")
-    if saved.get("optimizer", "adamw") != args.optimizer:
-        raise FidanError(f"--resume: the checkpoint was trained with --optimizer {saved.get('optimizer', 'adamw')}, "
-                         f"not {args.optimizer}; pass --optimizer {saved.get('optimizer', 'adamw')}")
-
-
-def _gathered(raw: torch.nn.Module, full_weights: dict | None) -> torch.nn.Module:
-    """The model to save: itself, or an unsharded CPU copy holding FSDP's gathered weights."""
-    if not full_weights:
-        return raw
-    copy = raw.empty_copy() if hasattr(raw, "empty_copy") else type(raw)(raw.config)
-    copy.load_state_dict(full_weights)
-    return copy

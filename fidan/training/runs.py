@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from fidan.artifacts.runs import checkpoint_dirs, clear_run, is_run, newest_sound_checkpoint, read_metrics
-from fidan.errors import BadRunState
+from fidan.errors import BadRunState, FidanError
 from fidan.runtime.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from fidan.training.args import TrainArgs
 
 
 def open_run(run: Path, resume: bool, force: bool, main: bool = True, quiet: bool = False) -> Path | None:
@@ -87,3 +91,14 @@ def _plain(value):
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def check_resume(state: dict, args: TrainArgs, global_batch: int, main: bool) -> None:
+    saved = state.get("settings", {})
+    saved_global = saved.get("batch_size", 0) * saved.get("grad_accum", 1) * saved.get("world_size", 1)
+    if main and (saved_global != global_batch or saved.get("max_steps") != args.max_steps):
+        print(f"note: resuming with a global batch of {global_batch} and max_steps {args.max_steps}; the checkpoint "
+              f"used {saved_global} and {saved.get('max_steps')} (the run will not be exact)")
+    if saved.get("optimizer", "adamw") != args.optimizer:
+        raise FidanError(f"--resume: the checkpoint was trained with --optimizer {saved.get('optimizer', 'adamw')}, "
+                         f"not {args.optimizer}; pass --optimizer {saved.get('optimizer', 'adamw')}")
