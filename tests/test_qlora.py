@@ -142,3 +142,21 @@ def test_qlora_classifier_over_a_causal_lm_resumes_exactly_and_saves_merged(tmp_
     assert spec["four_bit"] is False  # saved merged: an ordinary classifier
     probs = Predictor(tmp_path / "whole", device="cpu").probs(["Takım maçı kazandı 7."])
     assert probs.shape == (1, 2)
+
+
+def test_adamw8bit_keeps_8bit_moments_and_resumes_exactly(tmp_path, data_dir, tokenizer_dir):
+    """--optimizer adamw8bit: bitsandbytes' AdamW with blockwise 8-bit moments (tensors of 4096 weights or more),
+    saved in checkpoints and resumed exactly."""
+    common = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), preset="hizli", block_size=32, max_steps=4,
+                  batch_size=4, eval_every=10, checkpoint_every=2, warmup_steps=1, optimizer="adamw8bit",
+                  precision="fp32", quiet=True)
+    pretrain(out=str(tmp_path / "whole"), **common)
+    pretrain(out=str(tmp_path / "cut"), until_step=2, **common)
+    pretrain(out=str(tmp_path / "cut"), resume=True, **common)
+    assert losses(tmp_path / "whole") == losses(tmp_path / "cut")
+    state = torch.load(tmp_path / "whole" / "checkpoints" / "step-000004" / "state.pt", weights_only=True)
+    packed = [s.get("__bnb_optimizer_quant_state__", s) for s in state["optimizer"]["state"].values()]
+    moments = [v for s in packed for k, v in s.items() if k in ("state1", "state2")]
+    assert moments and any(m.dtype == torch.uint8 for m in moments)
+    assert yaml.safe_load((tmp_path / "whole" / "config.yaml").read_text(encoding="utf-8"))["train"]["optimizer"] \
+        == "adamw8bit"
