@@ -145,7 +145,8 @@ def chat(
     """Chat with an instruction-tuned model in the terminal; answers stream as they are generated.
 
     Args:
-        model: a run folder made by `fidan sft` (or one of its checkpoints).
+        model: a run folder made by `fidan sft` (or one of its checkpoints), a transformers chat model (folder or
+            cached hub name) with its own chat template, or a LoRA adapter folder (used over its base, unmerged).
         system: a system message for the conversation (change it with /system).
         temperature: 0 is greedy; higher is more varied (change it with /temp).
         top_k: sample only among the k most likely tokens (0 disables).

@@ -99,7 +99,8 @@ def eval_bpb(
     """Bits per byte and perplexity of a model on a text, with a sliding window for long documents.
 
     Args:
-        model: a fidan run or checkpoint folder, or a local Hugging Face causal-LM folder.
+        model: a fidan run or checkpoint folder, a transformers causal-LM folder, a cached hub name or a LoRA
+            adapter folder.
         text: a .txt file (one document per blank-line-separated paragraph), a .jsonl file (one document
             per "text" field), gzipped or not, or a data folder made by `fidan data prepare`.
         split: which split to read when --text is a data folder.

@@ -174,7 +174,8 @@ def eval_mc(
     """Multiple-choice accuracy by likelihood, for fidan models and Hugging Face causal LMs.
 
     Args:
-        model: a fidan run or checkpoint folder, or a local Hugging Face causal-LM folder.
+        model: a fidan run or checkpoint folder, a transformers causal-LM folder, a cached hub name or a LoRA
+            adapter folder.
         data: a JSONL file, one {"context", "choices", "answer"} record per line, or a built-in set:
             tr-harmony (the right Turkish suffix form among wrong vowel-harmony forms).
         block_size: longest context in tokens (default: the model's; longer contexts lose their start).

@@ -76,7 +76,8 @@ def eval_samples(
     """Generations for a fixed prompt list with fixed seeds (prompt i uses seed + i).
 
     Args:
-        model: a fidan run or checkpoint folder, or a local Hugging Face causal-LM folder.
+        model: a fidan run or checkpoint folder, a transformers causal-LM folder, a cached hub name or a LoRA
+            adapter folder.
         prompts: a file with one prompt per line (.txt) or {"prompt": ...} per line (.jsonl).
         prompt: a prompt given directly (repeatable; added after those of --prompts).
         max_new_tokens: how many tokens to generate at most per prompt.

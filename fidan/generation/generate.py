@@ -33,7 +33,8 @@ def generate(
     """Sample text from a trained model; the texts are printed (separated by ---) and returned.
 
     Args:
-        model: a run folder made by `fidan pretrain` (or one of its checkpoint folders).
+        model: a fidan run (or checkpoint) folder, a transformers causal-LM folder, a hub name from the local
+            Hugging Face cache, or a LoRA adapter folder (used over its base, unmerged).
         prompt: the text to continue.
         max_new_tokens: how many tokens to generate at most.
         temperature: 0 is greedy; higher is more random.

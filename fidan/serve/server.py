@@ -29,7 +29,8 @@ def serve(
     """Serve a model over OpenAI's chat and completion API, with a chat page at / (needs fidan[serve]).
 
     Args:
-        model: a fidan run folder (or checkpoint), or a local transformers causal-LM folder.
+        model: a fidan run folder (or checkpoint), a transformers causal-LM folder, a hub name from the local
+            Hugging Face cache, or a LoRA adapter folder (served over its base, unmerged).
         host: the address to listen on; 127.0.0.1 takes only this machine's connections (0.0.0.0 takes all:
             set --api-key then).
         port: the TCP port.
@@ -42,7 +43,8 @@ def serve(
         max_tokens: the most new tokens one request may ask for.
         default_max_tokens: new tokens when a request does not say (capped by the model's window).
         max_body_kb: the largest request body, in KiB (larger: 413).
-        name: the model id clients send (default: the folder's name).
+        name: the model id clients send (default: the folder's name; RUN-adapter for RUN/adapter; a hub name as
+            it is).
         tokenizer: a tokenizer folder (default: the model's own).
     """
     if not 0 < port < 65536:
@@ -92,5 +94,8 @@ def build_app(model: str, api_key: str | None = None, precision: str = "auto", t
     batcher = Batcher(net, decode=tok.decode, max_batch=max_batch, max_waiting=max_waiting)
     limits = Limits(max_body_bytes=max_body_kb * 1024, max_tokens=max_tokens,
                     default_max_tokens=min(default_max_tokens, max_tokens))
-    served = name or Path(model).resolve().name
+    folder = Path(model).resolve()
+    # a run's adapter folder is served under the run's name; a hub name under its own
+    served = name or (f"{folder.parent.name}-adapter" if folder.name == "adapter" else
+                      folder.name if Path(model).exists() else str(model))
     return create_app(batcher, Prompter(tok), served, limits, api_key)
