@@ -104,6 +104,10 @@ def report(run: str, out: str | None = None) -> Path:
                   f"transformers {model['hf_model_type']} from `{cfg.get('init') or cfg.get('base_model')}`, "
                   f"block {model.get('block_size')}, vocab {model.get('vocab_size')}"),
         ("parameters", n_params),
+        *([("base weights", base_line(cfg["base"]))] if cfg.get("base") else []),
+        *([("adapters", f"LoRA r={cfg['lora']['r']}, alpha {cfg['lora']['alpha']:g}: "
+                        f"{cfg.get('trainable_parameters', 0):,} weights trained; unmerged in `adapter/`")]
+          if cfg.get("lora") else []),
         ("steps", _steps(step, settings, root) if train else "–"),
         ("tokens seen", step * tokens_per_step if tokens_per_step else None),
         ("held-out bits per byte" + (" (training evaluations)" if final else ""), progress(evals, "val_bpb", bold=True)),
@@ -174,6 +178,15 @@ def report(run: str, out: str | None = None) -> Path:
     atomic_write_text(path, "\n".join(L))
     print(f"report → {path}")
     return path
+
+
+def base_line(base: dict) -> str:
+    """How a run's base was held: its source, dtype, 4-bit layers and the bytes its weights took."""
+    four = base.get("four_bit_layers") or {}
+    how = (f"{four.get('layers')} linear layers in 4-bit NF4 ({four.get('bytes_per_weight')} bytes per weight), "
+           f"the rest {base.get('dtype')}" if base.get("four_bit") else f"{base.get('dtype')}")
+    size = base.get("weight_bytes")
+    return f"`{base.get('source')}`, {how}; {size / 2**20:,.0f} MiB in memory" if size else f"`{base.get('source')}`, {how}"
 
 
 def progress(evals: list[dict], key: str, bold: bool = False) -> str:
