@@ -12,6 +12,7 @@ transformers model (``.net``), saved with ``save_pretrained``.
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import json
 import logging
@@ -229,7 +230,20 @@ def load_hf_causal_lm(path: str | Path, device: str = "cpu", block_size: int | N
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise FidanError(f"cannot load a causal LM from {path} ({str(e).splitlines()[0][:200]}); "
                          "pass a folder with config.json and weights") from None
+    if four_bit:
+        _own_storage(net)
     return HFCausalLM(net if four_bit else net.to(device), block_size)
+
+
+def _own_storage(net: nn.Module) -> None:
+    """Give the weights that stay unquantized storage of their own. transformers leaves a weight whose dtype
+    matches the file's memory-mapped from the safetensors file, and one such weight keeps the whole mapped file
+    resident: after quantization, the pages of the block weights already read (hundreds of MB) stay counted."""
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.is_floating_point():
+                p.data = p.data.clone()
+    gc.collect()
 
 
 def quiet_bitsandbytes() -> None:
