@@ -181,6 +181,23 @@ def test_transformers_encoder_becomes_a_transformers_classifier(toy_data, tmp_pa
     assert torch.allclose(F.softmax(logits, -1), torch.tensor(ours, dtype=torch.float32), atol=1e-5)
 
 
+
+def test_a_bare_hub_name_is_read_from_the_local_cache(toy_data, tmp_path, monkeypatch):
+    """`--model bert-base-multilingual-cased` style: a bare hub name, found in the Hugging Face cache."""
+    import shutil
+
+    bert = _tiny_bert(tmp_path / "bert")
+    repo = tmp_path / "hf-home" / "hub" / "models--tiny-bert-tr"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc", encoding="utf-8")
+    shutil.copytree(bert, repo / "snapshots" / "abc")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    s = classify_train(data=str(toy_data), out=str(tmp_path / "enc"), model="tiny-bert-tr", max_steps=2, **FAST)
+    assert s["kind"] == "encoder"
+    with pytest.raises(FidanError, match="not in the Hugging Face cache"):
+        classify_train(data=str(toy_data), out=str(tmp_path / "x"), model="no-such-bert", max_steps=2, **FAST)
+
 def test_bad_input(toy_data, tmp_path, lm_run):
     one = tmp_path / "one.jsonl"
     one.write_text('{"text": "a b", "label": "x"}\n' * 20, encoding="utf-8")

@@ -62,6 +62,7 @@ def test_an_untied_fp32_checkpoint(tmp_path, tokenizer_dir):
 
 def test_a_hub_name_resolves_through_the_local_cache(tmp_path, hf_qwen_dir, monkeypatch, capsys):
     fake_hub_cache(tmp_path / "hf-home", "fidan-test/tiny-qwen3", hf_qwen_dir)
+    fake_hub_cache(tmp_path / "hf-home", "tiny-qwen3-bare", hf_qwen_dir)  # a bare name, as bert-base-multilingual-cased
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -69,6 +70,7 @@ def test_a_hub_name_resolves_through_the_local_cache(tmp_path, hf_qwen_dir, monk
     assert source.kind == "hf" and source.hub == "fidan-test/tiny-qwen3" and source.folder.name == "0123abcd"
     loaded = load("fidan-test/tiny-qwen3")
     assert loaded.describe()["source"] == "fidan-test/tiny-qwen3"
+    assert locate("tiny-qwen3-bare").hub == "tiny-qwen3-bare"
     assert cli(["generate", "--model", "fidan-test/tiny-qwen3", "--prompt", "Ankara", "--max-new-tokens", "3",
                 "--no-stream"]) == 0
     assert capsys.readouterr().out.startswith("Ankara")
