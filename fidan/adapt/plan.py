@@ -17,10 +17,10 @@ the norms). Each method then costs, in bytes:
 - the loss: fidan's chunked cross-entropy holds the logits of one chunk of rows at a time, and their
   gradient; and what a process holds besides the model.
 
-The loss's bytes per logit, the overhead and the CPU 8-bit step were fitted on one stand-in (a 170M Qwen3
-shape with Qwen's vocabulary, width 768, 8 layers, 1024 tokens; CPU, bf16 autocast; within 3.6% of every
-measured peak there) and checked on another (305M, width 1024, 12 layers, 512 tokens: within 14.2%);
-benchmarks/RESULTS.md has both tables. Those peaks are a CPU's (RSS); a GPU adds its context (about 0.5 GB)
+The loss's bytes per logit, the overhead and the CPU 8-bit step were fitted on one stand-in (a 167M Qwen3
+shape with Qwen's vocabulary, width 768, 8 layers, 1024 tokens; CPU, bf16 autocast; within 7.8% of every
+measured peak there) and checked on others (305M, width 1024, 12 layers, 512 tokens: within 23.3%; 714M:
+within 3.3%); benchmarks/RESULTS.md has the tables. Those peaks are a CPU's (RSS); a GPU adds its context (about 0.5 GB)
 and its allocator's fragmentation: ``--gpu-gb`` is compared with the estimate plus 10%. No GPU was measured.
 """
 
