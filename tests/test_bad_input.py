@@ -115,6 +115,12 @@ MATRIX: list[tuple[str, str]] = [
     ("export hf --model missing --out h", "missing"),
     ("export hf --model {run} --out existing", "existing"),
     ("vocab extend --base {run} --data {data} --add 10 --out v", "transformers"),
+    ("adapt plan --model missing/at/all", "model not found: missing/at/all"),
+    ("adapt plan --model {run} --seq 0", "--seq"),
+    ("generate --model fidan-test/absent-model", "not in the Hugging Face cache"),
+    ("pretrain --init {run} --data {data} --out q --lora-r 4 --qlora", "is a fidan run: 4-bit loading"),
+    ("pretrain --init {run} --data {data} --tokenizer {chat_tok} --out q", "has a vocabulary of"),
+    ("sft --model {run} --data labelled.jsonl --out s --chat-template base", "no chat template of its own"),
     # classification
     ("classify data builtin:nothing --out c", "builtin:nothing"),
     ("classify train --data cols.csv --out c", "its columns are: metin, etiket (pass --text-column)"),
