@@ -163,7 +163,7 @@ def adapt_plan(model: str, seq: int = 2048, batch: int = 1, gpu_gb: float = 24.0
         model: a fidan run, a transformers folder, a cached hub name or an adapter folder (only its config is read).
         seq: tokens per sequence (the training block).
         batch: sequences per micro-batch.
-        gpu_gb: the GPU's memory in GB (10% is kept for the CUDA context and fragmentation).
+        gpu_gb: the GPU's memory in GB (a tenth is kept for the CUDA context and fragmentation).
         lora_r: LoRA rank.
         load_dtype: the dtype the base is loaded in (auto: its checkpoint's own).
         precision: compute precision (bf16 autocast, or fp32).
