@@ -116,6 +116,12 @@ def test_config_yaml_replays_the_run(tmp_path, data_dir, tokenizer_dir):
     third = tmp_path / "third"
     assert main(["pretrain", "--config", str(first / "config.yaml"), "--out", str(third), "--max-steps", "3"]) == 0
     assert len(train_records(third)) == 3
+    # A run stopped with --until-step replays whole: the stop steered that session, not the run.
+    cut = tmp_path / "cut"
+    pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(cut), max_steps=5, until_step=2, **TINY)
+    assert "until_step" not in yaml.safe_load((cut / "config.yaml").read_text())["args"]
+    assert main(["pretrain", "--config", str(cut / "config.yaml"), "--out", str(tmp_path / "replay")]) == 0
+    assert len(train_records(tmp_path / "replay")) == 5
 
 
 def test_loggers_mirror_metrics(tmp_path, data_dir, tokenizer_dir):

@@ -77,7 +77,10 @@ def write_config(run: Path, args: dict, resolved: dict) -> None:
         value = replay.get(key)
         if isinstance(value, str) and value and not value.startswith("hf:"):
             replay[key] = str(Path(value).resolve())
-    replay.update(resume=False, force=False)  # replaying never overwrites or continues by accident
+    # --until-step, --resume and --force steer a session, not the run: a replay runs the whole run, and never
+    # overwrites or continues one by accident
+    replay.pop("until_step", None)
+    replay.update(resume=False, force=False)
     doc = {"args": _plain(replay), **_plain(resolved)}
     atomic_write_text(run / "config.yaml", yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
 
