@@ -99,3 +99,13 @@ def test_bad_tokenizer_file(tmp_path):
     (tmp_path / "t" / "tokenizer.json").write_text("{broken")
     with pytest.raises(FidanError, match="not a valid tokenizer.json"):
         load_tokenizer(tmp_path / "t")
+
+
+def test_a_vocabulary_the_text_cannot_fill_is_warned_about(tmp_path, data_dir, capsys):
+    from fidan.tokenizer.train import train_tokenizer
+
+    train_tokenizer(data=str(data_dir), out=str(tmp_path / "big"), vocab_size=8000)
+    err = capsys.readouterr().err
+    assert "warning: --vocab-size 8,000 asked" in err and "give more text" in err
+    train_tokenizer(data=str(data_dir), out=str(tmp_path / "small"), vocab_size=300)
+    assert "warning" not in capsys.readouterr().err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -192,4 +193,8 @@ def train_tokenizer(
     kind = f"{algorithm}{' + morph' if morph else ''}, {pretokenizer} pre-tokenizer"
     note = f" ({analyzed:.0%} of training words analyzed)" if morph else ""
     print(f"tokenizer: {kind}, {tok.get_vocab_size():,} tokens, trained in {seconds:.1f}s{note} → {out_path}")
+    if tok.get_vocab_size() < 0.9 * vocab_size:
+        print(f"warning: --vocab-size {vocab_size:,} asked, {tok.get_vocab_size():,} made: the training text has no "
+              f"more pairs seen --min-frequency {min_frequency} times; give more text, or ask for fewer tokens",
+              file=sys.stderr)
     return out_path
