@@ -96,7 +96,7 @@ MATRIX: list[tuple[str, str]] = [
     ("chat --model missing", "missing"),
     ("serve --model missing", "missing"),
     ("serve --model {run} --max-batch 0", "--max-batch must be >= 1"),
-    ("serve --model {run} --precision fp8", "unknown --precision 'fp8'"),
+    ("serve --model {run} --precision fp8", "--precision: invalid choice: 'fp8' (choose from 'auto', 'fp32'"),
     ("serve --model {run} --port 70000", "--port must be in 1..65535"),
     # generation and evaluation
     ("generate --model missing --prompt a", "missing"),
@@ -104,7 +104,7 @@ MATRIX: list[tuple[str, str]] = [
     ("generate --model {run} --prompt a --temperature -1", "--temperature"),
     ("generate --model {run} --prompt a --max-new-tokens 0", "--max-new-tokens must be positive"),
     ("generate --model {run} --prompt a --top-p 1.5", "--top-p"),
-    ("generate --model {run} --prompt a --precision fp8", "unknown --precision 'fp8'"),
+    ("generate --model {run} --prompt a --precision fp8", "--precision: invalid choice: 'fp8' (choose from 'auto'"),
     ("eval bpb --model {run} --text notes.txt --block-size 100000", "outside 1..32"),
     ("eval bpb --model {run} --text missing.txt", "missing.txt"),
     ("eval bpb --model {run} --text latin1.txt", "latin1.txt"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from fidan.training.start import EXTENSION_FILE, HF_TOKENIZER_FILES
 INITS = ("subtoken-mean", "mean", "random")
 
 
-def extend_vocab(base: str, data: str, add: int, out: str, init: str = "subtoken-mean", min_frequency: int = 2,
+def extend_vocab(base: str, data: str, add: int, out: str, init: Literal["subtoken-mean", "mean", "random"] = "subtoken-mean", min_frequency: int = 2,
                  compare: bool = True, eval_docs: int = 400, block_size: int = 256, seed: int = 0,
                  force: bool = False, quiet: bool = False) -> dict:
     """Add up to N Turkish tokens to a transformers causal LM, as BPE merges, with initialised embeddings.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 
@@ -139,7 +140,7 @@ def chat(
     seed: int = 0,
     tokenizer: str | None = None,
     device: str = "auto",
-    precision: str = "auto",
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto",
     threads: int | None = None,
 ) -> None:
     """Chat with an instruction-tuned model in the terminal; answers stream as they are generated.

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from tqdm.auto import tqdm
 
@@ -93,7 +94,7 @@ def eval_bpb(
     device: str = "auto",
     out: str | None = None,
     force: bool = False,
-    precision: str = "auto",
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto",
     threads: int | None = None,
 ) -> dict:
     """Bits per byte and perplexity of a model on a text, with a sliding window for long documents.

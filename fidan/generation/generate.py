@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Literal
 
 import torch
 
@@ -27,7 +28,7 @@ def generate(
     tokenizer: str | None = None,
     device: str = "auto",
     stream: bool = True,
-    precision: str = "auto",
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto",
     threads: int | None = None,
 ) -> list[str]:
     """Sample text from a trained model; the texts are printed (separated by ---) and returned.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from fidan.artifacts.loader import load_model
 from fidan.errors import BadInput, MissingExtra
@@ -15,7 +16,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     api_key: str | None = None,
-    precision: str = "auto",
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto",
     threads: int | None = None,
     device: str = "auto",
     max_batch: int = 16,
