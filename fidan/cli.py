@@ -97,8 +97,8 @@ def _add_param(parser: argparse.ArgumentParser, name: str, param: inspect.Parame
                                 help=f"{what} (the default; overrides a --config file)")
         else:
             parser.add_argument(on, dest=name, action="store_true", default=argparse.SUPPRESS, help=help_text or None)
-            parser.add_argument(off, dest=name, action="store_false", default=argparse.SUPPRESS,
-                                help=f"turn {on} off (the default; overrides a --config file)")
+            # only a --config file can turn such a flag on, so --help does not list its negation
+            parser.add_argument(off, dest=name, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return
     if origin is typing.Literal:
         kwargs["choices"] = list(typing.get_args(tp))
@@ -238,13 +238,24 @@ def parse_command(name: str, argv: list[str]) -> tuple[Callable, dict]:
 
 def _top_parser() -> argparse.ArgumentParser:
     lines = [f"  {name:<18} {cmd.summary}" for name, cmd in COMMANDS.items()]
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="fidan",
         description="fidan grows Turkish language models from seed to chat.",
         epilog="commands:\n" + "\n".join(lines) + "\n\nRun `fidan COMMAND --help` for a command's options; "
                "every command also takes --config FILE.yaml.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="store_true", help="print fidan's version and exit")
+    return parser
+
+
+def _nearest(word: str) -> str | None:
+    """The command a mistyped one most likely meant (`pretrian` → `pretrain`), or None."""
+    import difflib
+
+    names = list(COMMANDS) + sorted({n.split()[0] for n in COMMANDS})
+    found = difflib.get_close_matches(word, names, n=1, cutoff=0.7)
+    return found[0] if found else None
 
 
 def _match_command(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -270,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         subs = ", ".join(n for n in COMMANDS if n.startswith(argv[0] + " "))
         if subs:
             print(f"fidan: error: `{argv[0]}` needs a subcommand: {subs}", file=sys.stderr)
+        elif _nearest(argv[0]):
+            print(f"fidan: error: unknown command `{argv[0]}`; did you mean `fidan {_nearest(argv[0])}`? "
+                  "(`fidan --help` lists them all)", file=sys.stderr)
         else:
             print(f"fidan: error: unknown command `{argv[0]}`; run `fidan --help` for the list", file=sys.stderr)
         return 2

@@ -59,7 +59,7 @@ def test_every_help_documents_every_flag(name, capsys):
     for p in params:
         assert p in actions, f"{name}: no flag for {p}"
     for a in _parser(name)._actions:
-        if a.dest in ("help",):
+        if a.dest in ("help",) or a.help == argparse.SUPPRESS:  # (the negation of a flag only a file turns on)
             continue
         text = a.help or ""
         assert text.strip(), f"{name} {a.option_strings}: empty help"
@@ -220,3 +220,18 @@ def test_device_choice(monkeypatch):
     assert pick_device("mps") == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pick_device("auto") == "cpu"  # mps only when asked for: not every operation runs there
+
+
+def test_a_mistyped_command_is_answered_with_the_nearest_and_help_lists_version(capsys):
+    assert main(["pretrian"]) == 2
+    assert "did you mean `fidan pretrain`?" in capsys.readouterr().err
+    assert main(["vocab", "extnd"]) == 2
+    assert main(["--help"]) == 0
+    assert "--version" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    out = capsys.readouterr().out
+    assert "--compile" in out and "--no-compile" not in out  # off by default: no negation to show
+    with pytest.raises(SystemExit):
+        main(["sft", "--help"])
+    assert "--no-pack" in capsys.readouterr().out  # on by default: its negation is how to turn it off
