@@ -33,6 +33,8 @@ def test_each_choice_moves_the_figure_it_should(hf_qwen_dir):
     assert ckpt["activations"] < plan["lora"]["activations"]
     longer = plan_memory(str(hf_qwen_dir), seq=512, batch=2, method="lora")
     assert longer["activations"] == 2 * plan["lora"]["activations"]
+    on_cpu = plan_memory(str(hf_qwen_dir), seq=256, batch=2, method="full", optimizer="adamw8bit", device="cpu")
+    assert on_cpu["optimizer_state"] > eight["optimizer_state"]  # bitsandbytes' CPU step holds fp32 temporaries
     fp32 = plan_memory(str(hf_qwen_dir), seq=256, batch=2, method="lora", load_dtype="fp32")
     assert fp32["weights"] > plan["lora"]["weights"]  # the checkpoint is bf16: auto loads it so
 

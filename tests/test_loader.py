@@ -147,3 +147,45 @@ def test_full_tuning_of_a_bf16_loaded_base_matches_fp32_loading(tmp_path, tokeni
 
     saved = load_file(str(tmp_path / "bf16" / "model.safetensors"))
     assert {t.dtype for t in saved.values()} == {torch.float32}  # the trained weights, kept in fp32
+
+
+CUSTOM_CONFIG = """from transformers import LlamaConfig
+
+
+class TinyCustomConfig(LlamaConfig):
+    model_type = "fidan_tiny_custom"
+"""
+CUSTOM_MODEL = """from transformers import LlamaForCausalLM
+
+from .configuration_tiny import TinyCustomConfig
+
+
+class TinyCustomForCausalLM(LlamaForCausalLM):
+    config_class = TinyCustomConfig
+"""
+
+
+def test_remote_code_runs_only_with_the_flag(tmp_path, tokenizer_dir, data_dir, monkeypatch):
+    """A model whose folder brings its own Python code: refused with one line, loaded with --trust-remote-code."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
+    folder = tmp_path / "custom"
+    net = LlamaForCausalLM(LlamaConfig(vocab_size=416, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64))
+    net.save_pretrained(str(folder))
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config.update(model_type="fidan_tiny_custom", architectures=["TinyCustomForCausalLM"],
+                  auto_map={"AutoConfig": "configuration_tiny.TinyCustomConfig",
+                            "AutoModelForCausalLM": "modeling_tiny.TinyCustomForCausalLM"})
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (folder / "configuration_tiny.py").write_text(CUSTOM_CONFIG, encoding="utf-8")
+    (folder / "modeling_tiny.py").write_text(CUSTOM_MODEL, encoding="utf-8")
+    shutil.copy2(tokenizer_dir / "tokenizer.json", folder / "tokenizer.json")
+    with pytest.raises(FidanError, match="is not a transformers model folder"):
+        load(folder)
+    loaded = load(folder, trust_remote_code=True)
+    assert type(loaded.model.net).__name__ == "TinyCustomForCausalLM"
+    summary = pretrain(init=str(folder), data=str(data_dir), out=str(tmp_path / "run"), trust_remote_code=True,
+                       block_size=32, max_steps=1, eval_every=10, batch_size=2, quiet=True)
+    assert summary["step"] == 1
