@@ -94,8 +94,10 @@ def test_resume_without_checkpoint(tmp_path, data_dir, tokenizer_dir, capsys):
     # a run that never began (or was killed before its first checkpoint): --resume starts it, so a requeued
     # job can always pass --resume
     args = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(tmp_path / "new"), max_steps=4, **TINY)
+    s = pretrain(resume=True, **{**args, "quiet": False, "until_step": 2})
+    assert s["step"] == 2 and "no checkpoint yet" in capsys.readouterr().out
     s = pretrain(resume=True, **{**args, "quiet": False})
-    assert s["step"] == 4 and "no checkpoint yet" in capsys.readouterr().out
+    assert s["step"] == 4 and "resuming from step 2 (" in capsys.readouterr().out
     # a finished run that kept no checkpoint cannot be continued
     import shutil
 

@@ -327,3 +327,13 @@ def test_sft_resume_before_the_first_checkpoint_starts_again(tmp_path, base_run,
     (tmp_path / "r" / "model.safetensors").unlink()  # as if killed before the first checkpoint
     again = sft(resume=True, **common)
     assert again["step"] == 3 and again["val_loss"] == pytest.approx(first["val_loss"])
+
+
+def test_bad_data_is_refused_before_the_model_is_touched(tmp_path, base_run, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "yarim\n', encoding="utf-8")
+    with pytest.raises(FidanError, match="bad.jsonl"):
+        sft(model=str(base_run), data=str(bad), out=str(tmp_path / "r"), max_steps=1, device="cpu")
+    out = capsys.readouterr().out
+    assert "chat tokens" not in out and "tuning:" not in out
+    assert not (tmp_path / "r" / "tokenizer").exists()

@@ -38,6 +38,8 @@ def open_run(run: Path, resume: bool, force: bool, main: bool = True, quiet: boo
         if ckpts:
             sound = newest_sound_checkpoint(run, say=print if main and not quiet else lambda _: None)
             if sound is not None:
+                if main and not quiet:
+                    print(f"resuming from step {int(sound.name.removeprefix('step-'))} ({sound})")
                 return sound
             raise BadRunState(f"--resume: every checkpoint in {run}/checkpoints is damaged (see above); start the "
                               "run again with --force")

@@ -276,6 +276,19 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
     quiet = quiet or not main
     chat_template = command_args["chat_template"]
     ckpt = open_run(run, resume, force, dist.is_main, quiet)
+    # the data first: a bad file is refused before anything is printed about the model or written
+    train_convs = load_conversations(data, "train")
+    if val_data is not None:
+        val_convs = load_conversations(val_data, "val")
+    elif has_split(data, "val"):
+        val_convs = load_conversations(data, "val")
+    elif val_fraction > 0:
+        val_convs = [c for c in train_convs if in_val_split(c, val_fraction)]
+        train_convs = [c for c in train_convs if not in_val_split(c, val_fraction)]
+    else:
+        val_convs = []
+    if not train_convs:
+        raise FidanError(f"no training conversations left in {data} after holding out --val-fraction {val_fraction}")
     start = None
     if ckpt is not None:  # a resume reads the grown model and tokenizer from the run itself
         tok = load_tokenizer(run / "tokenizer")
@@ -334,18 +347,6 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
     cfg = net.config
     net.to(dist.device)
 
-    train_convs = load_conversations(data, "train")
-    if val_data is not None:
-        val_convs = load_conversations(val_data, "val")
-    elif has_split(data, "val"):
-        val_convs = load_conversations(data, "val")
-    elif val_fraction > 0:
-        val_convs = [c for c in train_convs if in_val_split(c, val_fraction)]
-        train_convs = [c for c in train_convs if not in_val_split(c, val_fraction)]
-    else:
-        val_convs = []
-    if not train_convs:
-        raise FidanError(f"no training conversations left in {data} after holding out --val-fraction {val_fraction}")
     chat_format = ChatFormat(tok)
     if not quiet and ckpt is None:
         print(f"chat format: {'the base model' + chr(39) + 's own template' if chat_format.kind == 'template' else 'fidan'}"
