@@ -148,3 +148,20 @@ def test_config_json_is_readable(tmp_path, data_dir, tokenizer_dir):
     pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=1, **TINY)
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["vocab_size"] == 400 and cfg["block_size"] == 32
+
+
+def test_the_model_is_sized_as_the_lesson_sizes_it(tmp_path, data_dir, tokenizer_dir):
+    """--n-layer --n-head --n-embd --mlp-ratio: the lesson's knobs, over the preset; bad shapes are one line."""
+    import yaml
+
+    from fidan.cli import main
+
+    run = tmp_path / "r"
+    pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=1, block_size=32, n_layer=2,
+             n_head=2, n_embd=48, mlp_ratio=2.0, eval_every=10, quiet=True)
+    model = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))["model"]
+    assert (model["n_layer"], model["n_head"], model["n_embd"], model["mlp_ratio"]) == (2, 2, 48, 2.0)
+    assert main(["pretrain", "--data", str(data_dir), "--tokenizer", str(tokenizer_dir), "--out", str(tmp_path / "b"),
+                 "--n-embd", "50", "--n-head", "4"]) == 2
+    with pytest.raises(FidanError, match="with --init the model keeps its own shape"):
+        pretrain(data=str(data_dir), init=str(run), out=str(tmp_path / "c"), n_layer=3, quiet=True)

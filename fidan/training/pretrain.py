@@ -147,6 +147,10 @@ def pretrain(
     block_size: int | None = None,
     dropout: float | None = None,
     depth: int | None = None,
+    n_layer: int | None = None,
+    n_head: int | None = None,
+    n_embd: int | None = None,
+    mlp_ratio: float | None = None,
     eval_windows: int = 64,
     **training,
 ) -> dict:
@@ -171,6 +175,10 @@ def pretrain(
         block_size: sequence length (default: the preset's).
         dropout: dropout rate (default: the preset's).
         depth: the size dial: layers; width is 64 per layer, heads of size 64 (default: the preset's size).
+        n_layer: transformer blocks, as the lesson sizes its model (overrides the preset and --depth).
+        n_head: attention heads; n_embd must divide by it (rotary positions need an even head size).
+        n_embd: the model's width (embedding size).
+        mlp_ratio: the MLP's hidden width as a multiple of n_embd (default: the preset's, 4 for ders).
         eval_windows: held-out windows scored per evaluation (the last evaluation scores the whole split).
         lr: peak learning rate of AdamW (with --optimizer muon, of the embeddings, head and norms);
             default: the preset's (1e-3 for ders, 3e-3 for hizli).
@@ -180,7 +188,8 @@ def pretrain(
     command_args = {"data": data, "tokenizer": tokenizer, "out": out, "init": init,
                     "only_new_embeddings": only_new_embeddings, "lora_r": lora_r, "lora_alpha": lora_alpha,
                     "lora_targets": lora_targets, "qlora": qlora, "preset": preset, "block_size": block_size,
-                    "dropout": dropout, "depth": depth, "eval_windows": eval_windows, **training}
+                    "dropout": dropout, "depth": depth, "n_layer": n_layer, "n_head": n_head, "n_embd": n_embd,
+                    "mlp_ratio": mlp_ratio, "eval_windows": eval_windows, **training}
     if tokenizer is None and init is None:
         raise FidanError("pretrain needs --tokenizer (a new model) or --init (continue a model with its tokenizer)")
     if only_new_embeddings and init is None:
@@ -202,6 +211,9 @@ def pretrain(
               precision=train_precision(training["precision"], device, base_dtype, qlora), device=device)
     if eval_windows <= 0:
         raise FidanError(f"--eval-windows must be positive, got {eval_windows}")
+    if init is not None and any(v is not None for v in (depth, n_layer, n_head, n_embd, mlp_ratio)):
+        raise FidanError("--depth, --n-layer, --n-head, --n-embd and --mlp-ratio size a new model; with --init the "
+                         "model keeps its own shape: leave them out")
     args, evals, ckpts, quiet = t.train, t.evals, t.checkpoints, t.quiet
     load_opts = {"dtype": training["load_dtype"], "four_bit": qlora, "block_size": block_size,
                  "trust_remote_code": training["trust_remote_code"]}
@@ -226,7 +238,8 @@ def pretrain(
                 cfg = read_model_config(ckpt)
                 check_vocab(cfg, tok, ckpt)
             else:
-                cfg = config_from_preset(preset, tok.vocab_size, depth=depth, block_size=block_size, dropout=dropout)
+                cfg = config_from_preset(preset, tok.vocab_size, depth=depth, block_size=block_size, dropout=dropout,
+                                         n_layer=n_layer, n_head=n_head, n_embd=n_embd, mlp_ratio=mlp_ratio)
         if dist.is_main:
             token_dir = encode_splits(data, tok)
         dist_util.barrier(dist)  # the other ranks wait until rank 0 has encoded the tokens
