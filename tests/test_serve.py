@@ -387,3 +387,33 @@ def test_a_model_with_its_own_jinja_template_or_none(tokenizer_dir, tmp_path):
     templated = Prompter(load_tokenizer(folder))
     ids, ends = templated.chat([{"role": "user", "content": "Merhaba"}])
     assert templated.tok.decode(ids) == "user: Merhaba\nassistant:" and templated.tok.eos_id in ends
+
+
+def test_a_busy_port_is_one_line_and_sigterm_stops_the_server_with_status_0(chat_run, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "fidan", "serve", "--model", str(chat_run[0]), "--port",
+                               str(port), "--device", "cpu"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "serving" not in proc.stdout
+    assert proc.stderr.strip().count("\n") == 0 and "already in use" in proc.stderr
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "fidan", "serve", "--model", str(chat_run[0]), "--port",
+                               str(port), "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            assert time.time() < deadline and server.poll() is None, "the server did not start"
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.2)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import signal
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -50,19 +53,45 @@ def serve(
     """
     if not 0 < port < 65536:
         raise BadInput(f"--port must be in 1..65535, got {port}")
-    app = build_app(model, api_key=api_key, precision=precision, threads=threads, device=device,
-                       max_batch=max_batch, max_waiting=max_waiting, max_tokens=max_tokens,
-                       default_max_tokens=default_max_tokens, max_body_kb=max_body_kb, name=name, tokenizer=tokenizer)
+    listener = _listen(host, port)  # first: a busy port is one line and exit 2, before the model loads
+    try:
+        app = build_app(model, api_key=api_key, precision=precision, threads=threads, device=device,
+                        max_batch=max_batch, max_waiting=max_waiting, max_tokens=max_tokens,
+                        default_max_tokens=default_max_tokens, max_body_kb=max_body_kb, name=name,
+                        tokenizer=tokenizer)
+    except BaseException:
+        listener.close()
+        raise
     import uvicorn
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM:  # a stop request ends the server with status 0, not by the signal again
+                self._captured_signals.remove(sig)
 
     shown = f"[{host}]" if ":" in host else host
     print(f"fidan: serving {app.state.name} at http://{shown}:{port}/ (API: /v1, chat page: /)", flush=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
-    except OSError as e:
-        raise BadInput(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port or --host") from None
+        _Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listener])
     finally:
+        listener.close()
         app.state.batcher.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port), or one line that says why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port left in TIME_WAIT is free
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        why = "already in use" if e.errno == errno.EADDRINUSE else e.strerror
+        raise BadInput(f"cannot listen on {host}:{port} ({why}); pick another --port or --host") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def build_app(model: str, api_key: str | None = None, precision: str = "auto", threads: int | None = None,
