@@ -219,7 +219,18 @@ def test_device_choice(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert pick_device("mps") == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert pick_device("auto") == "cpu"  # mps only when asked for: not every operation runs there
+    import fidan.runtime.device as device
+
+    monkeypatch.setattr(device, "mps_works", lambda: True)
+    assert pick_device("auto") == "mps"  # no CUDA, a working Apple GPU
+    monkeypatch.setattr(device, "mps_works", lambda: False)
+    assert pick_device("auto") == "cpu"
+    from fidan.runtime.perf import resolve_precision
+
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: major <= 14)
+    assert resolve_precision("auto", "mps") == "bf16"
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: False)
+    assert resolve_precision("auto", "mps") == "fp32"
 
 
 def test_a_mistyped_command_is_answered_with_the_nearest_and_help_lists_version(capsys):

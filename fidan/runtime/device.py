@@ -10,9 +10,12 @@ from fidan.errors import BadInput
 
 
 def pick_device(device: str = "auto") -> str:
-    """``auto`` → ``cuda`` when a GPU is present, else ``cpu``; ``mps`` (Apple GPUs) only when asked for."""
+    """``auto`` → ``cuda`` when a GPU is present, else ``mps`` (an Apple GPU) when it is there and works, else
+    ``cpu``."""
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if mps_works() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInput(f"--device {device} asked for, but no CUDA GPU is available; use --device cpu")
     if device == "mps":
@@ -24,6 +27,19 @@ def pick_device(device: str = "auto") -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise BadInput(f"unknown --device {device}; use auto, cpu, cuda or mps")
     return device
+
+
+def mps_works() -> bool:
+    """Apple's Metal backend is built in, available, and runs a matmul (it can be listed but unusable, as in a
+    virtual machine)."""
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None or not mps.is_available():
+        return False
+    try:
+        x = torch.ones(2, 2, device="mps")
+        return bool((x @ x).sum().item() == 8)
+    except Exception:  # noqa: BLE001 - any failure means: not this backend
+        return False
 
 
 def peak_rss_mb() -> float:

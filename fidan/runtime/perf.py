@@ -29,6 +29,9 @@ def bf16_supported(device: str) -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device == "cpu":
         return cpu_has_fast_bf16()
+    if device == "mps":  # Metal computes bf16 from macOS 14 on
+        check = getattr(torch.backends.mps, "is_macos_or_newer", None)
+        return bool(check and check(14, 0))
     return False
 
 

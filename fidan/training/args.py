@@ -140,7 +140,7 @@ SHARED: tuple[Option, ...] = (
     Option("logger", list[str] | None, None, "also send metrics to tensorboard, wandb or csv (repeatable or comma "
                                              "separated); metrics.jsonl is always written."),
     Option("seed", int, 1337, "seed for initialization, batches and dropout."),
-    Option("device", str, "auto", "auto, cpu, cuda or mps."),
+    Option("device", str, "auto", "auto (cuda, else a working Apple GPU: mps, else cpu), cpu, cuda or mps."),
     Option("resume", bool, False, "continue exactly from the newest checkpoint in --out."),
     Option("force", bool, False, "replace an existing run folder."),
     Option("quiet", bool, False, "no progress bar or samples."),
