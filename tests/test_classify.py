@@ -300,3 +300,38 @@ def test_truncation_keeps_the_head_or_the_tail(tokenizer_dir, tmp_path):
     tok = hf.tokenizer
     assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id and len(ids) == 5
     assert tok.convert_ids_to_tokens(ids[1:-1]) == ["sofraya", "salata", "koydu"]
+
+
+def test_columns_are_kept_with_the_model_and_training_rows_are_named_in_eval(tmp_path, capsys):
+    """eval and predict read the fields the model was trained on; scoring texts it trained on says so."""
+    rows = [{**r, "text": f"{r['text']} ({i})"} for i, r in enumerate(sentences(120))]  # no two alike
+    csv = tmp_path / "cols.csv"
+    csv.write_text("metin,etiket\n" + "".join(f"\"{r['text']}\",{r['label']}\n" for r in rows), encoding="utf-8")
+    run = tmp_path / "tfidf"
+    classify_train(data=str(csv), out=str(run), model="tfidf", text_column="metin", label_column="etiket",
+                   quiet=True, baseline=False)
+    capsys.readouterr()
+    result = classify_eval(model=str(run), data=str(csv), force=True)  # the columns come from the model
+    assert result["seen_in_training"] > 0.5 * len(rows)
+    assert "are in the model's training split" in capsys.readouterr().err
+    held_out = classify_eval(model=str(run), data=str(run / "split" / "test.jsonl"), text_column="text",
+                             label_column="label", out=str(tmp_path / "e2"))
+    assert held_out["seen_in_training"] == 0
+    assert classify_predict(model=str(run), input=str(csv), out=str(tmp_path / "p.jsonl"))["texts"] == len(rows)
+
+
+@pytest.mark.parametrize("select,best", [("accuracy", 3), ("macro_f1", 6), ("weighted_f1", 9)])
+def test_select_picks_the_best_weights_by_the_figure_asked_for(toy_data, tmp_path, monkeypatch, select, best):
+    """Held-out figures that disagree (scripted): each --select keeps the weights of its own best step."""
+    from fidan.classify.task import ClassifyTask
+
+    script = iter([(0.9, 0.5, 0.6), (0.8, 0.7, 0.65), (0.7, 0.6, 0.9)] + [(0.1, 0.1, 0.1)] * 10)
+
+    def evaluate(self):
+        acc, macro, weighted = next(script)
+        return {"val_loss": 1.0, "val_accuracy": acc, "val_macro_f1": macro, "val_weighted_f1": weighted}
+
+    monkeypatch.setattr(ClassifyTask, "evaluate", evaluate)
+    s = classify_train(data=str(toy_data), out=str(tmp_path / select), model="scratch", max_steps=12, patience=50,
+                       select=select, **{**FAST, "eval_every": 3})
+    assert s["best_step"] == best

@@ -48,6 +48,8 @@ class ClassifierSpec:
     backbone: dict = field(default_factory=dict)  # {"type": "fidan-gpt" | "hf-causal" | "hf-encoder", "config": {...}}
     base: str | None = None  # where the backbone came from
     four_bit: bool = False  # a 4-bit (QLoRA) backbone: checkpoints hold what trains, over the base loaded again
+    text_column: str = "text"  # the fields the training data used: eval and predict read the same by default
+    label_column: str = "label"
 
     def to_dict(self) -> dict:
         return {"artifact": FORMAT, "artifact_version": 1, **asdict(self)}

@@ -3,6 +3,7 @@ labelled file), for any classifier `fidan classify train` made."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -20,6 +21,8 @@ from fidan.classify.task import predict_logits, probabilities
 from fidan.errors import BadInput
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import prepare_out_dir, require_path
+
+TRAIN_SPLIT = "split/train.jsonl"  # written by `fidan classify train`: the texts it trained on
 
 
 class Predictor:
@@ -52,7 +55,7 @@ class Predictor:
         return probabilities(predict_logits(self.net, rows, self.codec.pad_id, self.batch_size, self.device))
 
 
-def classify_predict(model: str, input: str = "-", out: str | None = None, text_column: str = "text",
+def classify_predict(model: str, input: str = "-", out: str | None = None, text_column: str | None = None,
                      batch_size: int = 32, device: str = "auto", threads: int | None = None) -> dict:
     """Label new texts with a trained classifier, with each label's probability.
 
@@ -61,13 +64,14 @@ def classify_predict(model: str, input: str = "-", out: str | None = None, text_
         input: texts to label: a .txt file (one per line), a CSV/TSV/JSONL/Parquet file (see --text-column),
             or - for standard input (one per line).
         out: write predictions here as JSONL (text, label, probs); default: print them as JSON lines.
-        text_column: the column (or JSON field) holding the text in a CSV/TSV/JSONL/Parquet input.
+        text_column: the column (or JSON field) holding the text in a CSV/TSV/JSONL/Parquet input (default: the
+            one the model was trained with).
         batch_size: texts per forward pass.
         device: auto, cpu, cuda or mps.
         threads: CPU threads for torch (default: torch's own choice).
     """
     predictor = Predictor(model, device, batch_size, threads)
-    texts = read_labelled(input, text_column, None, "input").texts
+    texts = read_labelled(input, text_column or predictor.spec.text_column, None, "input").texts
     t0 = time.time()
     probs = predictor.probs(texts)
     seconds = time.time() - t0
@@ -85,28 +89,49 @@ def classify_predict(model: str, input: str = "-", out: str | None = None, text_
             "out": out}
 
 
-def classify_eval(model: str, data: str, out: str | None = None, text_column: str = "text",
-                  label_column: str = "label", batch_size: int = 32, device: str = "auto", force: bool = False) -> dict:
+def classify_eval(model: str, data: str, out: str | None = None, text_column: str | None = None,
+                  label_column: str | None = None, batch_size: int = 32, device: str = "auto",
+                  force: bool = False) -> dict:
     """Measure a trained classifier on labelled texts: accuracy, macro-F1, weighted F1, per-class figures.
 
     Args:
         model: a run folder made by `fidan classify train`.
         data: labelled texts: a CSV, TSV, JSONL or Parquet file, builtin:treebank, builtin:speeches or hf:NAME.
         out: folder for metrics JSON, predictions and the confusion matrix (default: MODEL/eval/NAME).
-        text_column: the column (or JSON field) holding the text.
-        label_column: the column (or JSON field) holding the label.
+        text_column: the column (or JSON field) holding the text (default: the one the model was trained with).
+        label_column: the column (or JSON field) holding the label (default: the one the model was trained with).
         batch_size: texts per forward pass.
         device: auto, cpu, cuda or mps.
         force: replace an existing --out folder.
     """
     predictor = Predictor(model, device, batch_size)
-    labelled = read_labelled(data, text_column, label_column, "data")
+    spec = predictor.spec
+    labelled = read_labelled(data, text_column or spec.text_column, label_column or spec.label_column, "data")
     check_labels(labelled.labels, predictor.labels, str(data))
     name = Path(str(data).replace(":", "-")).name.split(".")[0] or "data"
     folder = prepare_out_dir(out or Path(model) / "eval" / f"file-{name}", force, "evaluation")
     index = {n: i for i, n in enumerate(predictor.labels)}
     probs = predictor.probs(labelled.texts)
+    seen = trained_on(predictor.folder, labelled.texts)
     m = score_split(probs, [index[x] for x in labelled.labels], predictor.labels, labelled.texts, folder, "eval",
-                    f"{Path(model).name} · {name}", {"data": str(data)})
+                    f"{Path(model).name} · {name}", {"data": str(data), "seen_in_training": seen})
     print_metrics(m, predictor.labels, f"{Path(model).name} on {data}")
-    return {**m, "out": str(folder)}
+    if seen:
+        print(f"warning: {seen:,} of {len(labelled.texts):,} texts ({seen / len(labelled.texts):.0%}) are in the "
+              "model's training split: those figures measure memory, not generalization; evaluate on its "
+              "held-out split (MODEL/split/test.jsonl) or on new texts", file=sys.stderr)
+    return {**m, "seen_in_training": seen, "out": str(folder)}
+
+
+def trained_on(folder: Path, texts: list[str]) -> int:
+    """How many of ``texts`` the classifier in ``folder`` was trained on (by hash of the text, spaces
+    normalized); 0 when its training split is not kept beside it."""
+    root = folder if (folder / TRAIN_SPLIT).exists() else folder.parent.parent
+    if not (root / TRAIN_SPLIT).exists():
+        return 0
+    train = {_key(t) for t in read_labelled(root / TRAIN_SPLIT, "text", None).texts}
+    return sum(_key(t) in train for t in texts)
+
+
+def _key(text: str) -> bytes:
+    return hashlib.sha256(" ".join(text.split()).encode("utf-8")).digest()

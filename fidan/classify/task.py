@@ -114,8 +114,9 @@ class ClassifyTask:
     def __init__(self, model: torch.nn.Module, train: tuple[list[list[int]], list[int]],
                  val: tuple[list[list[int]], list[int]], labels: list[str], pad_id: int, args, dist, device: str,
                  weights: list[float] | None = None, smoothing: float = 0.0, gamma: float = 0.0,
-                 eval_ctx=None):
+                 eval_ctx=None, monitor: str = "val_macro_f1"):
         self.model, self.labels, self.pad_id = model, labels, pad_id
+        self.monitor = monitor  # the held-out figure that picks the best weights (higher is better)
         self.train_rows, self.train_y = train
         self.val_rows, self.val_y = val
         self.args, self.dist, self.device, self.eval_ctx = args, dist, device, eval_ctx

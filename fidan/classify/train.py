@@ -80,6 +80,7 @@ def classify_train(
     tfidf_char_ngrams: int = 5,
     baseline: bool = True,
     search: int = 0,
+    select: Literal["macro_f1", "accuracy", "weighted_f1"] = "macro_f1",
     **training,
 ) -> dict:
     """Train a text classifier and evaluate it on held-out data (with the TF-IDF baseline beside it).
@@ -121,11 +122,13 @@ def classify_train(
         baseline: also fit the TF-IDF baseline on the same split and report it beside a neural model.
         search: first try this many settings with Optuna (TPE, pruning), scored on validation macro-F1,
             then train with the best (written to OUT/search/best.yaml).
+        select: the held-out figure that picks the best weights and drives --patience: macro_f1 (classes
+            weigh alike), accuracy (texts weigh alike, as the lyrics guide picks) or weighted_f1.
         batch_size: texts per micro-batch.
         lr: peak learning rate (default by model: encoders 3e-5, fidan backbones 3e-4, scratch 1e-3; x10 for LoRA).
         eval_every: evaluate held-out macro-F1 every N steps.
-        patience: stop after this many evaluations without a better held-out macro-F1 and keep the best
-            weights (0: train to the end).
+        patience: stop after this many evaluations without a better held-out --select figure and keep the
+            best weights (0: train to the end).
         seed: seed for the split, initialization, batches and dropout.
     """
     command_args = {k: v for k, v in locals().items() if k not in ("training",)} | training
@@ -197,6 +200,8 @@ def _check(a: dict) -> None:
         raise BadInput("--tfidf-word-ngrams must be 0-4 and --tfidf-char-ngrams 0 or 2-8, not both 0")
     if a["search"] < 0:
         raise BadInput(f"--search must be >= 0, got {a['search']}")
+    if a["select"] not in ("macro_f1", "accuracy", "weighted_f1"):
+        raise BadInput(f"--select must be macro_f1, accuracy or weighted_f1, got {a['select']!r}")
     if a["class_weight"] not in CLASS_WEIGHTS:
         raise BadInput(f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}, got {a['class_weight']}")
     if a["truncation"] not in TRUNCATIONS or a["pooling"] not in POOLINGS:
@@ -236,7 +241,8 @@ def _train_tfidf(splits, labels, run: Path, a: dict, seed: int, quiet: bool) -> 
     clf = _fit_tfidf(splits, labels, a, seed)
     fit_s = time.time() - t0
     clf.save(run)
-    ClassifierSpec(kind="tfidf", labels=labels, backbone={"type": "tfidf"}).write(run)
+    ClassifierSpec(kind="tfidf", labels=labels, backbone={"type": "tfidf"}, text_column=a["text_column"],
+                   label_column=a["label_column"]).write(run)
     figures = _evaluate_all(clf.predict_proba, splits, labels, run / EVAL_DIR, "", quiet, "TF-IDF")
     return {"kind": "tfidf", "labels": labels, "fit_seconds": round(fit_s, 2), **_flat(figures)}
 
@@ -288,7 +294,8 @@ def _train_neural(model: str, kind: str, splits: dict, labels: list[str], run: P
         spec = ClassifierSpec(kind="scratch" if kind == "scratch" else "encoder" if kind == "encoder"
                               else "fidan", labels=labels, max_length=a["max_length"], truncation=a["truncation"],
                               pooling=a["pooling"], head_dropout=a["head_dropout"],
-                              base=None if kind == "scratch" else str(model), four_bit=a["qlora"])
+                              base=None if kind == "scratch" else str(model), four_bit=a["qlora"],
+                              text_column=a["text_column"], label_column=a["label_column"])
         torch.manual_seed(training["seed"])  # the head's (and a new model's) starting weights
         try:
             net, codec = new_classifier(model, kind, spec, run, train_set.texts, tokenizer=a["tokenizer"],
@@ -317,7 +324,7 @@ def _train_neural(model: str, kind: str, splits: dict, labels: list[str], run: P
     task = ClassifyTask(net.to(dist.device), (rows["train"], _ids(train_set, labels)),
                         (rows.get("val", []), _ids(splits["val"], labels) if "val" in splits else []), labels,
                         codec.pad_id, t.train, dist, dist.device, weights, a["label_smoothing"], a["focal_gamma"],
-                        eval_ctx)
+                        eval_ctx, monitor=f"val_{a['select']}")
     config = {"fidan_version": __version__, "stage": "classify", "kind": spec.kind, "base_model": spec.base,
               "labels": labels, "classifier": spec.to_dict(), "class_weights": weights,
               "train_texts": len(train_set), "val_texts": len(splits.get("val", []))}
