@@ -28,6 +28,8 @@ FILES = {
     "badchat.jsonl": b'{"instruction": "yarim\n{"instruction": "Baskent neresi?", "output": ',
     "badlabel.jsonl": b'{"text": "iyi bir metin", "label": "a"}\n{"text": "yarim\n',
     "unseen.jsonl": b'{"text": "yeni bir metin", "label": "c"}\n',
+    "chat.jsonl": "".join(json.dumps({"instruction": f"Başkent neresi {i}?", "output": "Ankara."}) + "\n"
+                          for i in range(4)).encode(),
     "bad.yaml": b"max_steps: [1, 2\n",
     "unknown.yaml": b"max_stepz: 10\n",
     "config.yaml": b"args: {}\n",
@@ -120,7 +122,7 @@ MATRIX: list[tuple[str, str]] = [
     ("generate --model fidan-test/absent-model", "not in the Hugging Face cache"),
     ("pretrain --init {run} --data {data} --out q --lora-r 4 --qlora", "is a fidan run: 4-bit loading"),
     ("pretrain --init {run} --data {data} --tokenizer {chat_tok} --out q", "has a vocabulary of"),
-    ("sft --model {run} --data labelled.jsonl --out s --chat-template base", "no chat template of its own"),
+    ("sft --model {run} --data chat.jsonl --out s --chat-template base", "no chat template of its own"),
     # classification
     ("classify data builtin:nothing --out c", "builtin:nothing"),
     ("classify train --data cols.csv --out c", "its columns are: metin, etiket (pass --text-column)"),
