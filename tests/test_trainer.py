@@ -201,3 +201,13 @@ def test_a_folder_without_a_checkpoint_resumes_from_the_start(tmp_path, data_dir
     s = pretrain(resume=True, **{**common, "quiet": False})
     assert s["step"] == 4 and "no checkpoint yet" in capsys.readouterr().out
     assert [r["step"] for r in train_records(run)] == [1, 2, 3, 4]
+
+
+def test_without_a_terminal_training_prints_plain_lines_not_a_bar(tmp_path, data_dir, tokenizer_dir, capsys):
+    """nohup and Slurm logs get `step N/T: loss …` lines at a modest rate, no carriage-return bar."""
+    pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(tmp_path / "r"), max_steps=40,
+             **{**TINY, "quiet": False, "eval_every": 100})
+    out, err = capsys.readouterr()
+    lines = [x for x in out.splitlines() if x.startswith("step ") and ": loss " in x]
+    assert lines[-1].startswith("step 40/40: loss ") and 2 <= len(lines) <= 21
+    assert "\r" not in err

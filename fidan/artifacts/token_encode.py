@@ -272,7 +272,7 @@ def encode_splits(data: str | Path, tok: TokenizerBundle, force: bool = False, w
         print(f"resuming: {done} of {len(pieces)} pieces done")
     dtype = dtype_for(tok.vocab_size)
     with tqdm(total=sum(p.size for p in pieces), initial=sum(p.size for p in pieces if p.name in finished),
-              desc="encode", unit="B", unit_scale=True) as bar:
+              desc="encode", unit="B", unit_scale=True, disable=None) as bar:  # None: no bar in a log file
         bar.set_postfix_str(f"{done}/{len(pieces)} pieces")
         if todo:
             if workers is None:

@@ -96,7 +96,7 @@ def run_pass(name: str, task: Callable, units: list[Unit], folders: list[Path], 
         return
     sized = all(u.size for u in units)
     bar = tqdm(total=sum(units[i].size for i in todo) if sized else None, desc=name, unit="B", unit_scale=True,
-               unit_divisor=1024, dynamic_ncols=True)
+               unit_divisor=1024, dynamic_ncols=True, disable=None)  # None: no bar when not a terminal
 
     def finished() -> None:
         nonlocal done

@@ -50,7 +50,8 @@ def score_text(lm: LanguageModel, docs: Iterator[Iterator[str]], stride: int, ba
 
     def flush() -> None:
         nonlocal bar
-        bar = bar if bar is not None else tqdm(desc="bpb", unit="tok", disable=not progress, dynamic_ncols=True)
+        bar = bar if bar is not None else tqdm(desc="bpb", unit="tok", disable=(not progress) or None,
+                                                      dynamic_ncols=True)
         x, y = pad_windows(batch)
         before = meter.tokens
         meter.add(lm.nll(x, y), y)

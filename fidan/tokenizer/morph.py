@@ -102,7 +102,7 @@ class Segmenter:
         if todo:
             from tqdm.auto import tqdm
 
-            for word in tqdm(todo, desc="morphology", unit="word", disable=not progress):
+            for word in tqdm(todo, desc="morphology", unit="word", disable=(not progress) or None):
                 self.known[word] = _analyze(word)
             atomic_write_json(self.path, {w: (list(c) if c is not None else None) for w, c in self.known.items()})
         return {w: self.known[w] for w in wanted}

@@ -48,6 +48,7 @@ from fidan.runtime.signals import stop_requests
 from fidan.training.args import CheckpointArgs, EvalArgs, TrainArgs
 from fidan.training.optim import lr_at, make_optimizer, set_lr
 from fidan.training.runs import check_resume, truncate_metrics, write_config
+from fidan.training.step_lines import StepLines
 
 WARMUP_SHARE = 0.25  # warm-up never takes more than this share of the run
 MAX_BAD_STEPS = 5  # non-finite steps in a row before a run stops
@@ -254,13 +255,15 @@ class Trainer:
         timed_from: tuple[float, int] | None = None  # (wall, step) where a budgeted run starts timing steps
         first_step = p.step
         self.model.train()
-        bar = tqdm(total=self.stop_at(), initial=p.step, desc=self.task.stage, unit="step", disable=self.quiet,
-                   dynamic_ncols=True)
+        lines = StepLines(self.quiet, p.step)  # to a file or pipe (nohup, Slurm): plain lines, not a bar
+        bar = tqdm(total=self.stop_at(), initial=p.step, desc=self.task.stage, unit="step",
+                   disable=self.quiet or lines.on, dynamic_ncols=True)
         while p.step < self.stop_at():
             record = self.step(bar)
             bar.update()
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}",
                             mfu=f"{record['mfu']:.1%}", refresh=False)
+            lines.after(p.step, self.stop_at(), record)
             if budget_s is not None:  # re-plan the schedule's length from the time per step so far
                 if timed_from is None and p.step - first_step >= PLAN_AFTER_STEPS:
                     timed_from = (self.wall(), p.step)
