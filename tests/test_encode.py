@@ -63,7 +63,10 @@ def test_same_bytes_as_encoding_document_by_document(data, tok, workers):
     assert not work_dir(data, tok).exists()
 
 
-def test_cli_workers_flag_and_progress_in_bytes(data, tok, tokenizer_dir, capsys):
+def test_cli_workers_flag_and_progress_in_bytes(data, tok, tokenizer_dir, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: the bar shows (a log file gets none)
     assert main(["tokenizer", "encode", "--data", str(data), "--tokenizer", str(tokenizer_dir), "--workers", "2"]) == 0
     assert written(tokens_dir(data, tok)) == reference(data, tok)
     err = capsys.readouterr().err
