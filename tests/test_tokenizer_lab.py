@@ -167,6 +167,25 @@ def test_missing_analyzer_names_the_extra(monkeypatch):
         import_zemberek()
 
 
+def test_importing_the_analyzer_leaves_logging_alone(monkeypatch, capsys):
+    """zemberek's import turns the root logger to INFO on stdout; fidan undoes it (no library chatter)."""
+    import logging
+
+    from fidan.tokenizer.morph import import_zemberek
+
+    import importlib.util
+
+    if importlib.util.find_spec("zemberek") is None:
+        pytest.skip("needs fidan[morph]")
+    monkeypatch.delitem(sys.modules, "zemberek", raising=False)  # its __init__ runs again
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    import_zemberek()
+    assert (root.level, list(root.handlers)) == before
+    logging.getLogger("matplotlib.font_manager").info("generated new fontManager")
+    assert capsys.readouterr().out == ""
+
+
 @pytest.mark.parametrize("name", ["qwen", "qwen3.6", "mistral-tekken", "mistral-sp"])
 def test_reference_tokenizers_load_offline_and_align(name):
     pytest.importorskip("tiktoken" if name.startswith("qwen") else "mistral_common")

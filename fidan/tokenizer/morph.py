@@ -36,12 +36,20 @@ def default_cache() -> Path:
 
 def import_zemberek():
     """The analyzer's class, or a MissingExtra error naming the extra to install."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zemberek imports the deprecated pkg_resources
             from zemberek import TurkishMorphology
     except ModuleNotFoundError as e:
         raise MissingExtra(f"morphology needs zemberek-python ({e.name} is missing); {MORPH_HINT}") from None
+    finally:
+        # zemberek's import sets the root logger to INFO with its own stdout handler, so every library's INFO
+        # line (matplotlib's font cache, ...) would land in fidan's output, wrapped in blank lines: undo it.
+        root.setLevel(level)
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
     return TurkishMorphology
 
 
