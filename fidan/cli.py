@@ -289,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         func, kwargs = parse_command(name, rest)
-        func(**kwargs)
+        from fidan.runtime.console import as_command
+
+        with as_command():
+            func(**kwargs)
     except FidanError as e:
         print(f"fidan: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -30,8 +30,31 @@ def test_same_seed_same_text(run_dir):
 
 
 def test_streamed_output_equals_returned_text(run_dir, capsys):
-    out = generate(model=str(run_dir), prompt="Ankara", max_new_tokens=15, seed=1, stream=True)
+    out = generate(model=str(run_dir), prompt="Ankara", max_new_tokens=15, seed=1, stream=True, quiet=False)
     assert capsys.readouterr().out == out[0] + "\n"
+
+
+def test_called_from_python_it_prints_nothing_unless_asked(run_dir, tmp_path, capsys):
+    """A function returns its results quietly; the command (and quiet=False) prints them; --quiet silences it."""
+    from fidan.evaluation.bpb import eval_bpb
+    from fidan.evaluation.mc import eval_mc
+
+    text = tmp_path / "t.txt"
+    text.write_text("Ankara Türkiye'nin başkentidir.\n\nBilim yolumuzu aydınlatır.\n", encoding="utf-8")
+    for stream in (True, False):
+        out = generate(model=str(run_dir), prompt="Ankara", max_new_tokens=6, seed=1, stream=stream)
+        assert out[0].startswith("Ankara")
+    eval_bpb(model=str(run_dir), text=str(text), out=str(tmp_path / "b.json"), block_size=16)
+    eval_mc(model=str(run_dir), data="tr-harmony", out=str(tmp_path / "m.json"), baseline=False)
+    assert capsys.readouterr() == ("", "")
+    eval_bpb(model=str(run_dir), text=str(text), out=str(tmp_path / "b.json"), block_size=16, force=True,
+             quiet=False)
+    assert "bits per byte" in capsys.readouterr().out
+    assert main(["eval", "bpb", "--model", str(run_dir), "--text", str(text), "--out", str(tmp_path / "b.json"),
+                 "--block-size", "16", "--force"]) == 0
+    assert "bits per byte" in capsys.readouterr().out
+    assert main(["generate", "--model", str(run_dir), "--prompt", "Ankara", "--max-new-tokens", "6", "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
 
 
 def test_greedy_is_deterministic_across_seeds(run_dir):
@@ -62,7 +85,8 @@ def test_generate_bad_arguments(run_dir, tmp_path):
 
 
 def test_no_stream_prints_the_texts(run_dir, capsys):
-    out = generate(model=str(run_dir), prompt="Ankara", max_new_tokens=8, num_samples=2, seed=1, stream=False)
+    out = generate(model=str(run_dir), prompt="Ankara", max_new_tokens=8, num_samples=2, seed=1, stream=False,
+                   quiet=False)
     assert capsys.readouterr().out == f"{out[0]}\n---\n{out[1]}\n"
     assert main(["generate", "--model", str(run_dir), "--prompt", "Ankara", "--max-new-tokens", "8", "--seed", "1",
                  "--no-stream"]) == 0
@@ -70,7 +94,8 @@ def test_no_stream_prints_the_texts(run_dir, capsys):
 
 
 def test_samples_are_one_batch_each_as_if_alone(run_dir, capsys):
-    both = generate(model=str(run_dir), prompt="Bilim", max_new_tokens=12, num_samples=2, seed=4, stream=True)
+    both = generate(model=str(run_dir), prompt="Bilim", max_new_tokens=12, num_samples=2, seed=4, stream=True,
+                    quiet=False)
     assert capsys.readouterr().out == f"{both[0]}\n---\n{both[1]}\n"
     alone = generate(model=str(run_dir), prompt="Bilim", max_new_tokens=12, seed=5, stream=False)
     assert both[1] == alone[0]  # sample i draws with seed + i, batched or not

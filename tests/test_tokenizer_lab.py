@@ -169,11 +169,10 @@ def test_missing_analyzer_names_the_extra(monkeypatch):
 
 def test_importing_the_analyzer_leaves_logging_alone(monkeypatch, capsys):
     """zemberek's import turns the root logger to INFO on stdout; fidan undoes it (no library chatter)."""
+    import importlib.util
     import logging
 
     from fidan.tokenizer.morph import import_zemberek
-
-    import importlib.util
 
     if importlib.util.find_spec("zemberek") is None:
         pytest.skip("needs fidan[morph]")

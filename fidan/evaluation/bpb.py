@@ -24,6 +24,7 @@ from fidan.errors import FidanError
 from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result
 from fidan.inference.precision import LOAD_DTYPE, apply_precision, check_precision
 from fidan.model.scoring import BitsPerByte, pad_windows, sliding_windows
+from fidan.runtime.console import speaks
 from fidan.runtime.device import pick_device, set_threads
 from fidan.runtime.io import require_path
 
@@ -97,6 +98,7 @@ def eval_bpb(
     force: bool = False,
     precision: Literal["auto", "fp32", "bf16", "int8"] = "auto",
     threads: int | None = None,
+    quiet: bool | None = None,
 ) -> dict:
     """Bits per byte and perplexity of a model on a text, with a sliding window for long documents.
 
@@ -119,6 +121,8 @@ def eval_bpb(
             (Linear layers quantized to int8,
             CPU only): the precision the model is scored in; see docs/generation.md.
         threads: CPU threads for torch's operators (default: torch's own choice).
+        quiet: print nothing (default: the command shows progress and the result; a call from Python only
+            returns the result, unless quiet=False).
     """
     started = time.time()
     if batch_size <= 0:
@@ -132,7 +136,7 @@ def eval_bpb(
     stride = stride or max(1, lm.block_size // 2)
     if not 1 <= stride <= lm.block_size:
         raise FidanError(f"--stride must be between 1 and the block size {lm.block_size}, got {stride}")
-    s = score_text(lm, iter_documents(text, split), stride, batch_size, progress=True)
+    s = score_text(lm, iter_documents(text, split), stride, batch_size, progress=speaks(quiet))
     if s["tokens"] == 0 or s["bytes"] <= 0:
         raise FidanError(f"{text} holds no text to score; pass a non-empty file")
     loss = s["nats"] / s["tokens"]
@@ -145,6 +149,7 @@ def eval_bpb(
         "precision": precision,
     }
     result = save_result(path, result, started)
-    print(f"bits per byte {result['bpb']:.4f} | perplexity {result['perplexity']:.2f} per token "
-          f"({result['tokens']:,} tokens, {result['bytes']:,} bytes, {result['documents']} documents) → {path}")
+    if speaks(quiet):
+        print(f"bits per byte {result['bpb']:.4f} | perplexity {result['perplexity']:.2f} per token "
+              f"({result['tokens']:,} tokens, {result['bytes']:,} bytes, {result['documents']} documents) → {path}")
     return result

@@ -25,6 +25,7 @@ import yaml
 from fidan.errors import FidanError
 from fidan.evaluation.harmony import harmony_items
 from fidan.evaluation.lm import LanguageModel, load_lm, pad_batch, result_path, save_result
+from fidan.runtime.console import speaks
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import open_text, require_path
 
@@ -170,6 +171,7 @@ def eval_mc(
     out: str | None = None,
     force: bool = False,
     baseline: bool = True,
+    quiet: bool | None = None,
 ) -> dict:
     """Multiple-choice accuracy by likelihood, for fidan models and Hugging Face causal LMs.
 
@@ -187,6 +189,8 @@ def eval_mc(
         baseline: also score the same architecture with random weights (seeded like the run's start),
             the floor to read the accuracy against; --no-baseline skips it (it doubles the time, and for a
             Hugging Face model the memory).
+        quiet: print nothing (default: the command prints the accuracy; a call from Python only returns it,
+            unless quiet=False).
     """
     started = time.time()
     if batch_size <= 0:
@@ -203,6 +207,7 @@ def eval_mc(
         result["untrained"] = {"seed": seed, "accuracy": base["accuracy"], "accuracy_norm": base["accuracy_norm"]}
         floor = f"untrained model {base['accuracy']:.3f} / {base['accuracy_norm']:.3f}; "
     result = save_result(path, result, started)
-    print(f"accuracy {result['accuracy']:.3f} (summed log-likelihood), {result['accuracy_norm']:.3f} "
-          f"(per byte); {floor}chance {result['chance']:.3f}; {result['items']} items → {path}")
+    if speaks(quiet):
+        print(f"accuracy {result['accuracy']:.3f} (summed log-likelihood), {result['accuracy_norm']:.3f} "
+              f"(per byte); {floor}chance {result['chance']:.3f}; {result['items']} items → {path}")
     return result

@@ -15,6 +15,7 @@ import torch
 from fidan.errors import FidanError
 from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result
 from fidan.inference import Engine, Sampling, check_sampling
+from fidan.runtime.console import speaks
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import open_text, require_path
 
@@ -71,7 +72,7 @@ def eval_samples(
     device: str = "auto",
     out: str | None = None,
     force: bool = False,
-    quiet: bool = False,
+    quiet: bool | None = None,
 ) -> dict:
     """Generations for a fixed prompt list with fixed seeds (prompt i uses seed + i).
 
@@ -90,7 +91,8 @@ def eval_samples(
         device: auto, cpu or cuda.
         out: where to write the result JSON (default: MODEL/eval/samples-<prompts name>.json).
         force: replace an existing result file.
-        quiet: do not print the samples.
+        quiet: print nothing (default: the command prints the samples; a call from Python only returns
+            them, unless quiet=False).
     """
     started = time.time()
     sampling = check_sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
@@ -101,15 +103,16 @@ def eval_samples(
     path = result_path(model, "samples", name, out, force)
     lm = load_lm(model, tokenizer, pick_device(device))
     samples = []
+    talk = speaks(quiet)
     for i, p in enumerate(texts):
         text = sample(lm, p, max_new_tokens, sampling, seed + i)
         samples.append({"prompt": p, "seed": seed + i, "text": text})
-        if not quiet:
+        if talk:
             print(f"  » {text!r}")
     result = {"task": "samples", "model": str(model), "model_kind": lm.kind, "prompts": prompts,
               "max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
               "repetition_penalty": repetition_penalty, "samples": samples}
     result = save_result(path, result, started)
-    if not quiet:
+    if talk:
         print(f"{len(samples)} samples → {path}")
     return result

@@ -11,6 +11,7 @@ from fidan.artifacts.loader import load_model
 from fidan.errors import BadInput
 from fidan.inference import Engine, Event, apply_precision, check_precision, check_sampling
 from fidan.inference.precision import LOAD_DTYPE
+from fidan.runtime.console import speaks
 from fidan.runtime.device import pick_device, set_threads
 
 
@@ -30,8 +31,9 @@ def generate(
     stream: bool = True,
     precision: Literal["auto", "fp32", "bf16", "int8"] = "auto",
     threads: int | None = None,
+    quiet: bool | None = None,
 ) -> list[str]:
-    """Sample text from a trained model; the texts are printed (separated by ---) and returned.
+    """Sample text from a trained model; the texts are returned (and printed by the command, separated by ---).
 
     Args:
         model: a fidan run (or checkpoint) folder, a transformers causal-LM folder, a hub name from the local
@@ -52,6 +54,8 @@ def generate(
             (Linear layers quantized to int8,
             CPU only); see docs/generation.md.
         threads: CPU threads for torch's operators (default: torch's own choice).
+        quiet: print nothing (default: the command prints the texts; a call from Python only returns them,
+            unless quiet=False).
     """
     sampling = check_sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
     if num_samples <= 0:
@@ -70,6 +74,7 @@ def generate(
             sys.stdout.write(event.piece)
             sys.stdout.flush()
 
+    stream = stream and speaks(quiet)
     if stream:
         sys.stdout.write(prompt)
         sys.stdout.flush()
@@ -77,6 +82,8 @@ def generate(
                                                    stop_ids={tok.eos_id}, stop_strings=stop or (),
                                                    on_event=show if stream else None)
     texts = [prompt + c.text for c in done]
+    if not speaks(quiet):
+        return texts
     for i, text in enumerate(texts):
         if i:
             sys.stdout.write("---\n")
