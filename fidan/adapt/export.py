@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from fidan.artifacts.loader import load_model
-from fidan.artifacts.runs import resolve_model_dir
+from fidan.artifacts.runs import EXPORTED_RECORD, resolve_model_dir, run_record
 from fidan.artifacts.tokenizer import TokenizerBundle
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig
@@ -176,8 +176,12 @@ def export_hf(model: str, out: str, force: bool = False, dtype: str = "fp32") ->
         hf.save_pretrained(str(tmp))
         _write_tokenizer(tok, tmp, net.config.block_size)
         _write_card(tmp, out_dir.name, Path(model), net.config, arch, net.num_params(), dtype)
+        record = run_record(folder)
+        if record is not None:  # how the model was trained: `fidan sft` on the export tunes at the run's rate
+            shutil.copy2(record, tmp / EXPORTED_RECORD)
     print(f"exported {Path(model)} → {out_dir}: {arch}, {net.num_params():,} parameters, {dtype}; "
-          "config.json, model.safetensors, tokenizer, generation_config.json, README.md")
+          "config.json, model.safetensors, tokenizer, generation_config.json, README.md, "
+          f"{EXPORTED_RECORD} (the run's settings)")
     return {"out": str(out_dir), "architecture": arch, "parameters": net.num_params(), "dtype": dtype}
 
 

@@ -184,6 +184,22 @@ def resolve_model_dir(path: str | Path) -> Path:
     raise FidanError(f"{path} holds no model.safetensors and no checkpoints; is it a fidan run folder?")
 
 
+# `fidan export hf` keeps the run's config.yaml under this name, so a tuning stage can read how the exported
+# model was trained (its learning rate, optimizer, stage) from the transformers folder alone.
+EXPORTED_RECORD = "fidan_config.yaml"
+
+
+def run_record(folder: Path) -> Path | None:
+    """The config.yaml recording how a model was trained: its run's (from the run, a checkpoint or an export's
+    copy), or None for a model fidan did not train."""
+    folder = Path(folder)
+    for candidate in (folder / "config.yaml", folder / EXPORTED_RECORD, folder.parent / "config.yaml",
+                      folder.parent.parent / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def find_tokenizer(model_dir: Path) -> Path:
     for candidate in (model_dir / "tokenizer", model_dir.parent.parent / "tokenizer"):
         if (candidate / "tokenizer.json").exists():

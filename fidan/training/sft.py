@@ -21,7 +21,7 @@ import yaml
 from fidan import __version__
 from fidan.artifacts.conversations import has_split, in_val_split, load_conversations
 from fidan.artifacts.loader import locate
-from fidan.artifacts.runs import load_weights
+from fidan.artifacts.runs import load_weights, run_record
 from fidan.artifacts.tokenizer import add_special_tokens, load_tokenizer
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig
@@ -70,17 +70,14 @@ def tuning_defaults(model: str | Path) -> dict:
     Rule: the base's optimizer; AdamW at 2x the base's pretraining peak rate (a tuned base keeps its own
     tuning rate); Muon matrices at the base's Muon rate; dropout 0.
     """
-    source = locate(model)
-    folder = source.folder
-    for candidate in (folder / "config.yaml", folder.parent / "config.yaml", folder.parent.parent / "config.yaml"):
-        if candidate.exists():
-            try:
-                config = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError:
-                break
-            train = config.get("train") or {}
-            if "lr" not in train:
-                break
+    candidate = run_record(locate(model).folder)  # a fidan run, checkpoint or export; None for other models
+    if candidate is not None:
+        try:
+            config = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:
+            config = {}
+        train = (config.get("train") or {}) if isinstance(config, dict) else {}
+        if "lr" in train:
             scale = 1.0 if config.get("stage") == "sft" else TUNE_LR_SCALE
             return {"optimizer": train.get("optimizer", "adamw"), "lr": float(train["lr"]) * scale,
                     "muon_lr": float(train.get("muon_lr", 0.02)), "dropout": 0.0, "from": str(candidate)}
@@ -324,7 +321,7 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
             net = _with_dropout(net, defaults["dropout"] if dropout is None else dropout)
         if not quiet:
             source = (f"from the base: {defaults['from']}" if defaults["from"] else
-                      f"default {FALLBACK_LR:g}: the base has no config.yaml")
+                      f"default {FALLBACK_LR:g}: the base records no fidan training")
             if lora is not None:
                 source += f", x{LORA_LR_SCALE:g} for LoRA"
             rate = f"lr {args.lr:g} ({'given' if command_args['lr'] is not None else source})"
