@@ -24,6 +24,7 @@ from fidan.artifacts.loader import locate
 from fidan.artifacts.runs import load_weights, run_record
 from fidan.artifacts.tokenizer import add_special_tokens, load_tokenizer
 from fidan.errors import FidanError
+from fidan.model.context import grow_context
 from fidan.model.gpt import GPT, GPTConfig
 from fidan.model.lora import check_targets
 from fidan.model.scoring import BitsPerByte, model_nll
@@ -41,6 +42,7 @@ from fidan.training.sft_data import EpochBatches, Example, make_batch, pack_rows
 from fidan.training.start import (
     adapt_with_lora,
     base_record,
+    base_source,
     copy_hf_tokenizer,
     load_start,
     lora_request,
@@ -174,6 +176,7 @@ def sft(
     lora_targets: str | None = None,
     qlora: bool = False,
     chat_template: Literal["auto", "fidan", "base"] = "auto",
+    block_size: int | None = None,
     **training,
 ) -> dict:
     """Instruction-tune a model on chat or Alpaca-style data, with loss on the answers only.
@@ -196,6 +199,9 @@ def sft(
         lora_targets: comma-separated linear layers that get adapters (default: every attention and MLP layer).
         chat_template: auto (a transformers base's own chat template when it has one, as Qwen and Llama do;
             else fidan's <INST>…</INST><RESP>…</RESP>), fidan, or base (the base's own, required).
+        block_size: sequence length for tuning (default: the base's). Longer than a fidan base's grows its
+            context: learned position rows past the base's start as copies (row p = row p mod the base's
+            length), rotary positions need nothing; a transformers base reads up to its own maximum.
         qlora: load the transformers base with its block linear layers in 4-bit NF4 (double quantization, bf16
             compute; bitsandbytes, CPU or CUDA) and train LoRA adapters over it (needs --lora-r).
         batch_size: rows (packed sequences) per micro-batch (per process under torchrun).
@@ -209,7 +215,7 @@ def sft(
     command_args = {"model": model, "data": data, "out": out, "val_data": val_data, "val_fraction": val_fraction,
                     "dropout": dropout, "pack": pack, "eval_examples": eval_examples, "lora_r": lora_r,
                     "lora_alpha": lora_alpha, "lora_targets": lora_targets, "qlora": qlora,
-                    "chat_template": chat_template, **training}
+                    "chat_template": chat_template, "block_size": block_size, **training}
     if eval_examples <= 0:
         raise FidanError(f"--eval-examples must be positive, got {eval_examples}")
     if chat_template not in ("auto", "fidan", "base"):
@@ -230,13 +236,15 @@ def sft(
               precision=train_precision(training["precision"], device, stored_dtype(model, training["load_dtype"]),
                                         qlora), device=device)
     args, evals, ckpts, quiet = t.train, t.evals, t.checkpoints, t.quiet
-    load_opts = {"dtype": training["load_dtype"], "four_bit": qlora, "block_size": None,
+    grow_to = block_size if block_size is not None and base_source(model).kind == "fidan" else None
+    load_opts = {"dtype": training["load_dtype"], "four_bit": qlora,
+                 "block_size": None if grow_to is not None else block_size,
                  "trust_remote_code": training["trust_remote_code"]}
     dist = dist_util.init_distributed(device)
     try:
         summary, net, n_train, n_val, base_dtype = _tune(model, data, run, val_data, val_fraction, eval_examples, dropout,
                                              defaults, pack, args, evals, ckpts, dist, resume, t.force, t.logger,
-                                             command_args, quiet, lora, load_opts)
+                                             command_args, quiet, lora, load_opts, grow_to)
         if lora is not None and dist.is_main:
             merged_for_saving(net, run, base_dtype)
     finally:
@@ -268,7 +276,7 @@ def _resumed_defaults(run: Path) -> dict:
 
 
 def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout, defaults, pack, args, evals,
-          ckpts, dist, resume, force, logger, command_args, quiet, lora=None, load_opts=None):
+          ckpts, dist, resume, force, logger, command_args, quiet, lora=None, load_opts=None, grow_to=None):
     main = dist.is_main
     quiet = quiet or not main
     chat_template = command_args["chat_template"]
@@ -299,6 +307,11 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
     else:
         start = load_start(model, None, device=dist.device, **load_opts)
         net, base_tok = start.model, start.tok
+        if grow_to is not None:
+            if grow_to < net.config.block_size:
+                raise FidanError(f"--block-size {grow_to} is shorter than {model}'s block size "
+                                 f"{net.config.block_size}; leave it out to tune at the base's, or give a longer one")
+            grown = grow_context(net, grow_to)
         if lora is not None:
             check_targets(net, lora)  # before anything is written
         own_template = template_source(base_tok) is not None and ChatFormat(base_tok).kind == "template" and \
@@ -326,6 +339,8 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
                 source += f", x{LORA_LR_SCALE:g} for LoRA"
             rate = f"lr {args.lr:g} ({'given' if command_args['lr'] is not None else source})"
             print(f"tuning: {rate}, {args.optimizer}, dropout {net.config.dropout:g}")
+            if grow_to is not None:
+                print(f"context: {grown}")
             if added:
                 print(f"tokenizer: added {added} chat tokens ({' '.join(CHAT_TOKENS)}); embeddings "
                       f"{rows} → {net.config.vocab_size} rows, new rows = mean of the old")

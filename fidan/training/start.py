@@ -33,12 +33,17 @@ def load_start(init: str, tokenizer: str | None, block_size: int | None, device:
     return loaded
 
 
+def base_source(init: str):
+    """Where the weights to start from live: the model itself, or an adapter folder's base."""
+    source = locate(init)
+    return source.base if source.kind == "adapter" else source
+
+
 def stored_dtype(init: str, load_dtype: str) -> str:
     """The dtype the base's (unquantized) weights will be loaded in: ``--load-dtype``, or its checkpoint's own."""
     if load_dtype != "auto":
         return load_dtype
-    source = locate(init)
-    base = source.base if source.kind == "adapter" else source
+    base = base_source(init)
     if base.kind == "fidan":
         return "fp32"
     try:
