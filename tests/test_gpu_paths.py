@@ -61,3 +61,19 @@ def test_fp16_bases_train_in_fp16_on_a_gpu_and_are_refused_on_a_cpu(monkeypatch)
     assert train_precision("auto", "cpu", "fp32", four_bit=True) == "bf16"
     with pytest.raises(BadConfig, match="held in fp16, which the CPU does not train in"):
         train_precision("auto", "cpu", "fp16")
+
+
+def test_the_gpu_memory_peak_is_read_from_torch_cuda_on_cuda_only(monkeypatch):
+    from fidan.runtime import perf
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("sync", device)))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: calls.append(("reset", device)))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 3 * 2**20 + 2**19)
+    perf.gpu_peak_reset("cuda:1")
+    assert perf.gpu_peak_mb("cuda:1") == 3.5
+    assert calls == [("sync", "cuda:1"), ("reset", "cuda:1"), ("sync", "cuda:1")]  # the queued work is counted
+    calls.clear()
+    perf.gpu_peak_reset("cpu")
+    perf.sync("cpu")
+    assert perf.gpu_peak_mb("cpu") is None and calls == []

@@ -89,3 +89,28 @@ def quick_peak_flops(device: str, precision: str) -> float:
 def mfu(flops_per_token: float, tokens_per_s: float, peak_flops: float) -> float:
     """Model FLOPs utilization: achieved training FLOP/s over the peak."""
     return flops_per_token * tokens_per_s / peak_flops if peak_flops > 0 else 0.0
+
+
+def is_cuda(device: str) -> bool:
+    return str(device).startswith("cuda")
+
+
+def sync(device: str) -> None:
+    """Wait for the GPU's queued work, so that a clock read after it covers that work (nothing off CUDA)."""
+    if is_cuda(device):
+        torch.cuda.synchronize(device)
+
+
+def gpu_peak_reset(device: str) -> None:
+    """Start a new high-water mark of ``torch.cuda.max_memory_allocated`` on a CUDA device (nothing elsewhere)."""
+    if is_cuda(device):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def gpu_peak_mb(device: str) -> float | None:
+    """``torch.cuda.max_memory_allocated`` since the last reset, in MiB; None off CUDA."""
+    if not is_cuda(device):
+        return None
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
