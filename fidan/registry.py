@@ -52,7 +52,7 @@ COMMANDS: dict[str, Command] = {
     "bench speedrun": Command("fidan.bench.speedrun:bench_speedrun",
                               "Train a preset on the bundled corpus for M minutes: held-out bits/byte vs time."),
     "bench infer": Command("fidan.bench.infer:bench_infer",
-                           "Inference speed of a run (fp32, bf16, int8) vs transformers generate() and pipeline()."),
+                           "Inference speed of a run or a transformers model (GPT, T5, BERT) at fp32, bf16, int8."),
     "eval bpb": Command("fidan.evaluation.bpb:eval_bpb", "Bits per byte and perplexity on any text (sliding window)."),
     "eval mc": Command("fidan.evaluation.mc:eval_mc", "Multiple-choice accuracy by likelihood (fidan or HF models)."),
     "eval samples": Command("fidan.evaluation.samples:eval_samples", "Generations for fixed prompts with fixed seeds."),
