@@ -68,10 +68,14 @@ def test_history_system_and_truncation(chat_tok):
                                          {"role": "assistant", "content": chat_tok.decode([a] * 4)},
                                          {"role": "user", "content": "İki"}], add_generation_prompt=True)
     assert ids == expected
-    for _ in range(6):  # a long conversation: old turns are dropped to leave room for the answer
-        session.reply("Uzun bir soru daha soruyorum, cevap ver lütfen.")
-    assert len(session.prompt_ids("Son soru")) <= 64 - 4
-    assert len(session.history) < 14
+    for i in range(6):  # a long conversation: old turns are dropped to leave room for the answer
+        session.reply(f"Bir soru daha ({i})?")
+    ids = session.prompt_ids("Son soru")
+    assert len(ids) <= 64 - 4 and 2 <= len(session.history) < 14
+    system, _ = encode_chat(chat_tok, [{"role": "system", "content": "Kısa cevap ver."}])
+    assert ids[:len(system)] == system  # the system message stays; the oldest turns went first
+    assert session.history[-2]["content"] == "Bir soru daha (5)?"
+    assert [m["role"] for m in session.history] == ["user", "assistant"] * (len(session.history) // 2)
 
 
 def test_repl_commands(chat_tok, tmp_path, monkeypatch, capsys):

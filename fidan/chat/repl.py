@@ -17,6 +17,7 @@ from fidan.errors import FidanError
 from fidan.inference import Engine, Event, Sampling, apply_precision, check_precision, check_sampling
 from fidan.inference.precision import LOAD_DTYPE
 from fidan.runtime.device import pick_device, set_threads
+from fidan.text.chat_fit import fit_turns, prompt_room
 from fidan.text.chat_template import ChatFormat, ChatTokens
 
 HELP = ("commands: /reset (new conversation), /system TEXT (set the system message; /system alone clears it), "
@@ -56,14 +57,15 @@ class ChatSession:
 
     def prompt_ids(self, user: str) -> list[int]:
         """The conversation so far plus the new question, ending in <RESP>; the oldest turns are dropped
-        when it would not leave room for an answer in the model's context."""
-        block = self.model.config.block_size
-        room = max(1, block - min(self.max_new_tokens, block // 2))
-        while True:
-            ids, _ = self.format.encode(self.messages(user), add_generation_prompt=True)
-            if len(ids) <= room or not self.history:
-                return ids[-room:]
-            self.history = self.history[2:]
+        (and forgotten) when it would not leave room for an answer in the model's context, as `fidan serve`
+        drops them (fidan.text.chat_fit). A question too long even alone keeps its last tokens."""
+        room = prompt_room(self.model.config.block_size, self.max_new_tokens)
+        fitted = fit_turns(self.messages(user), self._encode, room)
+        self.history = fitted.messages[(1 if self.system else 0):-1]
+        return fitted.ids[-room:]
+
+    def _encode(self, messages: list[dict]) -> list[int]:
+        return self.format.encode(messages, add_generation_prompt=True)[0]
 
     def reply(self, user: str, on_text: Callable[[str], None] | None = None) -> str:
         """Generate the answer to ``user`` (streamed to ``on_text`` piece by piece) and remember both."""

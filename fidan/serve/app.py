@@ -3,6 +3,7 @@
 Every request becomes one ``Job`` of the ``Batcher``: requests that arrive while others decode join the
 batch at the next step. Answers stream as server-sent events (``stream: true``) exactly as OpenAI sends
 them (``data: {chunk}`` lines, then ``data: [DONE]``), so the ``openai`` client and chat front-ends work.
+A chat longer than the model's window loses its oldest turns, and the answer says how many in a header.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from fidan.inference import Sampling
 from fidan.inference.batcher import Batcher, Job, QueueFull
 from fidan.serve.prompts import Prompter
 from fidan.serve.protocol import APIError, ChatRequest, CompletionRequest, parse
+from fidan.text.chat_fit import prompt_room
 
 FINISH = {"stop_id": "stop", "stop_string": "stop", "length": "length"}
+DROPPED_HEADER = "X-Fidan-Dropped-Turns"  # how many of a chat's oldest turns did not fit the window
 PUBLIC = {"/", "/docs", "/openapi.json"}  # pages that hold no data: with --api-key they still load, the API asks
 
 
@@ -79,25 +82,37 @@ def create_app(batcher: Batcher, prompter: Prompter, name: str, limits: Limits |
             raise APIError(404, f"The model '{req.model}' does not exist; this server serves '{name}'",
                            param="model", code="model_not_found")
 
-    def make_job(req, prompt: list[int], stop_ids: set[int], on_event) -> Job:
-        window_room = batcher.window - 1 if limits.max_prompt_tokens is None else limits.max_prompt_tokens
-        if len(prompt) > window_room:
-            raise APIError(400, f"the prompt is {len(prompt)} tokens; this model reads at most {window_room} "
-                                f"prompt tokens: shorten it", param="messages", code="context_length_exceeded")
+    def prompt_limit() -> int:
+        return batcher.window - 1 if limits.max_prompt_tokens is None else limits.max_prompt_tokens
+
+    def wanted_tokens(req) -> int:
         wanted = req.wanted_tokens or limits.default_max_tokens
         if wanted > limits.max_tokens:
             raise APIError(400, f"max_tokens is {wanted}; this server gives at most {limits.max_tokens}",
                            param="max_tokens")
+        return wanted
+
+    def make_job(req, prompt: list[int], stop_ids: set[int], on_event, dropped: int = 0) -> Job:
+        window_room = prompt_limit()
+        if len(prompt) > window_room:
+            trimmed = f" even with its {dropped} oldest turns dropped" if dropped else ""
+            raise APIError(400, f"the prompt is {len(prompt)} tokens{trimmed}; this model reads at most "
+                                f"{window_room} prompt tokens: shorten it", param="messages",
+                           code="context_length_exceeded")
+        wanted = wanted_tokens(req)
         generator = torch.Generator().manual_seed(req.seed) if req.seed is not None else None
         sampling = Sampling(req.temperature, None, req.top_p)
         return Job(prompt, batcher.fit_window(len(prompt), wanted), on_event, sampling, generator, stop_ids,
                    req.stop or [])
 
-    async def run(request: Request, req, prompt: list[int], stop_ids: set[int], chunk):
-        """Submit the job; stream its chunks or gather them into one answer."""
+    async def run(request: Request, req, prompt: list[int], stop_ids: set[int], chunk, dropped: int | None = None):
+        """Submit the job; stream its chunks or gather them into one answer. ``dropped``: the oldest turns
+        left out of a chat, told in the ``X-Fidan-Dropped-Turns`` header."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        job = make_job(req, prompt, stop_ids, lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
+        job = make_job(req, prompt, stop_ids, lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev),
+                       dropped or 0)
+        told = {} if dropped is None else {DROPPED_HEADER: str(dropped)}
         try:
             batcher.submit(job)
         except QueueFull as e:
@@ -120,7 +135,7 @@ def create_app(batcher: Batcher, prompter: Prompter, name: str, limits: Limits |
                 raise APIError(500, f"generation failed: {ev.text}", "server_error")
             return JSONResponse({"id": rid, "object": chunk.object, "created": created, "model": name,
                                  "choices": [chunk.whole(ev.text, FINISH[ev.reason])], "usage": usage(n_new),
-                                 "system_fingerprint": None})
+                                 "system_fingerprint": None}, headers=told)
 
         async def sse():
             n_new = 0
@@ -146,7 +161,7 @@ def create_app(batcher: Batcher, prompter: Prompter, name: str, limits: Limits |
                 job.cancel()
 
         return StreamingResponse(sse(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **told})
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -157,11 +172,14 @@ def create_app(batcher: Batcher, prompter: Prompter, name: str, limits: Limits |
                         for m in req.messages]
         except ValueError as e:
             raise APIError(400, str(e), param="messages") from None
+        # A conversation longer than the window loses its oldest turns (as in `fidan chat`), keeping room
+        # for the answer: without the reserve a long history leaves an answer of a few tokens.
+        room = min(prompt_limit(), prompt_room(batcher.window, wanted_tokens(req)))
         try:
-            prompt, stop_ids = prompter.chat(messages)
+            prompt, stop_ids, dropped = prompter.chat(messages, room)
         except FidanError as e:
             raise APIError(400, str(e), param="messages") from None
-        return await run(request, req, prompt, stop_ids, _ChatChunks())
+        return await run(request, req, prompt, stop_ids, _ChatChunks(), dropped)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
