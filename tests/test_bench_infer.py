@@ -177,6 +177,10 @@ def test_models_it_cannot_measure_are_refused_in_one_line(hf_models, tmp_path, c
     assert "model not found" in capsys.readouterr().err
     assert main(["bench", "infer", "--model", str(hf_models["bert"]), "--no-transformers"]) == 2
     assert "measured through transformers only" in capsys.readouterr().err
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(hf_models["gpt2"])}))
+    assert main(["bench", "infer", "--model", str(tmp_path / "lora")]) == 2
+    assert "is a LoRA adapter" in capsys.readouterr().err
 
 
 def test_a_cached_hub_name_is_measured_into_a_folder_named_after_it(hf_models, tmp_path, monkeypatch):
