@@ -56,8 +56,9 @@ def test_bench_infer_bad_input_is_one_line(run, capsys):
     assert "no room for a prompt" in capsys.readouterr().err
 
 
-def _save(net, folder, tokenizer_dir=None, tok=None):
-    """``net`` saved with a tokenizer: fidan's test tokenizer (end-of-text for padding) or ``tok``."""
+def _save(net, folder, tokenizer_dir=None, tok=None, pad: bool = True):
+    """``net`` saved with a tokenizer: fidan's test tokenizer (end-of-text for padding, or no padding token,
+    as GPT-2's own tokenizer has none) or ``tok``."""
     import shutil
 
     net.save_pretrained(str(folder))
@@ -65,8 +66,8 @@ def _save(net, folder, tokenizer_dir=None, tok=None):
         tok.save_pretrained(str(folder))
         return folder
     shutil.copy2(tokenizer_dir / "tokenizer.json", folder / "tokenizer.json")
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>"}
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, **({"pad_token": "<|endoftext|>"} if pad else {})}))
     return folder
 
 
@@ -91,7 +92,7 @@ def hf_models(tmp_path_factory, tokenizer_dir):
     bert = transformers.BertForMaskedLM(transformers.BertConfig(
         vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=64))
-    return {"gpt2": _save(gpt2, root / "gpt2", tokenizer_dir), "t5": _save(t5, root / "t5", tokenizer_dir),
+    return {"gpt2": _save(gpt2, root / "gpt2", tokenizer_dir, pad=False), "t5": _save(t5, root / "t5", tokenizer_dir),
             "bert": _save(bert, root / "bert", tok=bert_tok),
             "gpt2_parameters": sum(p.numel() for p in gpt2.parameters())}
 

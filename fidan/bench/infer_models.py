@@ -178,6 +178,8 @@ def _pipeline_over(hf, folder: Path, device: str, new: int) -> dict[str, Runner]
 
     hf_tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     hf_tok.padding_side = "left"
+    if hf_tok.pad_token is None:  # batching needs one (GPT-2's tokenizer has none); the prompts are never padded
+        hf_tok.pad_token = hf_tok.eos_token
     gen_cfg = greedy(hf, new, hf_tok.pad_token_id)
     pipe = pipeline("text-generation", model=hf, tokenizer=hf_tok, device=torch.device(device))
     return {"generate": functools.partial(run_generate, hf, gen_cfg, None),
