@@ -52,7 +52,10 @@ def test_warmup_longer_than_the_run_is_capped(tmp_path, data_dir, tokenizer_dir,
     assert "--warmup-steps 50 is more than 25% of a 12-step run; warming up for 3 steps" in capsys.readouterr().out
 
 
-def test_bf16_chunked_cross_entropy_matches_full_logits():
+@pytest.mark.parametrize("bf16", [False, True])
+def test_chunked_cross_entropy_matches_full_logits(bf16):
+    """The chunked head and loss compute what the full logits do: the same loss and gradients to 1e-5
+    (measured: 1e-7 apart in fp32 and under bf16 autocast, where both round the same matmuls)."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=300, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
     x = torch.randint(0, 300, (3, 16))
@@ -62,14 +65,13 @@ def test_bf16_chunked_cross_entropy_matches_full_logits():
     losses = []
     for chunked in (True, False):
         model.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             _, loss = model(x, y, return_logits=not chunked)
         loss.backward()
         losses.append(loss.item())
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-    assert losses[0] == pytest.approx(losses[1], rel=2e-2)
-    cos = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
-    assert cos > 0.99
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-5)
 
 
 def test_bf16_training_learns(tmp_path, data_dir, tokenizer_dir):
@@ -82,13 +84,20 @@ def test_bf16_training_learns(tmp_path, data_dir, tokenizer_dir):
     assert evals[-1] < evals[0] - 0.3
 
 
-def test_compile_one_tiny_step(tmp_path, data_dir, tokenizer_dir):
+def test_compiled_steps_equal_eager_steps(tmp_path, data_dir, tokenizer_dir):
+    """torch.compile changes how the step runs, not what it computes: the losses of two compiled steps equal
+    the eager run's to 1e-5 relative (inductor may reorder fp32 sums; without dropout, whose masks inductor
+    draws from its own generator)."""
     pytest.importorskip("torch._inductor")
-    run = tmp_path / "run"
-    s = pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=2, compile=True,
-                 precision="fp32", **{**TINY, "block_size": 16, "eval_windows": 1})
-    assert s["step"] == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in train_records(run))
-    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["compile"] is True
+    common = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), max_steps=2, precision="fp32", dropout=0.0,
+                  **{**TINY, "block_size": 16, "eval_windows": 1})
+    s = pretrain(out=str(tmp_path / "compiled"), compile=True, **common)
+    pretrain(out=str(tmp_path / "eager"), **common)
+    compiled = [r["loss"] for r in train_records(tmp_path / "compiled")]
+    eager = [r["loss"] for r in train_records(tmp_path / "eager")]
+    assert s["step"] == 2 and len(compiled) == 2
+    assert compiled == pytest.approx(eager, rel=1e-5)
+    assert yaml.safe_load((tmp_path / "compiled" / "config.yaml").read_text())["train"]["compile"] is True
 
 
 def test_fp16_needs_cuda(tmp_path, data_dir, tokenizer_dir):
