@@ -62,6 +62,8 @@ COMMANDS: dict[str, Command] = {
                           "Memory of full tuning, LoRA and QLoRA of a model (weights, gradients, optimizer, activations)."),
     "export hf": Command("fidan.adapt.export:export_hf",
                          "Write a fidan run as a transformers folder (GPT-2, Qwen3 or Llama), exactly."),
+    "export gguf": Command("fidan.adapt.gguf:export_gguf",
+                           "Write a fidan run as a GGUF file for llama.cpp (f16, q8_0) with an Ollama Modelfile."),
     "vocab extend": Command("fidan.adapt.extend:extend_vocab",
                             "Add Turkish tokens to a transformers model as BPE merges; initialise their embeddings."),
     "classify data": Command("fidan.classify.data:classify_data",
