@@ -22,8 +22,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	$(BIN)/fidan demo --force
 
+# Two test processes, one per core (each test keeps torch on one thread); a file's tests stay together.
+TEST_WORKERS ?= 2
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Debian's Chromium, for the chat page's end-to-end test (Playwright drives it; it downloads no browser).
 browser:
