@@ -17,6 +17,20 @@ def test_bench_peak_cli_writes_json(tmp_path):
     assert result["device"] == "cpu" and result["threads"] >= 1
 
 
+def test_bench_peak_is_one_products_flops_over_its_fastest_time(monkeypatch):
+    """With a clock whose ticks alternate 2 ms and 1 ms, every product seems to take 1 or 2 ms: the peak is
+    2·n³ FLOPs over the 1 ms, the fastest time, for each precision."""
+    import itertools
+
+    import fidan.runtime.perf as perf
+    from fidan.bench.peak import bench_peak
+
+    ticks = itertools.accumulate(itertools.cycle([0.002, 0.001]))
+    monkeypatch.setattr(perf.time, "perf_counter", lambda: next(ticks))
+    result = bench_peak(device="cpu", size=256, seconds=0.05)
+    assert result["fp32_gflops"] == result["bf16_gflops"] == round(2 * 256**3 / 0.001 / 1e9, 1)
+
+
 def test_bench_train_side_by_side(tmp_path, data_dir, tokenizer_dir, capsys):
     out = tmp_path / "train.json"
     r = bench_train(data=str(data_dir), tokenizer=str(tokenizer_dir), batch_size=2, block_size=16, rounds=2,

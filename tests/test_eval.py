@@ -260,7 +260,11 @@ def test_hf_model_through_every_task(hf_dir, tmp_path, capsys):
     lm = load_lm(str(hf_dir), block_size=16)
     assert lm.kind == "hf" and r["model_kind"] == "hf" and r["tokens"] == len(lm.encode(TEXT))
     m = eval_mc(model=str(hf_dir), data="tr-harmony", out=str(tmp_path / "m.json"))
-    assert m["items"] == len(harmony_items()) and 0 <= m["accuracy"] <= 1
+    preds = m["predictions"]
+    assert m["items"] == len(harmony_items()) == len(preds)
+    assert m["accuracy"] == pytest.approx(sum(p["pred"] == p["answer"] for p in preds) / len(preds))
+    assert all(p["logprobs"][p["pred"]] == max(p["logprobs"]) for p in preds)
+    assert len({round(v, 4) for p in preds for v in p["logprobs"]}) > len(preds)  # the model scored each choice
     with pytest.raises(FidanError, match="block size|context length"):
         load_lm(str(hf_dir), block_size=1000)
     s1 = eval_samples(model=str(hf_dir), prompt=["Ankara"], max_new_tokens=8, out=str(tmp_path / "s1.json"))
