@@ -40,7 +40,6 @@ from fidan.model.memory import four_bit_summary, logical_parameters, weight_byte
 
 LOAD_DTYPES = ("auto", "fp32", "bf16", "fp16")
 ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # What a causal LM needs from a hub snapshot: never pickled weights, GGUF or other formats' copies.
 HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.tiktoken", "*.py"]
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")

@@ -215,14 +215,6 @@ def check_vocab(cfg: GPTConfig, tok: TokenizerBundle, where: Path) -> None:
         )
 
 
-def check_rows(model: torch.nn.Module, tok: TokenizerBundle, where: str | Path) -> None:
-    """Every token id of the tokenizer needs an embedding row (more rows than tokens is padding)."""
-    rows = model.config.vocab_size
-    if tok.vocab_size > rows:
-        raise FidanError(f"tokenizer {tok.path} has {tok.vocab_size} tokens but the model in {where} has {rows} "
-                         "embedding rows; pass the tokenizer the model was trained or extended with")
-
-
 def load_weights(model: torch.nn.Module, folder: Path, device: str = "cpu") -> None:
     target = _unwrap(model)
     if (Path(folder) / ADAPTER_DIR).exists() and getattr(target, "fidan_lora", None) is not None:

@@ -89,9 +89,6 @@ class TokenizerBundle:
                 out[i] = len(self.tokenizer.decode([i], skip_special_tokens=False).encode("utf-8"))
         return out
 
-    def tokenizer_json_decoder(self) -> dict:
-        return json.loads(self.tokenizer.to_str()).get("decoder") or {}
-
 
 def load_tokenizer(path: str | Path) -> TokenizerBundle:
     """Load a tokenizer folder written by ``fidan tokenizer train`` (or any HF fast-tokenizer folder)."""

@@ -52,8 +52,3 @@ class TokenSplit:
         starts = torch.randint(0, len(self.tokens) - block_size - 1, (batch_size,), generator=generator)
         return self.windows(starts, block_size)
 
-    def fixed_windows(self, n: int, block_size: int) -> torch.Tensor:
-        """Evenly spaced window starts: a deterministic evaluation set that needs no RNG."""
-        last = len(self.tokens) - block_size - 1
-        n = max(1, min(n, last // block_size + 1))
-        return torch.linspace(0, last, n).long()

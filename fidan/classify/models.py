@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file, save_model
 from safetensors.torch import load_model as load_safetensors_into
 
@@ -286,5 +285,3 @@ def empty_classifier(spec: ClassifierSpec, folder: Path | None = None) -> nn.Mod
     return PooledClassifier(empty_backbone(spec.backbone), spec)
 
 
-def logits_to_probs(logits: torch.Tensor) -> torch.Tensor:
-    return F.softmax(logits.float(), dim=-1)

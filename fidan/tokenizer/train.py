@@ -34,11 +34,6 @@ CONTINUATION = "▁"
 MORPH_SEP = "\ue000"  # private-use character: marks morpheme cuts in training text only
 
 
-def build_bpe() -> Tokenizer:
-    """An empty byte-level BPE with GPT-2's pre-tokenizer (no normalizer): the plain yardstick."""
-    return build_tokenizer("bpe", "bytelevel")
-
-
 def build_tokenizer(algorithm: str = "bpe", pretokenizer: str = "turkish") -> Tokenizer:
     """An empty tokenizer of the given algorithm on the byte-level alphabet."""
     if algorithm == "bpe":
