@@ -195,3 +195,19 @@ def test_inverse_transform_draws_follow_the_probabilities():
     assert freq[1] == 0  # a token of probability 0 is never drawn
     assert torch.allclose(freq, probs[0], atol=0.015)
     assert draw(torch.tensor([[0.0, 1.0]]), torch.tensor([0.9999999])).item() == 1  # never past the end
+
+
+def test_cache_rows_after_a_ragged_plan_share_the_memory():
+    """`KVCache.rows` still works after a plan with rows at different positions (it once overwrote itself)."""
+    from fidan.model.cache import KVCache
+
+    model = tiny("ders")
+    cache = KVCache(model.config, batch=3, length=8)
+    cache.plan([0, 2, 5], 1)  # ragged: the scattering path
+    k = torch.ones(3, model.config.n_head, 1, model.config.n_embd // model.config.n_head)
+    cache.write(0, k, 2 * k)
+    assert cache.k[0, 1, :, 2].eq(1).all() and cache.v[0, 2, :, 5].eq(2).all() and cache.k[0, 0, :, 1].eq(0).all()
+    view = cache.rows(1, 3)  # a cache of rows 1 and 2 over the same memory
+    view.plan([3, 3], 1)
+    view.write(0, 3 * k[:2], 4 * k[:2])
+    assert cache.k[0, 1, :, 3].eq(3).all() and cache.v[0, 2, :, 3].eq(4).all() and cache.k[0, 0, :, 3].eq(0).all()

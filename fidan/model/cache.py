@@ -48,7 +48,7 @@ class KVCache:
         self.uniform = len(set(start)) == 1
         if not self.uniform:  # rows at different positions: scatter, row by row
             device = self.k.device
-            self.rows = torch.arange(len(start), device=device)[:, None]
+            self.row_ids = torch.arange(len(start), device=device)[:, None]  # not `rows`: that is the method
             self.slots = torch.tensor(start, device=device)[:, None] + torch.arange(n_new, device=device)
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,6 +58,6 @@ class KVCache:
             ck.narrow(2, self.start[0], self.n_new).copy_(k)
             cv.narrow(2, self.start[0], self.n_new).copy_(v)
         else:  # advanced indices on dims 0 and 2 put those dims first: (B, T, heads, head_dim)
-            ck[self.rows, :, self.slots] = k.transpose(1, 2)
-            cv[self.rows, :, self.slots] = v.transpose(1, 2)
+            ck[self.row_ids, :, self.slots] = k.transpose(1, 2)
+            cv[self.row_ids, :, self.slots] = v.transpose(1, 2)
         return ck.narrow(2, 0, self.end), cv.narrow(2, 0, self.end)
