@@ -238,3 +238,22 @@ def load_model(name: str | Path, tokenizer: str | Path | None = None, device: st
     """(model, tokenizer) of :func:`load`, for commands that need nothing else."""
     loaded = load(name, tokenizer=tokenizer, device=device, dtype=dtype, **options)
     return loaded.model, loaded.tok
+
+
+def load_transformers_model(source: Source, family: str, dtype: torch.dtype, device: str = "cpu"):
+    """A transformers encoder (with its sequence-classification head, ``family="encoder"``) or encoder-decoder
+    (``"seq2seq"``) from a located folder, in ``dtype``, with its tokenizer: for the commands that measure such
+    models beside fidan's own (``fidan bench infer``). Local files only; no remote code."""
+    from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from fidan.model.hf import quiet_transformers
+
+    quiet_transformers()
+    kind = AutoModelForSeq2SeqLM if family == "seq2seq" else AutoModelForSequenceClassification
+    try:
+        net = kind.from_pretrained(str(source.folder), local_files_only=True, trust_remote_code=False, dtype=dtype)
+        tok = AutoTokenizer.from_pretrained(str(source.folder), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise BadInput(f"--model {source.name}: cannot load it with its tokenizer ({str(e).splitlines()[0][:160]}); "
+                       "pass a folder with config.json, weights and tokenizer files") from None
+    return net.to(device).eval(), tok

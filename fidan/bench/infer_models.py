@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from fidan.artifacts.loader import Source, load, load_model
+from fidan.artifacts.loader import Source, load, load_model, load_transformers_model
 from fidan.errors import BadInput
 from fidan.inference import Engine, apply_precision
 from fidan.inference.precision import LOAD_DTYPE
@@ -79,17 +79,7 @@ def torch_dtype(source: Source, precision: str) -> torch.dtype:
 def load_hf(source: Source, family: str, precision: str, device: str):
     """An encoder (with its classification head) or an encoder-decoder at ``precision``, its tokenizer and its
     parameter count (before int8 quantization replaces the Linear layers)."""
-    from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    quiet_transformers()
-    kind = AutoModelForSeq2SeqLM if family == "seq2seq" else AutoModelForSequenceClassification
-    try:
-        net = kind.from_pretrained(str(source.folder), local_files_only=True, trust_remote_code=False,
-                                   dtype=torch_dtype(source, precision))
-        tok = AutoTokenizer.from_pretrained(str(source.folder), local_files_only=True, trust_remote_code=False)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise BadInput(f"--model {source.name}: cannot load it with its tokenizer ({str(e).splitlines()[0][:160]}); "
-                       "pass a folder with config.json, weights and tokenizer files") from None
+    net, tok = load_transformers_model(source, family, torch_dtype(source, precision))
     parameters = sum(x.numel() for x in net.parameters())
     if precision == "int8":
         net = net.float()
