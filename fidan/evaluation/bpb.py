@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from fidan.artifacts.datadir import iter_split
 from fidan.artifacts.documents import read_documents
 from fidan.errors import FidanError
-from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result
+from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result, text_hash
 from fidan.inference.precision import LOAD_DTYPE, apply_precision, check_precision
 from fidan.model.scoring import BitsPerByte, pad_windows, sliding_windows
 from fidan.runtime.console import speaks
@@ -143,6 +143,7 @@ def eval_bpb(
     result = {
         "task": "bpb", "model": str(model), "model_kind": lm.kind, "text": str(text),
         "split": split if Path(text).is_dir() else None,
+        "text_hash": text_hash(iter_documents(text, split)),  # read again: the scored documents' identity
         "bpb": s["nats"] / math.log(2) / s["bytes"], "loss": loss, "perplexity": math.exp(min(loss, 50)),
         "tokens": s["tokens"], "bytes": s["bytes"], "documents": s["documents"],
         "bytes_per_token": s["bytes"] / s["tokens"], "block_size": lm.block_size, "stride": stride,

@@ -6,8 +6,9 @@ token on, a context length, and per-token negative log-likelihoods. ``LanguageMo
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,3 +104,14 @@ def save_result(path: Path, result: dict, started: float) -> dict:
               "environment": environment()}
     atomic_write_json(path, result)
     return result
+
+
+def text_hash(docs: Iterable[Iterable[str]]) -> str:
+    """sha256 of the documents a result scored (each one length-prefixed): results with the same hash
+    scored the same text, which is what lets `fidan compare` put them side by side."""
+    h = hashlib.sha256()
+    for doc in docs:
+        data = "".join(doc).encode("utf-8")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return "sha256:" + h.hexdigest()
