@@ -1,6 +1,6 @@
 """`fidan export gguf`: llama.cpp's names, shapes and metadata, read back with the gguf package's reader;
-the same logits through transformers' GGUF loader; refusals; the Ollama Modelfile.
-llama.cpp itself (llama-cpp-python, where installed) is in tests/test_gguf_llama_cpp.py."""
+the same logits through transformers' GGUF loader; refusals; the Ollama Modelfile; and llama.cpp itself
+(logits, tokenization, end tokens) through llama-cpp-python, where that is installed."""
 
 from __future__ import annotations
 
@@ -190,6 +190,13 @@ def test_modelfile_chat_template_and_stops(chat_tok, tokenizer_dir, tmp_path):
     assert 'TEMPLATE """{{ .Prompt }}"""' in text and RESP_END not in text
     r = gguf.GGUFReader(tmp_path / "b" / "model.gguf")
     assert "tokenizer.chat_template" not in r.fields and "tokenizer.ggml.eot_token_id" not in r.fields
+    # another chat format (ChatML): its Jinja template goes in the file, and Ollama reads it from there
+    chatml = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    other = add_special_tokens(tokenizer_dir, tmp_path / "chatml-tok", ["<|im_start|>", "<|im_end|>"], chatml)
+    make_run(tmp_path / "chatml", other.path, config_from_preset("qwen3", other.vocab_size, **SMALL))
+    export_gguf(model=str(tmp_path / "chatml"), out=str(tmp_path / "c"))
+    assert "TEMPLATE" not in (tmp_path / "c" / "Modelfile").read_text(encoding="utf-8")
+    assert field(gguf.GGUFReader(tmp_path / "c" / "model.gguf"), "tokenizer.chat_template") == chatml
 
 
 def test_unsupported_shapes_and_existing_out_are_refused(chat_tok, tmp_path, capsys):
@@ -240,3 +247,77 @@ def test_pre_tokenizer_names():
     assert pre_tokenizer_name({"pre_tokenizer": qwen}) == ("qwen2", True)
     with pytest.raises(BadInput, match="pre-tokenizer"):
         pre_tokenizer_name({"pre_tokenizer": {"type": "Whitespace"}})
+
+
+# llama.cpp itself, through llama-cpp-python where it is installed (it builds from source: no extra has it).
+# max |logit difference| allowed, for logits up to about 2 (measured: docs/gguf.md). f32 weights with an
+# f32 KV cache are fidan's model up to float rounding, except for the ReLU² stand-in (hizli, 1.6e-5) and
+# llama.cpp's tanh GELU (gpt2, 7.6e-4); f16 rounds the weights, q8_0 the weights and the activations.
+LLAMA_TOLERANCE = {"f32": 5e-5, "f16": 5e-3, "q8_0": 0.1}
+
+
+def open_llama(path, **options):
+    """llama.cpp without its extra weight layouts (AMX, repacked blocks): those are speed paths only, and
+    a virtual machine may report AMX without enabling it, which kills the process (SIGILL)."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    default = llama_cpp.llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    llama_cpp.llama_cpp.llama_model_default_params = params
+    try:
+        return llama_cpp.Llama(model_path=str(path), verbose=False, **options)
+    finally:
+        llama_cpp.llama_cpp.llama_model_default_params = default
+
+
+def llama_logits(path, ids: list[int], n_ctx: int) -> np.ndarray:
+    # an f32 KV cache (type 0): llama.cpp's default f16 cache alone moves logits by about 1e-3
+    llm = open_llama(path, n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, n_threads=1, type_k=0, type_v=0)
+    llm.eval(ids)
+    return np.array(llm.scores[: len(ids)])
+
+
+@pytest.mark.parametrize("name", ["hizli", "qwen3", "llama", "ders"])
+def test_llama_cpp_gives_fidans_logits_on_fidans_ids(name, chat_tok, tmp_path):
+    pytest.importorskip("llama_cpp")
+    cfg = llama_cfg(chat_tok.vocab_size) if name == "llama" else config_from_preset(name, chat_tok.vocab_size, **SMALL)
+    model = make_run(tmp_path / "run", chat_tok.path, cfg)
+    ids = torch.randint(0, chat_tok.vocab_size, (64,), generator=torch.Generator().manual_seed(2)).tolist()
+    with torch.no_grad():
+        ours = model(torch.tensor([ids]))[0][0].numpy()
+    for quant, tol in LLAMA_TOLERANCE.items():
+        export_gguf(model=str(tmp_path / "run"), out=str(tmp_path / quant), quant=quant)
+        diff = np.abs(llama_logits(tmp_path / quant / "model.gguf", ids, 64) - ours).max()
+        print(f"{name} {quant}: max |logit difference| {diff:.2e}, logits up to {np.abs(ours).max():.2f}")
+        # gpt2: llama.cpp's GELU is the tanh approximation (from a float16 table), fidan's the exact one
+        assert diff <= (max(tol, 2e-3) if name == "ders" else tol), (quant, diff)
+
+
+def test_llama_cpp_tokenizes_and_stops_as_documented(chat_tok, tokenizer_dir, tmp_path):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    make_run(tmp_path / "run", chat_tok.path, config_from_preset("qwen3", chat_tok.vocab_size, **SMALL))
+    export_gguf(model=str(tmp_path / "run"), out=str(tmp_path / "g"))
+    llm = open_llama(tmp_path / "g" / "model.gguf", n_ctx=64, vocab_only=True)
+
+    def theirs(text: str, special: bool = False) -> list[int]:
+        return llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    # plain Turkish prose splits the same way under llama-bpe's pattern and fidan's
+    plain = "Türkiye Cumhuriyeti yılında kuruldu ve güzel sokaklarında yürüdük, çünkü hava güzeldi."
+    assert theirs(plain) == chat_tok.encode(plain)
+    # llama-bpe cuts an apostrophe suffix after a leading d, t, s or m ('d + a), and a space from the
+    # number after it; fidan keeps 'da and " 123" whole
+    for text in ("İstanbul'da", "Belge numarası 123."):
+        assert theirs(text) != chat_tok.encode(text), text
+        assert llm.detokenize(theirs(text)).decode("utf-8") == text  # other ids, the same text
+    # the chat markers are single special tokens, and </RESP> and end-of-text end generation
+    turn = "<INST>Merhaba</INST><RESP>"
+    assert theirs(turn, special=True) == chat_tok.encode(turn)
+    vocab = llm._model.vocab
+    resp_end = chat_tok.tokenizer.token_to_id(RESP_END)
+    assert llama_cpp.llama_vocab_is_eog(vocab, resp_end) and llama_cpp.llama_vocab_is_eog(vocab, chat_tok.eos_id)
+    assert not llama_cpp.llama_vocab_is_eog(vocab, chat_tok.tokenizer.token_to_id("<RESP>"))

@@ -100,18 +100,19 @@ def gguf_vocab(tok: TokenizerBundle, n_vocab: int) -> GGUFVocab:
 
 
 def modelfile(vocab: GGUFVocab, block_size: int, gguf_name: str = "model.gguf") -> str:
-    """An Ollama Modelfile: fidan's chat format as a Go template when the tokenizer has its markers,
-    the raw prompt otherwise; every end token as a stop; the model's own context length."""
-    chat = all(t in vocab.specials for t in fmt.CHAT_TOKENS)
-    if chat:  # renders <SYS>s</SYS><INST>u</INST><RESP>a</RESP>…<INST>u</INST><RESP>, as CHAT_TEMPLATE does
+    """An Ollama Modelfile: fidan's chat format as a Go template when the tokenizer has its markers, the
+    raw prompt for a base model; every end token as a stop; the model's own context length. A tokenizer
+    with another chat template (Qwen's) gets no TEMPLATE: Ollama takes it from the GGUF's chat template."""
+    if all(t in vocab.specials for t in fmt.CHAT_TOKENS):
+        # renders <SYS>s</SYS><INST>u</INST><RESP>a</RESP>…<INST>u</INST><RESP>, as CHAT_TEMPLATE does
         template = ("{{- range .Messages }}"
                     f'{{{{- if eq .Role "system" }}}}{fmt.SYS}{{{{ .Content }}}}{fmt.SYS_END}'
                     f'{{{{- else if eq .Role "user" }}}}{fmt.INST}{{{{ .Content }}}}{fmt.INST_END}{fmt.RESP}'
                     f'{{{{- else if eq .Role "assistant" }}}}{{{{ .Content }}}}{fmt.RESP_END}'
                     "{{- end }}{{- end }}")
     else:
-        template = "{{ .Prompt }}"
+        template = "{{ .Prompt }}" if vocab.chat_template is None else None
     stops = [vocab.tokens[vocab.eos_id]] + ([fmt.RESP_END] if vocab.eot_id is not None else [])
-    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""',
+    lines = [f"FROM ./{gguf_name}", *([f'TEMPLATE """{template}"""'] if template else []),
              f"PARAMETER num_ctx {block_size}", *(f'PARAMETER stop "{s}"' for s in stops)]
     return "\n".join(lines) + "\n"
