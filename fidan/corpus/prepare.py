@@ -19,7 +19,7 @@ from fidan import __version__
 from fidan.artifacts.schema import stamp
 from fidan.corpus import pool
 from fidan.corpus.hub import parse as parse_hub
-from fidan.corpus.neardup import NearDuplicates
+from fidan.corpus.neardup import BANDS, NUM_PERM, SHINGLE, NearDuplicates
 from fidan.corpus.passes import SPLIT_RULE, Settings, filter_unit, plan, scan_unit, split_of  # noqa: F401
 from fidan.corpus.quality import QualityFilter, not_run, resolve
 from fidan.corpus.units import list_units
@@ -89,15 +89,18 @@ def prepare_data(
 
     Args:
         source: a built-in source (tr-speeches, tr-treebank), a .txt/.jsonl/.jsonl.gz/.csv/.parquet
-            file or a folder of them, or hf:NAME[:CONFIG][?split=&field=&max_docs=&max_bytes=] for a Hugging
-            Face dataset, streamed (e.g. hf:uonlp/CulturaX:tr?max_docs=100000); repeat for several.
+            file or a folder of them, hf:NAME[:CONFIG][?split=&field=&max_docs=&max_bytes=] for a Hugging
+            Face dataset, streamed (e.g. hf:uonlp/CulturaX:tr?max_docs=100000), or code:PATH for source code
+            (a file or folder; each file one document, kept byte for byte: no cleaning, no quality or
+            near-duplicate filters, exact duplicates still dropped); repeat for several.
         out: the data folder to write (manifest.json and text shards).
         val_fraction: share of documents held out for validation, chosen by a hash of their text; 0 holds
             none out (an empty val split, recorded in the manifest).
         min_chars: documents shorter than this after cleaning are dropped.
         text_field: the field or column holding the text in .jsonl, .csv, .parquet and HF sources.
         near_dup: also drop near-duplicates: documents whose estimated Jaccard similarity (MinHash over
-            character 5-grams) to a kept document is at least this (0: off; 0.5 is a good start).
+            character 5-grams) to a kept document is at least this (0: off; 0.6 was chosen on planted
+            copies with a tenth of their words edited, benchmarks/RESULTS.md).
         quality: run the quality filters (numeric_lines, repeated_lines, word_length, symbols, ellipsis_lines,
             repetition, stop_words, language, placeholder, code; see docs/data.md); --no-quality turns them all
             off. The language filter runs where lingua-language-detector is installed (the `quality` extra).
@@ -222,7 +225,8 @@ class Preparation:
         n = sum(m["read"] - m["too_short"] for m in self.metas.values())
         first_total = int(np.load(self.plan_dir / "first.npy", allow_pickle=False).sum())
         with atomic_dir(self.out) as tmp:
-            writers, kept, dropped = _merge(self.filter_dirs, tmp, near)
+            prose = [not self.units[i].code for i in self.ok]
+            writers, kept, dropped = _merge(self.filter_dirs, tmp, near, prose, self.plan_dir / "near_dup.npy")
             unit_stats = [json.loads((o / "stats.json").read_text()) for o in self.filter_dirs]
             for st in unit_stats:
                 filters.absorb(st["filters"])
@@ -252,9 +256,11 @@ class Preparation:
                     "whitespace": "runs collapsed, lines trimmed, at most one blank line",
                     "min_chars": s.min_chars,
                     "dedup": "exact, on cleaned text and again on the text the quality filters leave",
-                    **({"near_dup": {"method": "MinHash (128 permutations) over character 5-grams, LSH "
-                                               "candidates, estimated Jaccard >= threshold; the first of a "
-                                               "cluster is kept",
+                    **({"code_sources": "kept byte for byte: no cleaning, no quality or near-duplicate "
+                                        "filters; exact duplicates dropped"} if not all(prose) else {}),
+                    **({"near_dup": {"method": f"MinHash ({NUM_PERM} permutations) over character {SHINGLE}-grams, "
+                                               f"LSH candidates ({BANDS} bands), estimated Jaccard >= threshold; "
+                                               "the first of a cluster is kept",
                                      "threshold": s.near_dup, "clusters": near.clusters,
                                      "removed": near.removed}} if near else {}),
                 },
@@ -296,9 +302,11 @@ class Preparation:
         return manifest
 
 
-def _merge(outs: list[Path], folder: Path, near: NearDuplicates | None) -> tuple[dict, list[int], dict]:
+def _merge(outs: list[Path], folder: Path, near: NearDuplicates | None, prose: list[bool],
+           scratch: Path) -> tuple[dict, list[int], dict]:
     """Pass 4: the documents of every unit in order, less those that the filters made copies of an earlier
-    one and near-duplicates, into train and val shards; (writers, documents kept per unit, drops)."""
+    one and near-duplicates (of prose units only), into train and val shards; (writers, documents kept per
+    unit, drops)."""
     finals = [np.load(o / "final.npy", allow_pickle=False) for o in outs]
     sizes = [len(f) for f in finals]
     everything = np.concatenate(finals) if finals else np.zeros(0, np.uint64)
@@ -306,6 +314,23 @@ def _merge(outs: list[Path], folder: Path, near: NearDuplicates | None) -> tuple
     keep[np.unique(everything, return_index=True)[1]] = True
     dropped = {"duplicates": int(len(keep) - keep.sum()), "near_duplicates": 0}
     del everything, finals
+    if near is not None:  # the prose units' documents left by exact deduplication, in corpus order
+        starts = np.cumsum([0, *sizes])
+        picked = [(i, np.flatnonzero(keep[starts[i]:starts[i + 1]])) for i in range(len(outs)) if prose[i]]
+        # their signatures, gathered into one file: one memory map, whatever the number of units
+        sigs = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint32,
+                                         shape=(sum(len(r) for _, r in picked), NUM_PERM))
+        at = 0
+        for i, rows in picked:
+            sigs[at:at + len(rows)] = np.load(outs[i] / "sig.npy", allow_pickle=False)[rows]
+            at += len(rows)
+        removed, at = near.find(sigs), 0
+        for i, rows in picked:
+            keep[starts[i] + rows[removed[at:at + len(rows)]]] = False
+            at += len(rows)
+        del sigs
+        scratch.unlink()
+        dropped["near_duplicates"] = near.removed
     writers = {s: _ShardWriter(folder, s) for s in ("train", "val")}
     kept: list[int] = []
     at = 0
@@ -313,11 +338,6 @@ def _merge(outs: list[Path], folder: Path, near: NearDuplicates | None) -> tuple
         for o, size in zip(outs, sizes, strict=True):
             mask = keep[at:at + size]
             at += size
-            if near is not None and size:
-                sigs = np.load(o / "sig.npy", mmap_mode="r", allow_pickle=False)
-                for row in np.flatnonzero(mask):
-                    if near.seen_signature(sigs[row]):
-                        mask[row] = False
             val, chars, nbytes = (np.load(o / f"{n}.npy", allow_pickle=False) for n in ("val", "chars", "nbytes"))
             with open(o / "docs.jsonl", "rb") as f:
                 for row, line in enumerate(f):
@@ -327,8 +347,6 @@ def _merge(outs: list[Path], folder: Path, near: NearDuplicates | None) -> tuple
     finally:
         for w in writers.values():
             w.close()
-    if near is not None:
-        dropped["near_duplicates"] = near.removed
     return writers, kept, dropped
 
 

@@ -1,6 +1,7 @@
 """Work units of a preparation: the pieces of the sources that processes read in parallel.
 
-A unit is a built-in corpus, a hub dataset, one local file, or a byte range of a large uncompressed
+A unit is a built-in corpus, a hub dataset, one local file (a ``code:`` source's files among them), or a
+byte range of a large uncompressed
 ``.txt`` / ``.jsonl`` file cut at a document boundary (fidan.artifacts.documents.split_points). The units
 of a preparation are listed once, in order, and the output is the same for any number of workers: each
 unit is processed alone and the results are joined in unit order.
@@ -22,7 +23,7 @@ from fidan.artifacts.documents import (
     read_range,
     split_points,
 )
-from fidan.corpus.sources import iter_source
+from fidan.corpus.sources import CODE, code_files, is_record_file, iter_source, read_code
 from fidan.errors import BadInput
 
 UNIT_BYTES = 64 * 2**20  # a large uncompressed file is read in pieces of about this size
@@ -46,6 +47,11 @@ class Unit:
             return self.source
         return f"{self.path} (bytes {self.start:,}-{self.end:,})" if self.end is not None else self.path
 
+    @property
+    def code(self) -> bool:
+        """Source code (a ``code:`` source): kept byte for byte, no prose filters."""
+        return self.source.startswith(CODE)
+
     def key(self) -> str:
         """A fingerprint: the same unit of an unchanged file has the same key."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -55,6 +61,8 @@ class Unit:
             return iter_source(self.source, text_field)
         if self.end is not None:
             return read_range(self.path, self.start, self.end, text_field)
+        if self.code:
+            return read_code(self.path, text_field)
         return read_documents(self.path, text_field)
 
 
@@ -63,6 +71,14 @@ def list_units(sources: list[str], text_field: str = "text", unit_bytes: int | N
     unit_bytes = unit_bytes or UNIT_BYTES
     units: list[Unit] = []
     for spec in sources:
+        if spec.startswith(CODE):
+            for f in code_files(spec):
+                if is_record_file(f):  # by records, cut into byte ranges like any large .jsonl
+                    units.extend(_file_units(spec, f, unit_bytes))
+                else:  # one document: never cut
+                    st = f.stat()
+                    units.append(Unit(spec, str(f), size=st.st_size, mtime_ns=st.st_mtime_ns))
+            continue
         path = Path(spec)
         if spec.startswith("hf:") or not (path.is_file() or path.is_dir()):
             iter_source(spec, text_field)  # validates the name (raises BadInput) without reading
