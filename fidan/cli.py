@@ -109,7 +109,9 @@ def _add_param(parser: argparse.ArgumentParser, name: str, param: inspect.Parame
     elif tp in (int, float):
         kwargs["type"] = tp
     if positional:
-        if not required:
+        if kwargs.pop("action", None) == "append":  # a positional list takes every word given (`compare A B C`)
+            kwargs["nargs"] = "+" if required else "*"
+        elif not required:
             kwargs["nargs"] = "?"
         parser.add_argument(name, metavar=name.upper(), **kwargs)
         return

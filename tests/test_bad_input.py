@@ -113,6 +113,7 @@ MATRIX: list[tuple[str, str]] = [
     ("eval mc --model {run} --data no-such-set", "no-such-set"),
     ("eval samples --model missing --prompt a", "missing"),
     ("report missing", "missing"),
+    ("compare {run} {data}", "not a run folder (it has no config.yaml)"),
     # adapting
     ("export hf --model missing --out h", "missing"),
     ("export hf --model {run} --out existing", "existing"),
