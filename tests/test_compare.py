@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 
@@ -118,7 +119,9 @@ def test_table_numbers_come_from_the_runs_files(runs, tmp_path, capsys):
     for name, row in (("c", c), ("d", d)):
         t = read(runs / name / "eval" / "test.json")
         assert row[acc].startswith(f"{t['accuracy']:.1%} ± ") and row[f1] == f"{t['macro_f1']:.3f}"
-        assert row["parameters"] != "–"
+        with np.load(runs / name / "tfidf.npz") as npz:  # a TF-IDF model's weights: its coefficients
+            assert row["parameters"] == f"{npz['coef'].size + npz['intercept'].size:,}"
+        assert row["wall time"] == f"{read(runs / name / 'eval' / 'summary.json')['seconds']:.1f} s"
     assert e[acc] == "–" and e[f1] == "–"
     assert any(n.startswith(f"{runs / 'e'}: accuracy on test split") and "different content" in n
                for n in result["notes"])
