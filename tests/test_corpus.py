@@ -22,13 +22,15 @@ def write_jsonl(path, texts, field="text"):
     return path
 
 
+# One template with a number: near-duplicates of each other by construction, so the tests of cleaning, exact
+# deduplication and the split pass near_dup=0 (tests/test_near_dup.py tests near-duplicate removal).
 DOCS = [f"Bu {i}. belgedir ve Türkçe karakterler içerir: ğüşıöç İ." for i in range(60)]
 
 
 def test_manifest_counts_and_hashes(tmp_path):
     src = write_jsonl(tmp_path / "a.jsonl", DOCS)
     out = tmp_path / "data"
-    manifest = prepare_data(source=[str(src)], out=str(out), val_fraction=0.2)
+    manifest = prepare_data(source=[str(src)], out=str(out), val_fraction=0.2, near_dup=0)
     on_disk = load_manifest(out)
     assert on_disk == manifest
     total = sum(s["documents"] for s in manifest["splits"].values())
@@ -50,10 +52,10 @@ def test_manifest_counts_and_hashes(tmp_path):
 
 def test_split_is_by_content_not_position(tmp_path):
     src = write_jsonl(tmp_path / "a.jsonl", DOCS)
-    prepare_data(source=[str(src)], out=str(tmp_path / "d1"), val_fraction=0.2)
+    prepare_data(source=[str(src)], out=str(tmp_path / "d1"), val_fraction=0.2, near_dup=0)
     # Reversed order: every document keeps its split.
     src2 = write_jsonl(tmp_path / "b.jsonl", DOCS[::-1])
-    prepare_data(source=[str(src2)], out=str(tmp_path / "d2"), val_fraction=0.2)
+    prepare_data(source=[str(src2)], out=str(tmp_path / "d2"), val_fraction=0.2, near_dup=0)
     assert set(iter_split(tmp_path / "d1", "val")) == set(iter_split(tmp_path / "d2", "val"))
     val = set(iter_split(tmp_path / "d1", "val"))
     positions = [i for i, d in enumerate(DOCS) if d in val]
@@ -66,7 +68,8 @@ def test_cleaning_dedup_and_short_docs(tmp_path):
     texts = [decomposed, decomposed, "kısa", "Satır\x00 içinde\x07 kontrol   karakterleri ve\t\tboşluklar var.   ",
              unicodedata.normalize("NFC", decomposed)]
     src = write_jsonl(tmp_path / "a.jsonl", texts)
-    manifest = prepare_data(source=[str(src)], out=str(tmp_path / "d"), val_fraction=0.5, min_chars=10)
+    manifest = prepare_data(source=[str(src)], out=str(tmp_path / "d"), val_fraction=0.5, min_chars=10,
+                            near_dup=0)
     docs = list(iter_split(tmp_path / "d", "train")) + list(iter_split(tmp_path / "d", "val"))
     assert manifest["dropped"] == {"too_short": 1, "duplicates": 2, "low_quality": 0}  # NFD and NFC copies: one text
     assert unicodedata.normalize("NFC", decomposed) in docs
@@ -88,7 +91,8 @@ def test_local_formats_and_folders(tmp_path):
 
     pq.write_table(pa.table({"body": [DOCS[4], DOCS[5]]}), folder / "d.parquet")
     # .txt has no fields; the other formats read --text-field.
-    manifest = prepare_data(source=[str(folder)], out=str(tmp_path / "d"), text_field="body", val_fraction=0.3)
+    manifest = prepare_data(source=[str(folder)], out=str(tmp_path / "d"), text_field="body", val_fraction=0.3,
+                            near_dup=0)
     docs = set(iter_split(tmp_path / "d", "train")) | set(iter_split(tmp_path / "d", "val"))
     assert f"{DOCS[0]}\nikinci satır aynı belgede." in docs
     assert {DOCS[1], DOCS[2], DOCS[3], DOCS[4], DOCS[5]} <= docs
@@ -143,7 +147,7 @@ def test_existing_output_is_kept_without_force(tmp_path):
     with pytest.raises(BadRunState, match="--force"):
         prepare_data(source=[str(src)], out=str(out))
     assert (out / "precious.txt").read_text() == "keep me"
-    prepare_data(source=[str(src)], out=str(out), force=True, val_fraction=0.2)
+    prepare_data(source=[str(src)], out=str(out), force=True, val_fraction=0.2, near_dup=0)
     assert (out / "manifest.json").exists()
 
 
@@ -176,7 +180,7 @@ def test_one_document_rule_for_plain_text(tmp_path):
         f.write(f"{first}\n\n{second}")
     assert list(read_documents(crlf)) == list(read_documents(packed)) == [first, second]
     assert read_texts(str(text)) == [first, second]  # tokenizer eval
-    manifest = prepare_data(source=[str(text)], out=str(tmp_path / "d"), val_fraction=0)  # data prepare
+    manifest = prepare_data(source=[str(text)], out=str(tmp_path / "d"), val_fraction=0, near_dup=0)  # data prepare
     assert manifest["documents_read"] == 2
     assert list(iter_split(tmp_path / "d", "train")) == [first, second]
 
@@ -185,9 +189,9 @@ def test_source_may_be_one_string(tmp_path):
     import fidan
 
     src = write_jsonl(tmp_path / "a.jsonl", DOCS)
-    manifest = fidan.prepare_data(source=str(src), out=str(tmp_path / "d"), val_fraction=0.2)
+    manifest = fidan.prepare_data(source=str(src), out=str(tmp_path / "d"), val_fraction=0.2, near_dup=0)
     assert [s["spec"] for s in manifest["sources"]] == [str(src)]  # not one source per letter
-    manifest = fidan.prepare_data(source=tmp_path / "a.jsonl", out=str(tmp_path / "e"), val_fraction=0.2)
+    manifest = fidan.prepare_data(source=tmp_path / "a.jsonl", out=str(tmp_path / "e"), val_fraction=0.2, near_dup=0)
     assert manifest["documents_read"] == len(DOCS)
     with pytest.raises(FidanError, match="unknown source 'tr-unknown'"):
         fidan.prepare_data(source="tr-unknown", out=str(tmp_path / "f"))
@@ -199,7 +203,8 @@ def test_val_fraction_zero_holds_out_nothing(tmp_path):
     from fidan.tokenizer.train import train_tokenizer
 
     src = write_jsonl(tmp_path / "a.jsonl", DOCS)
-    assert main(["data", "prepare", "--source", str(src), "--out", str(tmp_path / "d"), "--val-fraction", "0"]) == 0
+    assert main(["data", "prepare", "--source", str(src), "--out", str(tmp_path / "d"), "--val-fraction", "0",
+                 "--near-dup", "0"]) == 0
     manifest = load_manifest(tmp_path / "d")
     assert manifest["val_fraction"] == 0
     assert manifest["splits"]["val"] == {"documents": 0, "characters": 0, "bytes": 0, "files": []}

@@ -104,6 +104,8 @@ def write_jsonl(path, texts):
 
 
 def corpus(tmp_path):
+    """30 documents from one template (near-duplicates by construction: the tests pass near_dup=0) and three
+    that the filters remove or cut."""
     docs = [f"{PROSE}Bugün {i}. gün, hava güzel." for i in range(30)]
     docs += ["Lorem ipsum dolor sit amet, bu bir deneme ve örnek metindir.",
              "fonksiyon { a = b; } ve bu bir kod satırıdır, içinde süslü parantez var.",
@@ -113,7 +115,7 @@ def corpus(tmp_path):
 
 def test_manifest_counts_add_up_and_samples_are_kept(tmp_path):
     src, docs = corpus(tmp_path)
-    m = prepare_data(source=[src], out=str(tmp_path / "d"), val_fraction=0.2)
+    m = prepare_data(source=[src], out=str(tmp_path / "d"), val_fraction=0.2, near_dup=0)
     kept = [d for s in ("train", "val") for d in iter_split(tmp_path / "d", s)]
     assert not any("(C-II)" in d or "Lorem" in d or "{" in d for d in kept)
     assert any(d.startswith(LONG_PROSE.strip()[:80]) for d in kept)  # the prose before the index stays
@@ -127,11 +129,11 @@ def test_manifest_counts_add_up_and_samples_are_kept(tmp_path):
     assert filters["stop_words"]["settings"] == {"min_count": 2, "min_words": 100}
     samples = [json.loads(line) for line in (tmp_path / "d" / "removed.jsonl").read_text("utf-8").splitlines()]
     assert {s["filter"] for s in samples} == {"placeholder", "code", "numeric_lines"}
-    off = prepare_data(source=[src], out=str(tmp_path / "e"), val_fraction=0.2, quality=False)
+    off = prepare_data(source=[src], out=str(tmp_path / "e"), val_fraction=0.2, quality=False, near_dup=0)
     assert off["quality"] == {"enabled": False} and "low_quality" not in off["dropped"]
     assert not (tmp_path / "e" / "removed.jsonl").exists()
     assert any("(C-II)" in t for s in ("train", "val") for t in iter_split(tmp_path / "e", s))
-    some = prepare_data(source=[src], out=str(tmp_path / "f"), val_fraction=0.2, skip_filter=["code"])
+    some = prepare_data(source=[src], out=str(tmp_path / "f"), val_fraction=0.2, skip_filter=["code"], near_dup=0)
     assert "code" not in some["quality"]["filters"] and some["dropped"]["low_quality"] == 1
 
 
@@ -163,7 +165,8 @@ def test_bad_filter_names_and_settings(tmp_path, capsys, args, needle):
 
 def test_inspect_shows_counts_and_examples(tmp_path, capsys):
     src, _ = corpus(tmp_path)
-    assert main(["data", "prepare", "--source", src, "--out", str(tmp_path / "d"), "--val-fraction", "0.2"]) == 0
+    assert main(["data", "prepare", "--source", src, "--out", str(tmp_path / "d"), "--val-fraction", "0.2",
+                 "--near-dup", "0"]) == 0
     capsys.readouterr()
     assert main(["data", "inspect", str(tmp_path / "d")]) == 0
     out = capsys.readouterr().out
@@ -182,8 +185,8 @@ def test_cutting_lines_keeps_at_most_one_blank_line_and_finds_new_duplicates(tmp
     text = f"{PROSE.strip()}\n\n12 34 56 78 90 12 34\n\nBahar geldiğinde herkes bu zor kışı andı."
     kept, _ = run(text)
     assert kept == f"{PROSE.strip()}\n\nBahar geldiğinde herkes bu zor kışı andı."
-    src = write_jsonl(tmp_path / "c.jsonl", [kept, text, PROSE + "Başka bir gün."])
-    m = prepare_data(source=[src], out=str(tmp_path / "d"), val_fraction=0)
+    src = write_jsonl(tmp_path / "c.jsonl", [kept, text, PROSE + "Başka bir gün."])  # near-copies: near_dup=0
+    m = prepare_data(source=[src], out=str(tmp_path / "d"), val_fraction=0, near_dup=0)
     assert m["dropped"]["duplicates"] == 1 and m["splits"]["train"]["documents"] == 2  # a copy once cut
 
 
@@ -206,7 +209,7 @@ def test_repeated_lines_end_to_end_reads_the_source_twice(tmp_path):
     banner = "Ana sayfa | Haberler | Spor | Ekonomi | Bize ulaşın | Çerez politikası"
     docs = [f"{banner}\n{PROSE}Bugün {i}. haber: şehirde {i} yeni kütüphane açıldı.\n— 42 —" for i in range(8)]
     src = write_jsonl(tmp_path / "c.jsonl", docs)
-    m = prepare_data(source=[src], out=str(tmp_path / "d"), val_fraction=0)
+    m = prepare_data(source=[src], out=str(tmp_path / "d"), val_fraction=0, near_dup=0)  # templated: near-copies
     kept = list(iter_split(tmp_path / "d", "train"))
     assert len(kept) == 8 and not any(banner in d or "42" in d for d in kept)
     assert all(d.startswith(PROSE.strip()[:40]) for d in kept)
