@@ -22,21 +22,23 @@ from pathlib import Path
 import torch
 import yaml
 
-from fidan.errors import FidanError
-from fidan.evaluation.harmony import harmony_items
+from fidan.errors import BadInput, FidanError
 from fidan.evaluation.lm import LanguageModel, load_lm, pad_batch, result_path, save_result
+from fidan.evaluation.suite import SETS, SUITE, load_set
 from fidan.runtime.console import speaks
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import open_text, require_path
 
-BUILTIN = {"tr-harmony": harmony_items}
+# The Turkish suite's sets (fidan/evaluation/suite/), built and cached on first use.
+BUILTIN = {name: (lambda name=name: load_set(name)["items"]) for name in SETS}
 
 
 def read_mc(data: str) -> list[dict]:
     """Records from a JSONL file (or a built-in set's name), validated one line at a time."""
     if data in BUILTIN:
         return BUILTIN[data]()
-    path = require_path(data, "multiple-choice file", f"pass a JSONL file or a built-in set ({', '.join(BUILTIN)})")
+    path = require_path(data, "multiple-choice file",
+                        f"pass a JSONL file, a built-in set ({', '.join(BUILTIN)}) or {SUITE}; --list shows the sets")
     items = []
     try:
         with open_text(path) as f:
@@ -162,8 +164,8 @@ def untrained_copy(lm: LanguageModel, seed: int) -> LanguageModel:
 
 
 def eval_mc(
-    model: str,
-    data: str,
+    model: str | None = None,
+    data: str | None = None,
     block_size: int | None = None,
     batch_size: int = 16,
     tokenizer: str | None = None,
@@ -172,14 +174,17 @@ def eval_mc(
     force: bool = False,
     baseline: bool = True,
     quiet: bool | None = None,
+    list: bool = False,  # the flag is --list; the name shadows the builtin in this function only
 ) -> dict:
     """Multiple-choice accuracy by likelihood, for fidan models and Hugging Face causal LMs.
 
     Args:
         model: a fidan run or checkpoint folder, a transformers causal-LM folder, a cached hub name or a LoRA
             adapter folder.
-        data: a JSONL file, one {"context", "choices", "answer"} record per line, or a built-in set:
-            tr-harmony (the right Turkish suffix form among wrong vowel-harmony forms).
+        data: a JSONL file, one {"context", "choices", "answer"} record per line, a built-in set of the
+            Turkish suite (tr-harmony, tr-case, tr-possessive, tr-person, tr-tense, tr-question,
+            tr-definition, tr-order; --list describes them), or tr-suite: every set, one table with the
+            floors.
         block_size: longest context in tokens (default: the model's; longer contexts lose their start).
         batch_size: sequences per forward pass.
         tokenizer: a tokenizer folder (default: the model's own).
@@ -191,23 +196,44 @@ def eval_mc(
             Hugging Face model the memory).
         quiet: print nothing (default: the command prints the accuracy; a call from Python only returns it,
             unless quiet=False).
+        list: print the built-in sets (items, chance, model-free floors, content hash, the rule that built
+            each) and stop; needs no model.
     """
+    from fidan.evaluation.suite import run as suite
+
     started = time.time()
+    if list:
+        rows = suite.list_rows(suite.load_all(quiet=not speaks(quiet)))
+        if speaks(quiet):
+            print(suite.format_list(rows))
+        return {"sets": rows}
+    if model is None or data is None:
+        raise BadInput("eval mc needs --model and --data (a JSONL file, a built-in set or tr-suite); "
+                       "--list shows the built-in sets")
     if batch_size <= 0:
         raise FidanError(f"--batch-size must be positive, got {batch_size}")
     path = result_path(model, "mc", Path(data).name.split(".")[0], out, force)
-    items = read_mc(data)
+    items = [] if data == SUITE else read_mc(data)
     lm = load_lm(model, tokenizer, pick_device(device), block_size)
+    seed = run_seed(lm.path) if lm.kind == "fidan" else DEFAULT_SEED
+    if data == SUITE:
+        rows = suite.suite_rows(lm, untrained_copy(lm, seed) if baseline else None, batch_size)
+        result = save_result(path, {"task": "mc-suite", "model": str(model), "model_kind": lm.kind, "data": SUITE,
+                                    "untrained_seed": seed if baseline else None, "sets": rows}, started)
+        if speaks(quiet):
+            print(suite.format_suite(rows) + f"\n→ {path}")
+        return result
     result = {"task": "mc", "model": str(model), "model_kind": lm.kind, "data": str(data),
-              **mc_accuracy(items, choice_logprobs(lm, items, batch_size))}
+              **mc_accuracy(items, choice_logprobs(lm, items, batch_size)), **suite.figures(data, items)}
+    result.update(suite.errors(result))
     floor = ""
     if baseline:
-        seed = run_seed(lm.path) if lm.kind == "fidan" else DEFAULT_SEED
         base = mc_accuracy(items, choice_logprobs(untrained_copy(lm, seed), items, batch_size))
         result["untrained"] = {"seed": seed, "accuracy": base["accuracy"], "accuracy_norm": base["accuracy_norm"]}
         floor = f"untrained model {base['accuracy']:.3f} / {base['accuracy_norm']:.3f}; "
     result = save_result(path, result, started)
     if speaks(quiet):
-        print(f"accuracy {result['accuracy']:.3f} (summed log-likelihood), {result['accuracy_norm']:.3f} "
-              f"(per byte); {floor}chance {result['chance']:.3f}; {result['items']} items → {path}")
+        print(f"accuracy {result['accuracy']:.3f} ± {result['standard_error']:.3f} (summed log-likelihood), "
+              f"{result['accuracy_norm']:.3f} ± {result['standard_error_norm']:.3f} (per byte); {floor}"
+              f"{suite.floor_text(result)}chance {result['chance']:.3f}; {result['items']} items → {path}")
     return result

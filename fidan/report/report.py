@@ -23,6 +23,7 @@ from fidan.report.data import data_section
 from fidan.report.infer import inference_section
 from fidan.report.markdown import duration, fmt, quote, read_json, read_yaml, table
 from fidan.report.plots import plot_mc, plot_training
+from fidan.report.suite import suite_section
 from fidan.runtime.environment import environment
 from fidan.runtime.io import atomic_write_json, atomic_write_text
 from fidan.runtime.plots import plot_loss
@@ -155,6 +156,7 @@ def report(run: str, out: str | None = None) -> Path:
     L += adaptation_section(root, final)
     L += classification_section(root, lambda png: _rel(png, root, out))
     L += _eval_section(results, evals, mc_png, root, out)
+    L += suite_section(root)
     L += inference_section(root, lambda png: _rel(png, root, out))
     L += data_section(cfg, root)
     L += _subruns_section(root)
