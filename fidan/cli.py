@@ -301,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fidan: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`fidan ... | head`): stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
     except Exception as e:  # a failed write, reported by the OS or wrapped by a library ("os error 28")
         from fidan.runtime.io import as_os_error
 

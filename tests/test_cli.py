@@ -246,3 +246,20 @@ def test_a_mistyped_command_is_answered_with_the_nearest_and_help_lists_version(
     with pytest.raises(SystemExit):
         main(["sft", "--help"])
     assert "--no-pack" in capsys.readouterr().out  # on by default: its negation is how to turn it off
+
+
+def test_a_closed_pipe_stops_the_command_quietly(monkeypatch, tmp_path, capsys):
+    """`fidan ... | head`: the reader leaving is not an error to report (no traceback), exit 141 as Unix tools."""
+    import sys
+
+    import fidan.cli as cli
+
+    def stage(**_):
+        raise BrokenPipeError
+
+    monkeypatch.setattr(cli, "parse_command", lambda name, rest: (stage, {}))
+    out = open(tmp_path / "out", "w")  # noqa: SIM115  (the command points this file's descriptor elsewhere)
+    monkeypatch.setattr(sys, "stdout", out)
+    assert cli.main(["generate"]) == 141
+    assert capsys.readouterr().err == ""
+    out.close()
