@@ -65,7 +65,7 @@ def data_dir(tmp_path_factory, corpus_file):
     from fidan.corpus.prepare import prepare_data
 
     out = tmp_path_factory.mktemp("data") / "d"
-    prepare_data(source=[str(corpus_file)], out=str(out), val_fraction=0.2)
+    prepare_data(source=[str(corpus_file)], out=str(out), val_fraction=0.2, near_dup=0)
     return out
 
 

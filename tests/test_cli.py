@@ -108,7 +108,7 @@ def test_config_file_gives_values_and_flags_override(tmp_path, capsys):
     src = _docs_file(tmp_path)
     cfg = tmp_path / "prepare.yaml"
     cfg.write_text(yaml.safe_dump({"source": str(src), "out": str(tmp_path / "a"), "val_fraction": 0.25,
-                                   "min-chars": 5}), encoding="utf-8")
+                                   "min-chars": 5, "near_dup": 0}), encoding="utf-8")
     # source and out are required flags; the file gives them, so the command line may leave them out.
     assert main(["data", "prepare", "--config", str(cfg)]) == 0
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text(encoding="utf-8"))

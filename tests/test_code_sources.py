@@ -93,3 +93,18 @@ def test_bad_code_sources(tmp_path, capsys, spec, needle):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fidan: error:") and needle in err[0], err
     assert not (tmp_path / "d").exists()
+
+
+def test_prepare_data_from_python_prints_nothing_unless_asked(tmp_path, corpus_file, capsys):
+    from fidan.cli import main
+    from fidan.corpus.prepare import prepare_data
+
+    manifest = prepare_data(source=[str(corpus_file)], out=str(tmp_path / "a"), near_dup=0)
+    assert manifest["splits"]["train"]["documents"] > 0 and capsys.readouterr() == ("", "")
+    prepare_data(source=[str(corpus_file)], out=str(tmp_path / "b"), near_dup=0, quiet=False)
+    assert "train /" in capsys.readouterr().out
+    assert main(["data", "prepare", "--source", str(corpus_file), "--out", str(tmp_path / "c"), "--near-dup", "0"]) == 0
+    assert "train /" in capsys.readouterr().out
+    assert main(["data", "prepare", "--source", str(corpus_file), "--out", str(tmp_path / "d"), "--near-dup", "0",
+                 "--quiet"]) == 0
+    assert capsys.readouterr().out == ""

@@ -56,9 +56,9 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tmp_path, data_dir
 
 def test_disk_full_while_writing_data_or_a_tokenizer_keeps_what_was_there(tmp_path, corpus_file, data_dir):
     data = tmp_path / "data"
-    assert run_cli(["data", "prepare", "--source", str(corpus_file), "--out", str(data)], tmp_path, limit=None)[0] == 0
+    assert run_cli(["data", "prepare", "--source", str(corpus_file), "--out", str(data), "--near-dup", "0"], tmp_path, limit=None)[0] == 0
     before = snapshot(data)
-    code, err = run_cli(["data", "prepare", "--source", str(corpus_file), "--out", str(data), "--force",
+    code, err = run_cli(["data", "prepare", "--source", str(corpus_file), "--out", str(data), "--near-dup", "0", "--force",
                          "--min-chars", "5"], tmp_path, limit=8 * 1024)
     assert code == 2 and len(err) == 1 and "file size limit" in err[0]
     assert snapshot(data) == before and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -75,7 +75,7 @@ def test_permission_denied_is_one_line(tmp_path, corpus_file):
     locked.mkdir()
     locked.chmod(0o555)
     try:
-        code, err = run_cli(["data", "prepare", "--source", str(corpus_file), "--out", str(locked / "d")], tmp_path,
+        code, err = run_cli(["data", "prepare", "--source", str(corpus_file), "--out", str(locked / "d"), "--near-dup", "0"], tmp_path,
                             limit=None)
     finally:
         locked.chmod(0o755)

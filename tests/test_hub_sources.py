@@ -71,7 +71,7 @@ def test_a_config_split_field_and_caps_from_a_local_hub_layout(tmp_path, hub_fol
     datasets = pytest.importorskip("datasets")
     del datasets
     spec = f"hf:{hub_folder}:tr?split=train&field=content&max_docs=12"
-    m = prepare_data(source=[spec], out=str(tmp_path / "d"), val_fraction=0, skip_filter=["language"])
+    m = prepare_data(source=[spec], out=str(tmp_path / "d"), val_fraction=0, skip_filter=["language"], near_dup=0)
     docs = list(iter_split(tmp_path / "d", "train"))
     assert len(docs) == 12 and set(docs) <= set(TR)
     assert m["sources"][0]["hf"] == {"name": str(hub_folder), "config": "tr", "split": "train",
@@ -79,12 +79,12 @@ def test_a_config_split_field_and_caps_from_a_local_hub_layout(tmp_path, hub_fol
     assert m["sources"][0]["read"] == 12
     # The English config of the same dataset; the field from --text-field.
     m = prepare_data(source=[f"hf:{hub_folder}:en"], out=str(tmp_path / "e"), val_fraction=0,
-                     text_field="content", skip_filter=["language"])
+                     text_field="content", skip_filter=["language"], near_dup=0)
     assert sorted(iter_split(tmp_path / "e", "train")) == sorted(EN)
     # A byte cap: the documents that fit, whole.
     size = len(TR[0].encode("utf-8"))
     m = prepare_data(source=[f"hf:{hub_folder}?config=tr&field=content&max_bytes={3 * size + 1}"],
-                     out=str(tmp_path / "f"), val_fraction=0)
+                     out=str(tmp_path / "f"), val_fraction=0, near_dup=0)
     assert m["documents_read"] == 3
 
 
@@ -93,7 +93,7 @@ def test_a_saved_dataset_dict_and_its_splits(tmp_path):
     saved = tmp_path / "saved"
     datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": TR[:20]}),
                           "validation": datasets.Dataset.from_dict({"text": TR[20:]})}).save_to_disk(str(saved))
-    m = prepare_data(source=[f"hf:{saved}?split=validation"], out=str(tmp_path / "d"), val_fraction=0)
+    m = prepare_data(source=[f"hf:{saved}?split=validation"], out=str(tmp_path / "d"), val_fraction=0, near_dup=0)
     assert sorted(iter_split(tmp_path / "d", "train")) == sorted(TR[20:]) and m["documents_read"] == 10
     with pytest.raises(BadInput, match=r"has no split 'test' \(splits: train, validation\)"):
         prepare_data(source=[f"hf:{saved}?split=test"], out=str(tmp_path / "e"))

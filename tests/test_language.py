@@ -36,7 +36,7 @@ def test_turkish_is_kept_english_and_german_dropped_and_counted(tmp_path, capsys
     assert language.identify(TURKISH)[0] == "tr" and language.identify(TURKISH)[1] > 0.9
     assert language.identify(ENGLISH) == ("en", pytest.approx(0.0, abs=0.05))
     assert language.identify(GERMAN)[0] == "de"
-    m = prepare_data(source=[write_corpus(tmp_path)], out=str(tmp_path / "d"), val_fraction=0)
+    m = prepare_data(source=[write_corpus(tmp_path)], out=str(tmp_path / "d"), val_fraction=0, near_dup=0)
     docs = kept(tmp_path / "d")
     assert len(docs) == 12 and all(d.startswith(TURKISH) for d in docs)
     f = m["quality"]["filters"]["language"]
@@ -55,12 +55,12 @@ def test_turkish_is_kept_english_and_german_dropped_and_counted(tmp_path, capsys
 def test_switching_it_off_and_the_threshold(tmp_path):
     pytest.importorskip("lingua")
     src = write_corpus(tmp_path)
-    off = prepare_data(source=[src], out=str(tmp_path / "a"), val_fraction=0, skip_filter=["language"])
+    off = prepare_data(source=[src], out=str(tmp_path / "a"), val_fraction=0, skip_filter=["language"], near_dup=0)
     assert "language" not in off["quality"]["filters"] and len(kept(tmp_path / "a")) == 14
     low = prepare_data(source=[src], out=str(tmp_path / "b"), val_fraction=0,
-                       quality_set=["language.min_confidence=0"])
+                       quality_set=["language.min_confidence=0"], near_dup=0)
     assert low["quality"]["filters"]["language"]["removed"]["documents"] == 0
-    assert main(["data", "prepare", "--source", src, "--out", str(tmp_path / "c"), "--val-fraction", "0",
+    assert main(["data", "prepare", "--source", src, "--out", str(tmp_path / "c"), "--val-fraction", "0", "--near-dup", "0",
                  "--quality-set", "language.min_confidence=0.99"]) == 0
     assert len(kept(tmp_path / "c")) == 12
 
@@ -82,7 +82,7 @@ def test_bad_settings_are_one_line(tmp_path, capsys, setting, needle):
 def test_without_the_library(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(language, "available", lambda: False)
     src = write_corpus(tmp_path)
-    m = prepare_data(source=[src], out=str(tmp_path / "d"), val_fraction=0)
+    m = prepare_data(source=[src], out=str(tmp_path / "d"), val_fraction=0, near_dup=0, quiet=False)
     assert "language" not in m["quality"]["filters"] and len(kept(tmp_path / "d")) == 14
     assert m["quality"]["not_run"]["language"].startswith("not run: lingua-language-detector is not installed")
     assert "quality filter language not run" in capsys.readouterr().out
@@ -92,7 +92,7 @@ def test_without_the_library(tmp_path, capsys, monkeypatch):
                  "--quality-set", "language.min_confidence=0.7"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "pip install 'fidan[quality]'" in err[0], err
-    m = prepare_data(source=[src], out=str(tmp_path / "f"), val_fraction=0, skip_filter=["language"])
+    m = prepare_data(source=[src], out=str(tmp_path / "f"), val_fraction=0, skip_filter=["language"], near_dup=0)
     assert "not_run" not in m["quality"]
 
 

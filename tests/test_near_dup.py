@@ -1,6 +1,6 @@
-"""Near-duplicate removal in `fidan data prepare --near-dup`: planted edited copies of real Turkish sentences
-are found, other sentences are kept, and the manifest says what was done; the MinHash estimates Jaccard
-similarity without bias, the same in batches as one by one."""
+"""Near-duplicate removal in `fidan data prepare` (on by default, `--near-dup 0` off): planted edited copies
+of real Turkish sentences are found, other sentences are kept, and the manifest says what was done; the
+MinHash estimates Jaccard similarity without bias, the same in batches as one by one."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fidan.artifacts.datadir import iter_split
+from fidan.cli import main
 from fidan.corpus.neardup import DEFAULT_THRESHOLD, SHINGLE, MinHasher, NearDuplicates
 from fidan.corpus.prepare import prepare_data
 from fidan.errors import FidanError
@@ -39,7 +40,7 @@ def test_planted_near_duplicates_are_found_and_others_kept(tmp_path):
     copies = [c for c in (_edit(docs[i], rng, vocab) for i in rng.sample(range(len(docs)), 80)) if c not in docs]
     src = tmp_path / "c.jsonl"
     src.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs + copies), "utf-8")
-    m = prepare_data(source=[str(src)], out=str(tmp_path / "d"), val_fraction=0.1, near_dup=DEFAULT_THRESHOLD)
+    m = prepare_data(source=[str(src)], out=str(tmp_path / "d"), val_fraction=0.1)  # on by default
     kept = {d for s in ("train", "val") for d in iter_split(tmp_path / "d", s)}
     recall = sum(c not in kept for c in copies) / len(copies)
     lost = sum(d not in kept for d in docs) / len(docs)
@@ -47,7 +48,9 @@ def test_planted_near_duplicates_are_found_and_others_kept(tmp_path):
     assert m["dropped"]["near_duplicates"] == len(docs) + len(copies) - len(kept) - m["dropped"]["low_quality"]
     assert m["cleaning"]["near_dup"]["threshold"] == DEFAULT_THRESHOLD
     assert m["cleaning"]["near_dup"]["clusters"] >= 0.8 * m["dropped"]["near_duplicates"]
-    off = prepare_data(source=[str(src)], out=str(tmp_path / "e"), val_fraction=0.1, near_dup=0)
+    assert main(["data", "prepare", "--source", str(src), "--out", str(tmp_path / "e"), "--val-fraction", "0.1",
+                 "--near-dup", "0"]) == 0
+    off = json.loads((tmp_path / "e" / "manifest.json").read_text("utf-8"))
     assert "near_duplicates" not in off["dropped"] and "near_dup" not in off["cleaning"]
     assert off["splits"]["train"]["documents"] + off["splits"]["val"]["documents"] > len(kept)
 

@@ -78,7 +78,7 @@ def test_byte_ranges_read_the_same_documents_as_the_whole_file(tmp_path, kind):
 def test_two_workers_and_byte_ranges_write_the_same_folder_as_one(corpus, tmp_path, monkeypatch):
     units = list_units([str(corpus)], unit_bytes=20_000)
     assert len(units) > 4 and any(u.end is not None for u in units)  # a.jsonl is read in pieces
-    monkeypatch.setattr(prepare_mod, "list_units", lambda s, f: list_units(s, f, unit_bytes=20_000))
+    monkeypatch.setattr(prepare_mod, "list_units", lambda s, f, say=print: list_units(s, f, unit_bytes=20_000, say=say))
     one = prepare_data(source=[str(corpus)], out=str(tmp_path / "one"), near_dup=0.5, val_fraction=0.1)
     two = prepare_data(source=[str(corpus)], out=str(tmp_path / "two"), near_dup=0.5, val_fraction=0.1, workers=2)
     assert _shards(tmp_path / "one") == _shards(tmp_path / "two")
@@ -97,7 +97,7 @@ def test_two_workers_and_byte_ranges_write_the_same_folder_as_one(corpus, tmp_pa
 
 
 def test_a_stopped_run_resumes_to_the_same_folder(corpus, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(prepare_mod, "list_units", lambda s, f: list_units(s, f, unit_bytes=20_000))
+    monkeypatch.setattr(prepare_mod, "list_units", lambda s, f, say=print: list_units(s, f, unit_bytes=20_000, say=say))
     whole = prepare_data(source=[str(corpus)], out=str(tmp_path / "whole"))
     real, calls = prepare_mod.filter_unit, []
 
@@ -113,7 +113,7 @@ def test_a_stopped_run_resumes_to_the_same_folder(corpus, tmp_path, monkeypatch,
     assert not (tmp_path / "again").exists() and (tmp_path / ".again.work").is_dir()
     monkeypatch.setattr(prepare_mod, "filter_unit", real)
     capsys.readouterr()
-    resumed = prepare_data(source=[str(corpus)], out=str(tmp_path / "again"))
+    resumed = prepare_data(source=[str(corpus)], out=str(tmp_path / "again"), quiet=False)
     assert "filter: resuming, 2 of" in capsys.readouterr().out
     assert resumed["run"]["units_resumed"] == len(list_units([str(corpus)], unit_bytes=20_000)) + 2
     assert _shards(tmp_path / "whole") == _shards(tmp_path / "again")
@@ -168,7 +168,7 @@ def test_workers_below_one_is_bad_input(tmp_path):
 
 def test_datatrove_local_executor_writes_the_same_folder(corpus, tmp_path, monkeypatch):
     pytest.importorskip("datatrove")
-    monkeypatch.setattr(prepare_mod, "list_units", lambda s, f: list_units(s, f, unit_bytes=20_000))
+    monkeypatch.setattr(prepare_mod, "list_units", lambda s, f, say=print: list_units(s, f, unit_bytes=20_000, say=say))
     ours = prepare_data(source=[str(corpus)], out=str(tmp_path / "ours"), val_fraction=0.1)
     theirs = prepare_data(source=[str(corpus)], out=str(tmp_path / "dt"), val_fraction=0.1, executor="datatrove",
                           workers=2)

@@ -112,8 +112,8 @@ def run_on(prep, executor: str, options: list[str]) -> dict:
             raise BadInput(f"--executor-option: {e}; see datatrove's {Executor.__name__} for its options") from None
     chain.run()
     if executor != "datatrove":
-        print(f"data: submitted the passes of {prep.out} to {executor} ({n} units; logs under "
-              f"{prep.work / 'datatrove'}); the data folder appears when the merge finishes")
+        prep.say(f"data: submitted the passes of {prep.out} to {executor} ({n} units; logs under "
+                 f"{prep.work / 'datatrove'}); the data folder appears when the merge finishes")
         return {"submitted": executor, "out": str(prep.out), "units": n}
     shutil.rmtree(prep.work, ignore_errors=True)  # datatrove's logs of a run that is over
     return json.loads((prep.out / "manifest.json").read_text())

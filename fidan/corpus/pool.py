@@ -85,18 +85,20 @@ class _Counted:
         self._pending = 0
 
 
-def run_pass(name: str, task: Callable, units: list[Unit], folders: list[Path], workers: int) -> None:
+def run_pass(name: str, task: Callable, units: list[Unit], folders: list[Path], workers: int,
+             talk: bool = True) -> None:
     """Run ``task(i, folder, count)`` for every unit whose folder does not exist yet, in this process
     (one worker) or in ``workers`` processes; finished units of a stopped pass stay on disk."""
     todo = [i for i, f in enumerate(folders) if not f.exists()]
     done = len(units) - len(todo)
-    if done and todo:
+    if done and todo and talk:
         print(f"data: {name}: resuming, {done} of {len(units)} units done")
     if not todo:
         return
     sized = all(u.size for u in units)
     bar = tqdm(total=sum(units[i].size for i in todo) if sized else None, desc=name, unit="B", unit_scale=True,
-               unit_divisor=1024, dynamic_ncols=True, disable=None)  # None: no bar when not a terminal
+               unit_divisor=1024, dynamic_ncols=True,
+               disable=None if talk else True)  # None: no bar when not a terminal
 
     def finished() -> None:
         nonlocal done

@@ -19,11 +19,12 @@ from fidan import __version__
 from fidan.artifacts.schema import stamp
 from fidan.corpus import pool
 from fidan.corpus.hub import parse as parse_hub
-from fidan.corpus.neardup import BANDS, NUM_PERM, SHINGLE, NearDuplicates
+from fidan.corpus.neardup import BANDS, DEFAULT_THRESHOLD, NUM_PERM, SHINGLE, NearDuplicates
 from fidan.corpus.passes import SPLIT_RULE, Settings, filter_unit, plan, scan_unit, split_of  # noqa: F401
 from fidan.corpus.quality import QualityFilter, not_run, resolve
 from fidan.corpus.units import list_units
 from fidan.errors import BadInput
+from fidan.runtime.console import speaks
 from fidan.runtime.io import as_list, atomic_dir, atomic_write_json, prepare_out_dir
 from fidan.runtime.lock import locks_out
 
@@ -74,7 +75,7 @@ def prepare_data(
     val_fraction: float = 0.05,
     min_chars: int = 20,
     text_field: str = "text",
-    near_dup: float = 0.0,
+    near_dup: float = DEFAULT_THRESHOLD,
     quality: bool = True,
     skip_filter: list[str] | None = None,
     quality_set: list[str] | None = None,
@@ -84,6 +85,7 @@ def prepare_data(
     executor: Literal["local", "datatrove", "slurm", "ray"] = "local",
     executor_option: list[str] | None = None,
     force: bool = False,
+    quiet: bool | None = None,
 ) -> dict:
     """Load, clean, deduplicate and split a corpus into a data folder.
 
@@ -98,9 +100,9 @@ def prepare_data(
             none out (an empty val split, recorded in the manifest).
         min_chars: documents shorter than this after cleaning are dropped.
         text_field: the field or column holding the text in .jsonl, .csv, .parquet and HF sources.
-        near_dup: also drop near-duplicates: documents whose estimated Jaccard similarity (MinHash over
-            character 5-grams) to a kept document is at least this (0: off; 0.6 was chosen on planted
-            copies with a tenth of their words edited, benchmarks/RESULTS.md).
+        near_dup: drop near-duplicates: documents whose estimated Jaccard similarity (MinHash over
+            character 5-grams) to a kept document is at least this; 0 turns it off. The default was chosen
+            on planted copies with a tenth of their words edited (benchmarks/RESULTS.md).
         quality: run the quality filters (numeric_lines, repeated_lines, word_length, symbols, ellipsis_lines,
             repetition, stop_words, language, placeholder, code; see docs/data.md); --no-quality turns them all
             off. The language filter runs where lingua-language-detector is installed (the `quality` extra).
@@ -119,17 +121,20 @@ def prepare_data(
         executor_option: KEY=VALUE passed to the datatrove executor (e.g. partition=cpu, time=04:00:00,
             cpus_per_task=1, mem_per_cpu_gb=2 for slurm); repeatable.
         force: replace an existing non-empty output folder.
+        quiet: print nothing (default: the command shows progress, warnings and a summary; a call from Python
+            only returns the manifest, unless quiet=False).
     """
+    talk = speaks(quiet)
     prep = Preparation(source, out, val_fraction, min_chars, text_field, near_dup, quality, skip_filter,
-                       quality_set, workers, skip_bad_files, resume, force)
+                       quality_set, workers, skip_bad_files, resume, force, talk)
     if executor != "local":
         from fidan.corpus.cluster import run_on
 
         return run_on(prep, executor, as_list(executor_option))
-    pool.run_pass("scan", functools.partial(prep.run_unit, "scan"), prep.units, prep.scan_dirs, workers)
+    pool.run_pass("scan", functools.partial(prep.run_unit, "scan"), prep.units, prep.scan_dirs, workers, talk)
     prep.run_plan()
     pool.run_pass("filter", functools.partial(prep.run_unit, "filter"), [prep.units[i] for i in prep.ok],
-                  prep.filter_dirs, workers)
+                  prep.filter_dirs, workers, talk)
     return prep.finish()
 
 
@@ -138,7 +143,8 @@ class Preparation:
     so that a cluster executor can run its passes elsewhere."""
 
     def __init__(self, source, out, val_fraction, min_chars, text_field, near_dup, quality, skip_filter,
-                 quality_set, workers, skip_bad_files, resume, force):
+                 quality_set, workers, skip_bad_files, resume, force, talk=True):
+        self.talk = talk
         self.source = [str(s) for s in as_list(source)]
         if not self.source:
             raise BadInput("no --source given; e.g. --source tr-speeches --source my_texts/")
@@ -152,8 +158,8 @@ class Preparation:
         filters = QualityFilter(resolve(quality, as_list(skip_filter), as_list(quality_set)))
         self.not_run = not_run(quality, as_list(skip_filter))
         for name, why in self.not_run.items():
-            print(f"data: quality filter {name} {why}; pass --skip-filter {name} to silence this")
-        self.units = list_units(self.source, text_field)  # every source checked before the output folder
+            self.say(f"data: quality filter {name} {why}; pass --skip-filter {name} to silence this")
+        self.units = list_units(self.source, text_field, say=self.say)  # every source checked before the output folder
         if self.out.exists() and any(self.out.iterdir()) and not force:
             prepare_out_dir(self.out, force=False, what="data")
         self.settings = Settings(text_field, min_chars, val_fraction, filters.settings, near_dup)
@@ -207,9 +213,13 @@ class Preparation:
             offset += self.metas[j]["read"] - self.metas[j]["too_short"]
         filter_unit(unit, folder, count, self.settings, str(self.plan_dir), offset)
 
+    def say(self, line: str) -> None:
+        if self.talk:
+            print(line)
+
     def run_plan(self) -> None:
         for i, error in self.skipped.items():
-            print(f"data: skipping {self.units[i].name}: {error}")
+            self.say(f"data: skipping {self.units[i].name}: {error}")
         pool.clean(self.work / "plan", {self.plan_dir.name})
         if not (self.plan_dir / "done").exists():
             plan([self.scan_dirs[i] for i in self.ok], self.plan_dir, self.settings)
@@ -291,7 +301,7 @@ class Preparation:
         with contextlib.suppress(OSError):
             self.work.rmdir()
         sp = manifest["splits"]
-        print(
+        self.say(
             f"data: {sp['train']['documents']} train / {sp['val']['documents']} val documents, "
             f"{sp['train']['characters'] + sp['val']['characters']:,} characters "
             f"({stats['too_short']} short and {stats['duplicates']} duplicate documents dropped"

@@ -61,7 +61,7 @@ def is_record_file(path: str | Path) -> bool:
     return Path(path).name.lower().endswith(RECORD_SUFFIXES)
 
 
-def code_files(spec: str) -> list[Path]:
+def code_files(spec: str, say=print) -> list[Path]:
     """The files of a ``code:PATH`` source, in order; a BadInput when there are none."""
     if not spec[len(CODE):]:
         raise BadInput("code: needs a path after it, e.g. --source code:src/ or --source code:lesson.py")
@@ -80,7 +80,7 @@ def code_files(spec: str) -> list[Path]:
             continue
         files.append(p)
     if binary:
-        print(f"data: {spec}: {binary} binary file{'s' if binary > 1 else ''} left out")
+        say(f"data: {spec}: {binary} binary file{'s' if binary > 1 else ''} left out")
     if not files:
         raise BadInput(f"code folder {path} has no text files")
     return files

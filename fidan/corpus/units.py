@@ -66,13 +66,14 @@ class Unit:
         return read_documents(self.path, text_field)
 
 
-def list_units(sources: list[str], text_field: str = "text", unit_bytes: int | None = None) -> list[Unit]:
+def list_units(sources: list[str], text_field: str = "text", unit_bytes: int | None = None,
+               say=print) -> list[Unit]:
     """Every source's units, in order; a source that does not exist is a BadInput here, before any work."""
     unit_bytes = unit_bytes or UNIT_BYTES
     units: list[Unit] = []
     for spec in sources:
         if spec.startswith(CODE):
-            for f in code_files(spec):
+            for f in code_files(spec, say):
                 if is_record_file(f):  # by records, cut into byte ranges like any large .jsonl
                     units.extend(_file_units(spec, f, unit_bytes))
                 else:  # one document: never cut
