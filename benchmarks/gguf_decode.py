@@ -8,8 +8,9 @@ tokenizer is trained on the bundled Turkish speeches (fidan[tr-data]) so the GGU
 the weights are random (speed does not depend on them). Each model is exported with `fidan export gguf` at
 f32, f16 and q8_0. A prompt of PROMPT tokens is continued by NEW greedy tokens at batch 1, with no stop
 token on either side: fidan's engine (KV cache, fp32, what `fidan generate` runs) and llama.cpp's
-`Llama.generate` (temperature 0), each with the same number of threads, run in turn A B A B after a warm-up;
-the figure is new tokens / median seconds (prefill included on both sides). The greedy tokens of each
+`Llama.generate` (temperature 0), each with the same number of threads, run in turn A B A B after a warm-up:
+new tokens / median seconds (prefill included on both sides), and the median over rounds of each round's
+speed ratio to fidan (a busy machine slows both sides of a round alike). The greedy tokens of each
 llama.cpp file are compared with fidan's (how many agree before the first difference).
 
 Then the tokenizer: llama.cpp's own tokenization (the GGUF's ``llama-bpe`` pre-tokenizer) of every held-out
@@ -125,12 +126,14 @@ def bench(llama_cpp, root: Path, tok_dir: Path, preset: str, args) -> list[dict]
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    base = statistics.median(times["fidan generate (fp32)"])
+    base = times["fidan generate (fp32)"]
     rows = []
     for name, ts in times.items():
-        sec = statistics.median(ts)
-        rows.append({"preset": preset, "params": model.num_params(), "who": name, "tok_s": args.new_tokens / sec,
-                     "speedup": base / sec, "agree": agreement(tokens["fidan generate (fp32)"], tokens[name])})
+        ratios = [b / t for b, t in zip(base, ts, strict=True)]  # same round: a busy machine slows both
+        rows.append({"preset": preset, "params": model.num_params(), "who": name,
+                     "tok_s": args.new_tokens / statistics.median(ts), "speedup": statistics.median(ratios),
+                     "range": (min(ratios), max(ratios)),
+                     "agree": agreement(tokens["fidan generate (fp32)"], tokens[name])})
     return rows
 
 
@@ -170,12 +173,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         tok_dir = tokenizer(root, args.vocab_size)
-        print("| preset | parameters | decoder | new tokens/s | vs fidan | greedy tokens equal to fidan's |")
+        print("| preset | parameters | decoder | new tokens/s | vs fidan (rounds' range) | greedy tokens equal to fidan's |")
         print("|---|---:|---|---:|---:|---:|")
         for preset in args.presets:
             for r in bench(llama_cpp, root, tok_dir, preset, args):
                 print(f"| {r['preset']} | {r['params'] / 1e6:.2f}M | {r['who']} | {r['tok_s']:.0f} | "
-                      f"{r['speedup']:.2f}x | {r['agree']}/{args.new_tokens} |", flush=True)
+                      f"{r['speedup']:.2f}x ({r['range'][0]:.2f}-{r['range'][1]:.2f}) | {r['agree']}/{args.new_tokens} |",
+                      flush=True)
         t = tokenization(llama_cpp, root / f"{args.presets[0]}-f16" / "model.gguf", tok_dir, root / "data",
                          args.extra_bufts)
         print(f"\ntokenization of {t['docs']} held-out documents by llama.cpp (llama-bpe) against fidan: "
