@@ -45,7 +45,8 @@ SETS: dict[str, SuiteSet] = {s.name: s for s in [
              "kitabın, bizim kitabımız)", "fidan.evaluation.suite.possessive"),
     SuiteSet("tr-person", "the verb's person ending agrees with the subject pronoun (ben gidiyorum, biz "
              "gidiyoruz)", "fidan.evaluation.suite.verbs", "person_plan", "person_realize"),
-    SuiteSet("tr-tense", "the verb's tense agrees with the time adverb (dün gittim, yarın gideceğim)",
+    SuiteSet("tr-tense", "the verb's tense agrees with the time adverb: past or future (dün gittim, yarın "
+             "gideceğim)",
              "fidan.evaluation.suite.verbs", "tense_plan", "tense_realize"),
     SuiteSet("tr-question", "the question particle: its vowel, and the person on it or on the verb (gittin mi?, "
              "gidiyor musun?)", "fidan.evaluation.suite.question"),

@@ -25,13 +25,16 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 _QUOTED = re.compile(r'"([^"]+)"')
 
 
-def _key(text: str) -> bytes | None:
-    norm = " ".join(casefold_tr(text).split()).strip(" .!?…:;,\"'«»“”")
+def _key(folded: str) -> bytes | None:
+    """The hash of an already case-folded piece: single spaces, no surrounding punctuation or quotes."""
+    norm = " ".join(folded.split()).strip(" .!?…:;,\"'«»“”")
     return hashlib.blake2b(norm.encode("utf-8"), digest_size=12).digest() if norm else None
 
 
 def pieces(text: str) -> list[str]:
-    return [text, *_SENTENCE_END.split(text)]
+    """The text itself and each of its sentences, case-folded (once, for the whole text)."""
+    folded = casefold_tr(text)
+    return [folded, *_SENTENCE_END.split(folded)]
 
 
 def _sources() -> list[tuple[str, object]]:
@@ -68,7 +71,7 @@ def source_hashes() -> tuple[frozenset[bytes], tuple[str, ...]]:
 
 def item_pieces(item: dict) -> list[str]:
     whole = item["context"] + item["choices"][item["answer"]]
-    return [*pieces(whole), *_QUOTED.findall(item["context"])]
+    return [*pieces(whole), *map(casefold_tr, _QUOTED.findall(item["context"]))]
 
 
 def contaminated(items: list[dict]) -> list[tuple[str, str]]:

@@ -49,19 +49,24 @@ def format_list(rows: list[dict]) -> str:
 
 
 def above_floors(r: dict) -> bool:
-    """More than two standard errors above chance, the unigram floor and the untrained model."""
+    """More than two standard errors above chance, the unigram floor and the untrained model (when it was
+    measured: --no-baseline leaves it out)."""
     floors = [r["chance"], _floor(r, "unigram"), _floor(r, "untrained")]
     return all(r["accuracy"] - 2 * r["standard_error"] > f for f in floors if f is not None)
 
 
 def suite_rows(lm, untrained, batch_size: int) -> list[dict]:
     """Every set scored by ``lm`` (and by ``untrained``, the same architecture with fresh weights)."""
+    from fidan.errors import FidanError
     from fidan.evaluation.mc import choice_logprobs, mc_accuracy
 
     rows = []
     for built in load_all():
         items = built["items"]
-        r = mc_accuracy(items, choice_logprobs(lm, items, batch_size))
+        try:
+            r = mc_accuracy(items, choice_logprobs(lm, items, batch_size))
+        except FidanError as e:  # say which set (a choice longer than the model's window, ...)
+            raise FidanError(f"{built['name']}: {e}") from None
         row = {"set": built["name"], "items": r["items"], "hash": built["hash"], "rule": built["rule"],
                "accuracy": r["accuracy"], "standard_error": standard_error(r["accuracy"], r["items"]),
                "accuracy_norm": r["accuracy_norm"],

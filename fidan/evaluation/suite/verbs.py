@@ -4,11 +4,12 @@ Both sets are sentences "time adverb (pronoun) complement verb." whose verb zemb
 
 - ``tr-person``: the subject pronoun fixes the person ending: *Şimdi ben okula gidiyorum* (not
   *gidiyorsun, gidiyor, gidiyoruz*). The tense is the same in every choice; only the person differs.
-- ``tr-tense``: the time adverb fixes the tense, with the person the same in every choice: after *dün,
-  geçen hafta, ...* the past (*gittim*), not the future (*gideceğim*) or the aorist (*giderim*); after
-  *yarın, gelecek hafta, ...* the future, not the past or the reported past (*gitmişim*). The aorist
-  and the progressive are never wrong choices after a future adverb (*yarın giderim, yarın gidiyorum*
-  are good Turkish), nor the reported past after a past adverb (*dün gitmişim*).
+- ``tr-tense``: the time adverb fixes the tense, with the person the same in both choices: after *dün,
+  geçen hafta, ...* the past (*gittim*), not the future (*gideceğim*); after *yarın, gelecek hafta,
+  ...* the future, not the past. Half the items have each kind of adverb, and the choices are the same
+  two tenses in both halves, so a model that prefers one tense whatever the adverb scores 50%, chance.
+  No third choice is wrong after both kinds of adverb: the aorist and the progressive are good Turkish
+  after *yarın* (*yarın giderim, yarın gidiyorum*), the reported past after *dün* (*dün gitmişim*).
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ VERB_PHRASES = [("okula", "gitmek"), ("eve", "dönmek"), ("kitap", "okumak"), ("
 PERSON_TIMES = {"Bugün": "Past", "Az önce": "Past", "Şimdi": "Prog1", "Şu anda": "Prog1", "Birazdan": "Fut",
                 "Bu akşam": "Fut", "Her gün": "Aor", "Genellikle": "Aor"}
 
-# tr-tense: adverb → the right tense and the two wrong ones
+# tr-tense: adverb → the right tense; the other of the two is the wrong choice
 PAST = ["Dün", "Dün akşam", "Geçen hafta", "Geçen yıl", "İki gün önce", "Geçen ay", "Geçen pazar"]
 FUTURE = ["Yarın", "Yarın sabah", "Gelecek hafta", "Seneye", "İki gün sonra", "Haftaya", "Gelecek ay"]
-TENSES = {**{a: ("Past", ("Fut", "Aor")) for a in PAST}, **{a: ("Fut", ("Past", "Narr")) for a in FUTURE}}
+TENSES = {**{a: "Past" for a in PAST}, **{a: "Fut" for a in FUTURE}}
 
 PERSON_NAME = "tr-person"
 TENSE_NAME = "tr-tense"
@@ -63,15 +64,19 @@ def person_realize(spec: tuple) -> dict:
 
 
 def tense_plan() -> list[tuple]:
-    """(adverb, person, verb phrase index, answer position); no pronoun: Turkish drops it."""
+    """(adverb, person, verb phrase index, answer position), half with past and half with future adverbs;
+    no pronoun: Turkish drops it."""
     r = rng(TENSE_NAME)
-    rows = sample([(a, p, v) for a in TENSES for p in ALL_PERSONS for v in range(len(VERB_PHRASES))], SIZE, r)
-    return [(*row, r.randrange(3)) for row in rows]
+    rows = [row for adverbs in (PAST, FUTURE) for row in sample(
+        [(a, p, v) for a in adverbs for p in ALL_PERSONS for v in range(len(VERB_PHRASES))], SIZE // 2, r)]
+    r.shuffle(rows)
+    return [(*row, r.randrange(2)) for row in rows]
 
 
 def tense_realize(spec: tuple) -> dict:
     adverb, person, v, k = spec
     complement, lemma = VERB_PHRASES[v]
-    right, wrong = TENSES[adverb]
-    say = {t: verb(lemma, t, person) + "." for t in (right, *wrong)}
-    return item(f"{adverb} {complement}", say[right], [say[t] for t in wrong], k, f"{adverb}:{lemma}+{person}")
+    right = TENSES[adverb]
+    wrong = "Fut" if right == "Past" else "Past"
+    return item(f"{adverb} {complement}", verb(lemma, right, person) + ".", [verb(lemma, wrong, person) + "."], k,
+                f"{adverb}:{lemma}+{person}")
