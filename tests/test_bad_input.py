@@ -117,6 +117,8 @@ MATRIX: list[tuple[str, str]] = [
     # adapting
     ("export hf --model missing --out h", "missing"),
     ("export hf --model {run} --out existing", "existing"),
+    ("export gguf --model missing --out g", "model not found: missing"),
+    ("export gguf --model {run} --out existing", "existing"),
     ("vocab extend --base {run} --data {data} --add 10 --out v", "transformers"),
     ("adapt plan --model missing/at/all", "model not found: missing/at/all"),
     ("adapt plan --model {run} --seq 0", "--seq"),
