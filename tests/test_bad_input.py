@@ -111,6 +111,7 @@ MATRIX: list[tuple[str, str]] = [
     ("eval bpb --model {run} --text missing.txt", "missing.txt"),
     ("eval bpb --model {run} --text latin1.txt", "latin1.txt"),
     ("eval mc --model {run} --data no-such-set", "no-such-set"),
+    ("eval lm-eval --model {run} --tasks tr-case --batch-size 0", "--batch-size must be positive"),
     ("eval samples --model missing --prompt a", "missing"),
     ("report missing", "missing"),
     ("compare {run} {data}", "not a run folder (it has no config.yaml)"),

@@ -175,6 +175,7 @@ def eval_mc(
     baseline: bool = True,
     quiet: bool | None = None,
     list: bool = False,  # the flag is --list; the name shadows the builtin in this function only
+    write_lm_eval: str | None = None,
 ) -> dict:
     """Multiple-choice accuracy by likelihood, for fidan models and Hugging Face causal LMs.
 
@@ -198,6 +199,8 @@ def eval_mc(
             unless quiet=False).
         list: print the built-in sets (items, chance, model-free floors, content hash, the rule that built
             each) and stop; needs no model.
+        write_lm_eval: write lm-evaluation-harness task YAMLs and their JSONL for --data into this folder
+            (`lm_eval --include_path DIR`) and stop; needs no model. --force replaces existing tasks.
     """
     from fidan.evaluation.suite import run as suite
 
@@ -207,6 +210,15 @@ def eval_mc(
         if speaks(quiet):
             print(suite.format_list(rows))
         return {"sets": rows}
+    if write_lm_eval is not None:
+        if data is None:
+            raise BadInput("--write-lm-eval needs --data (a JSONL file, a built-in set or tr-suite)")
+        from fidan.evaluation.lm_eval_tasks import write_lm_eval as write_tasks
+
+        names = write_tasks(write_lm_eval, data, force)
+        if speaks(quiet):
+            print(f"lm-eval tasks {', '.join(names)} → {write_lm_eval} (lm_eval --include_path {write_lm_eval})")
+        return {"lm_eval_tasks": names, "folder": write_lm_eval}
     if model is None or data is None:
         raise BadInput("eval mc needs --model and --data (a JSONL file, a built-in set or tr-suite); "
                        "--list shows the built-in sets")
