@@ -51,6 +51,8 @@ TINY_ADD = {
                  "--eval-every": "2", "--precision": "fp32", "--peak-gflops": "100", "--quiet": None},
     "eval bpb": {"--block-size": "32", "--batch-size": "4"},
     "bench peak": {"--size": "256", "--seconds": "0.2"},
+    # the tiny corpus is one sentence template: near-duplicate removal would leave a handful of documents
+    "data prepare": {"--near-dup": "0"},
     # KeNet's XML takes seconds to read however few definitions are kept (tests/test_sft_data.py reads it)
     "data instructions": {"--source": "dialogs"},
     "sft": {"--batch-size": "4", "--max-steps": "2", "--eval-every": "2", "--precision": "fp32", "--quiet": None},
@@ -115,6 +117,8 @@ def tiny(argv: list[str], extra: list[str], corpus: Path) -> list[str]:
     for option, value in TINY_REPLACE.items():
         argv = set_option(argv, option, value, add=False)
     for option, value in TINY_ADD.get(name or "", {}).items():
+        if "--init" in argv and option in ("--depth", "--block-size"):  # a model to continue keeps its shape
+            continue
         argv = set_option(argv, option, value, add=True)
     i = 0
     while i < len(extra):  # the block's own overrides win, on the commands that have the option
