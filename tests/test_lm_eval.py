@@ -50,13 +50,14 @@ def world(tmp_path_factory, tokenizer_dir):
     return root / "run", data
 
 
-def test_fidan_and_lm_eval_give_the_same_predictions(world, tmp_path):
+def test_fidan_and_lm_eval_give_the_same_predictions(world, tmp_path, capsys):
     from fidan.evaluation.lm_eval_run import eval_lm_eval
 
     run, data = world
     mc = eval_mc(model=str(run), data=str(data), baseline=False, device="cpu", out=str(tmp_path / "mc.json"))
     res = eval_lm_eval(model=str(run), tasks=str(data), device="cpu", out=str(tmp_path / "lm.json"))
     row = res["results"]["fidan_items"]
+    assert capsys.readouterr() == ("", "")  # called from Python: quiet, lm-eval's progress bars too
     ours, theirs = mc["predictions"], row["predictions"]
     assert len(theirs) == len(ITEMS)
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):

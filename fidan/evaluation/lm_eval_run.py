@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from fidan.errors import BadInput, FidanError
@@ -52,6 +54,24 @@ def start_with_eos(folder: Path) -> None:
         "special_tokens": {eos: {"id": eos, "ids": [eos_id], "tokens": [eos]}},
     }
     path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _hushed(on: bool) -> Iterator[None]:
+    """lm-eval's and datasets' progress bars and log lines, off when the stage prints nothing."""
+    if not on:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("lm_eval", "lm-eval")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _predictions(samples: list[dict]) -> list[dict]:
@@ -141,10 +161,11 @@ def eval_lm_eval(
             raise BadInput(f"lm-eval knows no task {unknown[0]!r}; pass a fidan set, a JSONL file, an lm-eval task "
                            "name (`lm_eval ls tasks`) or the folder that defines it with --include-path")
         try:
-            res = lm_eval.simple_evaluate(
-                model="hf", model_args={"pretrained": str(folder), "dtype": "float32"}, tasks=own + theirs,
-                batch_size=batch_size, device=pick_device(device), limit=limit, task_manager=manager,
-                log_samples=True, bootstrap_iters=1000, random_seed=0, numpy_random_seed=0, torch_random_seed=0)
+            with _hushed(not speaks(quiet)):
+                res = lm_eval.simple_evaluate(
+                    model="hf", model_args={"pretrained": str(folder), "dtype": "float32"}, tasks=own + theirs,
+                    batch_size=batch_size, device=pick_device(device), limit=limit, task_manager=manager,
+                    log_samples=True, bootstrap_iters=1000, random_seed=0, numpy_random_seed=0, torch_random_seed=0)
         except (OSError, ValueError) as e:  # data not reachable offline, a task that cannot build
             raise FidanError(f"lm-eval could not run {', '.join(own + theirs)}: {str(e).splitlines()[0][:200]}") from None
     rows = {}
