@@ -8,6 +8,7 @@ temporary FIDAN_CACHE, where `--list`, `--data tr-suite` and the single sets the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import pytest
 from fidan.cli import main
 from fidan.evaluation.mc import eval_mc
 from fidan.evaluation.suite import SETS, build_items, content_hash, load_set, plan, store_set
+from fidan.text.turkish import casefold_tr
 
 pytest.importorskip("zemberek")
 pytest.importorskip("WordNet")
@@ -46,7 +48,7 @@ def suite(tmp_path_factory):
 
 def analyses(word: str) -> list[set[str]]:
     """The morpheme ids of each of zemberek's analyses of ``word``."""
-    from fidan.tokenizer.morph import morphology
+    from fidan.evaluation.suite.forms import morphology
 
     return [{m.morpheme.id_ for m in a.morpheme_data_list} for a in morphology().analyze(word).analysis_results]
 
@@ -146,24 +148,59 @@ def test_case_government_matches_the_treebank_gold_annotation():
         assert dict(seen[post]) == {f"C{case}": sum(seen[post].values())} and sum(seen[post].values()) >= 5, post
 
 
-def test_no_item_is_in_a_builtin_corpus_or_instruction_source(suite):
-    from fidan.evaluation.suite.contamination import contaminated, source_hashes
-    from fidan.evaluation.suite.definition import kenet_chats
-    from fidan.text.bundled import treebank_sentences
+# No item may be in fidan's training material: every built-in corpus document and instruction message
+# (all KeNet definitions the builder can emit, whatever --kenet-max) is cut into sentences, normalized and
+# hashed; an item's whole text, its sentences and any quoted definition must miss them all.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
+
+
+def _key(folded: str) -> bytes | None:
+    norm = " ".join(folded.split()).strip(" .!?…:;,\"'«»“”")
+    return hashlib.blake2b(norm.encode("utf-8"), digest_size=12).digest() if norm else None
+
+
+def _pieces(text: str) -> list[str]:
+    folded = casefold_tr(text)  # once per text: NFC and Turkish lower case
+    return [folded, *_SENTENCE_END.split(folded)]
+
+
+@pytest.fixture(scope="module")
+def training_material():
+    from fidan.corpus.instructions import SOURCES
+    from fidan.corpus.sources import BUILTIN
+
+    texts: dict[str, list[str]] = {name: list(docs()) for name, (_, docs) in BUILTIN.items()}
+    for name, (_, _, build) in SOURCES.items():
+        chats = build(10**9) if name == "kenet" else build()
+        texts[name] = [message["content"] for chat in chats for message in chat]
+    keys = {k for docs in texts.values() for text in docs for k in map(_key, _pieces(text)) if k}
+    return SimpleNamespace(texts=texts, keys=keys)
+
+
+def contaminated(items: list[dict], keys: set[bytes]) -> list[str]:
+    found = []
+    for it in items:
+        whole = it["context"] + it["choices"][it["answer"]]
+        quoted = [casefold_tr(q) for q in re.findall(r'"([^"]+)"', it["context"])]
+        if any(_key(p) in keys for p in [*_pieces(whole), *quoted]):
+            found.append(it["id"])
+    return found
+
+
+def test_no_item_is_in_a_builtin_corpus_or_instruction_source(suite, training_material):
     from fidan.text.turkish import upper_tr
 
-    keys, read = source_hashes()
-    assert {"tr-speeches", "tr-treebank", "kenet", "dialogs", "speeches", "food-safety"} <= set(read)
+    assert {"tr-speeches", "tr-treebank", "kenet", "dialogs", "speeches", "food-safety"} <= set(training_material.texts)
     items = [it for b in suite.built.values() for it in b["items"]]
-    assert contaminated(items) == []
-    # The check finds what it should: a treebank sentence split into a context and an answer, a definition
-    # the instruction builder uses (whatever the case and spacing), and a tuned answer as an item's text.
-    sentence = next(iter(treebank_sentences()))["text"]
-    definition = kenet_chats()[5][-1]["content"].rstrip(".")
+    assert contaminated(items, training_material.keys) == []
+    # The check finds what it should: a treebank sentence split into a context and an answer, and a
+    # definition the instruction builder uses (whatever its case and spacing) quoted in a context.
+    sentence = training_material.texts["tr-treebank"][0]
+    definition = training_material.texts["kenet"][11].rstrip(".")  # an answer: messages alternate
     planted = [{"context": sentence[:20], "choices": [sentence[20:], " x"], "answer": 0, "id": "treebank"},
                {"context": f'"{upper_tr(definition)}"  anlamına gelen kelime:', "choices": [" a", " b"], "answer": 1,
                 "id": "kenet"}]
-    assert [i for i, _ in contaminated(planted)] == ["treebank", "kenet"]
+    assert contaminated(planted, training_material.keys) == ["treebank", "kenet"]
 
 
 def test_content_hash_is_deterministic_and_names_the_content(suite):
