@@ -90,3 +90,23 @@ def test_written_tasks_load_in_lm_eval(world, tmp_path, capsys):
     with pytest.raises(FidanError, match="--force"):
         write_lm_eval(str(tmp_path / "tasks"), str(data))
     assert write_lm_eval(str(tmp_path / "tasks"), str(data), force=True) == ["fidan_items"]
+
+
+def test_include_path_limit_and_force(world, tmp_path):
+    """A folder written by --write-lm-eval runs through --include-path as lm-eval's own task would, and gives
+    fidan's accuracy on the items --limit keeps; a result file is replaced only with force."""
+    from fidan.errors import FidanError
+    from fidan.evaluation.lm_eval_run import eval_lm_eval
+
+    run, data = world
+    write_lm_eval(str(tmp_path / "tasks"), str(data))
+    mc = eval_mc(model=str(run), data=str(data), baseline=False, device="cpu", out=str(tmp_path / "mc.json"))
+    out = str(tmp_path / "lm.json")
+    res = eval_lm_eval(model=str(run), tasks="fidan_items", include_path=str(tmp_path / "tasks"), limit=5,
+                       device="cpu", batch_size=3, out=out)
+    first = mc["predictions"][:5]
+    assert res["limit"] == 5 and res["results"]["fidan_items"]["items"] == 5
+    assert res["results"]["fidan_items"]["acc"] == pytest.approx(
+        sum(p["pred"] == p["answer"] for p in first) / 5)
+    with pytest.raises(FidanError, match="--force"):
+        eval_lm_eval(model=str(run), tasks="fidan_items", include_path=str(tmp_path / "tasks"), out=out)

@@ -154,8 +154,10 @@ def eval_lm_eval(
                 export_hf(model=str(source.folder), out=str(folder), dtype="fp32")
             start_with_eos(folder)
         paths = [str(p) for p in (task_dir if own else None, include_path) if p]
-        # lm-eval's own index (thousands of YAMLs) is read only when a task of its own is asked for
-        manager = TaskManager(include_path=paths or None, include_defaults=bool(theirs))
+        # lm-eval's own index (about 15,000 tasks, seconds to read) only when a name is not fidan's or include_path's
+        manager = TaskManager(include_path=paths or None, include_defaults=False)
+        if any(n not in manager.all_tasks for n in theirs):
+            manager = TaskManager(include_path=paths or None)
         unknown = [n for n in theirs if n not in manager.all_tasks]
         if unknown:
             raise BadInput(f"lm-eval knows no task {unknown[0]!r}; pass a fidan set, a JSONL file, an lm-eval task "
@@ -171,6 +173,8 @@ def eval_lm_eval(
     rows = {}
     for name, metrics in res["results"].items():
         row = {k.split(",")[0]: v for k, v in metrics.items() if "," in k and isinstance(v, (int, float))}
+        if name in res.get("n-samples", {}):
+            row["items"] = res["n-samples"][name]["effective"]
         if name in own:
             row["predictions"] = _predictions(res["samples"][name])
         rows[name] = row
