@@ -169,7 +169,9 @@ def eval_lm_eval(
                     batch_size=batch_size, device=pick_device(device), limit=limit, task_manager=manager,
                     log_samples=True, bootstrap_iters=1000, random_seed=0, numpy_random_seed=0, torch_random_seed=0)
         except (OSError, ValueError) as e:  # data not reachable offline, a task that cannot build
-            raise FidanError(f"lm-eval could not run {', '.join(own + theirs)}: {str(e).splitlines()[0][:200]}") from None
+            raise FidanError(f"lm-eval could not run {', '.join(own + theirs)}: {str(e).splitlines()[0][:200]}; a task "
+                             "whose data is on the hub needs the hub reachable or the dataset in the local "
+                             "Hugging Face cache") from None
     rows = {}
     for name, metrics in res["results"].items():
         row = {k.split(",")[0]: v for k, v in metrics.items() if "," in k and isinstance(v, (int, float))}
