@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
-EXTRAS ?= dev,serve,tr-data,datasets,morph,tokenizers-ref,sft-data,track,lora,classify,quality,cluster,gguf
+EXTRAS ?= dev,serve,tr-data,datasets,morph,tokenizers-ref,sft-data,track,lora,classify,quality,cluster,gguf,lm-eval
 
 .PHONY: install browser demo test lint clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
