@@ -55,7 +55,7 @@ COMMANDS: dict[str, Command] = {
                            "Inference speed of a run or a transformers model (GPT, T5, BERT) at fp32, bf16, int8."),
     "eval bpb": Command("fidan.evaluation.bpb:eval_bpb", "Bits per byte and perplexity on any text (sliding window)."),
     "eval mc": Command("fidan.evaluation.mc:eval_mc", "Multiple-choice accuracy by likelihood (fidan or HF models)."),
-    "eval lm-eval": Command("fidan.evaluation.lm_eval_run:eval_lm_eval",
+    "eval lm-eval": Command("fidan.bench.harness:eval_lm_eval",
                             "lm-evaluation-harness tasks (fidan's sets, any MC JSONL, turkishmmlu...) on a run."),
     "eval samples": Command("fidan.evaluation.samples:eval_samples", "Generations for fixed prompts with fixed seeds."),
     "report": Command("fidan.report.report:report", "Write a run's report.md with plots, from its files.",

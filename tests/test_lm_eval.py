@@ -51,7 +51,7 @@ def world(tmp_path_factory, tokenizer_dir):
 
 
 def test_fidan_and_lm_eval_give_the_same_predictions(world, tmp_path, capsys):
-    from fidan.evaluation.lm_eval_run import eval_lm_eval
+    from fidan.bench.harness import eval_lm_eval
 
     run, data = world
     mc = eval_mc(model=str(run), data=str(data), baseline=False, device="cpu", out=str(tmp_path / "mc.json"))
@@ -96,7 +96,7 @@ def test_include_path_limit_and_force(world, tmp_path):
     """A folder written by --write-lm-eval runs through --include-path as lm-eval's own task would, and gives
     fidan's accuracy on the items --limit keeps; a result file is replaced only with force."""
     from fidan.errors import FidanError
-    from fidan.evaluation.lm_eval_run import eval_lm_eval
+    from fidan.bench.harness import eval_lm_eval
 
     run, data = world
     write_lm_eval(str(tmp_path / "tasks"), str(data))

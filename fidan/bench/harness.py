@@ -1,5 +1,8 @@
 """`fidan eval lm-eval`: lm-evaluation-harness on a fidan run (exported on the fly) or a transformers folder.
 
+A composite command (it runs `fidan export hf`, then lm-eval), so it lives beside the benchmarks rather than
+among the stages, which never import each other.
+
 fidan's sets and any {"context", "choices", "answer"} JSONL run as tasks fidan writes
 (fidan/evaluation/lm_eval_tasks.py); any other name is one of lm-eval's own tasks (``turkishmmlu``...) or
 of a folder given with ``include_path`` (Cetvel's).
