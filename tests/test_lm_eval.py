@@ -95,8 +95,8 @@ def test_written_tasks_load_in_lm_eval(world, tmp_path, capsys):
 def test_include_path_limit_and_force(world, tmp_path):
     """A folder written by --write-lm-eval runs through --include-path as lm-eval's own task would, and gives
     fidan's accuracy on the items --limit keeps; a result file is replaced only with force."""
-    from fidan.errors import FidanError
     from fidan.bench.harness import eval_lm_eval
+    from fidan.errors import FidanError
 
     run, data = world
     write_lm_eval(str(tmp_path / "tasks"), str(data))
