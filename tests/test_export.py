@@ -166,11 +166,11 @@ def test_export_refuses_bad_input(tokenizer_dir, tmp_path, capsys):
 
 def test_an_export_keeps_its_training_record_and_lora_tunes_at_its_rate(tokenizer_dir, tmp_path):
     """The run's config.yaml travels with the export, so `fidan sft --lora-r` on the transformers folder tunes
-    at the run's own rate (2x its pretraining rate, x10 for LoRA), not at the rate for unknown models."""
+    at the run's own rate (2x its pretraining rate, x2.5 for LoRA), not at the rate for unknown models."""
     import yaml
 
     from fidan.artifacts.runs import EXPORTED_RECORD
-    from fidan.training.sft import FALLBACK_LR, LORA_LR_SCALE, TUNE_LR_SCALE, sft
+    from fidan.training.sft import FALLBACK_LR, LORA_LR_SCALE, LORA_LR_SCALE_RECORDED, TUNE_LR_SCALE, sft
 
     vocab = load_tokenizer(tokenizer_dir).vocab_size
     make_run(tmp_path / "run", tokenizer_dir, configs(vocab)["ders"])
@@ -184,4 +184,5 @@ def test_an_export_keeps_its_training_record_and_lora_tunes_at_its_rate(tokenize
     sft(model=str(tmp_path / "hf"), data=str(data), out=str(tmp_path / "tuned"), lora_r=2, max_steps=1,
         eval_every=1, batch_size=2, precision="fp32", quiet=True)
     lr = yaml.safe_load((tmp_path / "tuned" / "config.yaml").read_text())["train"]["lr"]
-    assert lr == pytest.approx(3e-3 * TUNE_LR_SCALE * LORA_LR_SCALE) and lr != pytest.approx(FALLBACK_LR * 10)
+    assert lr == pytest.approx(3e-3 * TUNE_LR_SCALE * LORA_LR_SCALE_RECORDED)
+    assert lr != pytest.approx(FALLBACK_LR * LORA_LR_SCALE)

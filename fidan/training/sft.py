@@ -61,9 +61,10 @@ __all__ = ["sft", "SFTTask", "tuning_defaults", "evaluate_responses", "estimate_
 # learns them at a rate near its pretraining rate, not 10x below it (docs/sft-chat.md has the figures).
 TUNE_LR_SCALE = 2.0
 FALLBACK_LR = 1e-4  # bases without a readable config.yaml
-# LoRA adapters start at zero and hold few weights: they train at 10x the rate of full tuning (the usual
-# practice; benchmarks/RESULTS.md has the comparison at equal and at 10x rates).
+# LoRA adapters start at zero and hold few weights, so they train faster (RESULTS.md, "LoRA rates"): 10x the
+# fallback over a base of unknown rate, 2.5x the tuning rate over a fidan base (ders: 2e-2 = 10x was too high).
 LORA_LR_SCALE = 10.0
+LORA_LR_SCALE_RECORDED = 2.5
 
 
 def tuning_defaults(model: str | Path) -> dict:
@@ -206,7 +207,7 @@ def sft(
             compute; bitsandbytes, CPU or CUDA) and train LoRA adapters over it (needs --lora-r).
         batch_size: rows (packed sequences) per micro-batch (per process under torchrun).
         lr: peak learning rate (default: twice the base's pretraining rate, from its config.yaml; with
-            --lora-r ten times that).
+            --lora-r 2.5 times that, or 1e-3 over a base with no fidan record).
         optimizer: adamw, muon, or auto (the base's optimizer).
         muon_lr: peak learning rate of the Muon matrices (default: the base's).
         eval_every: evaluate the held-out answer loss every N steps.
@@ -229,7 +230,8 @@ def sft(
     # a resumed run keeps its own resolved settings; one killed before it wrote them starts as a new run would
     continued = resume and (run / "config.yaml").exists()
     defaults = _resumed_defaults(run) if continued else tuning_defaults(model)
-    default_lr = defaults["lr"] * (LORA_LR_SCALE if lora is not None and not continued else 1.0)
+    lora_scale = LORA_LR_SCALE_RECORDED if defaults["from"] else LORA_LR_SCALE
+    default_lr = defaults["lr"] * (lora_scale if lora is not None and not continued else 1.0)
     t = group(training, lr=default_lr if training["lr"] is None else training["lr"],
               optimizer=defaults["optimizer"] if training["optimizer"] == "auto" else training["optimizer"],
               muon_lr=defaults["muon_lr"] if training["muon_lr"] is None else training["muon_lr"],
@@ -336,7 +338,7 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
             source = (f"from the base: {defaults['from']}" if defaults["from"] else
                       f"default {FALLBACK_LR:g}: the base records no fidan training")
             if lora is not None:
-                source += f", x{LORA_LR_SCALE:g} for LoRA"
+                source += f", x{LORA_LR_SCALE_RECORDED if defaults['from'] else LORA_LR_SCALE:g} for LoRA"
             rate = f"lr {args.lr:g} ({'given' if command_args['lr'] is not None else source})"
             print(f"tuning: {rate}, {args.optimizer}, dropout {net.config.dropout:g}")
             if grow_to is not None:
