@@ -1,4 +1,4 @@
-"""The guides' examples run, on tiny settings, so that docs/ and README.md cannot rot.
+"""The guides' examples run, on tiny settings, so that docs/, README.md and README.tr.md cannot rot.
 
 Every fenced block that shows an example (a `fidan ...`, `torchrun` or `make demo` line, a `curl` request,
 Python importing fidan or openai) carries a marker on the line just before its opening fence:
@@ -33,7 +33,7 @@ from fidan.registry import API, COMMANDS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-ALL_PAGES = sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
+ALL_PAGES = sorted(DOCS.glob("*.md")) + [ROOT / "README.md", ROOT / "README.tr.md"]
 
 
 # Applied to every runnable command: an option the command has is replaced, and options listed under a
