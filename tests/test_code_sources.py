@@ -74,7 +74,7 @@ def test_code_folder_dedups_exactly_and_skips_prose_filters(tmp_path, capsys):
     (src / "__pycache__").mkdir()
     (src / "__pycache__" / "a.py").write_text("print('cache')  # left out\n", "utf-8")
     (src / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-    m = prepare_data(source=[f"code:{src}"], out=str(tmp_path / "d"), val_fraction=0, near_dup=0.6)
+    m = prepare_data(source=[f"code:{src}"], out=str(tmp_path / "d"), val_fraction=0, near_dup=0.6, quiet=False)
     assert f"code:{src}: 1 binary file left out" in capsys.readouterr().out
     assert sorted(iter_split(tmp_path / "d", "train")) == sorted([CODE, near, record])
     assert m["dropped"]["duplicates"] == 1 and m["dropped"]["near_duplicates"] == 0

@@ -276,7 +276,7 @@ def test_python_blocks_get_the_tiny_settings(tmp_path):
     kwargs = tiny_kwargs("pretrain", {"data": "d", "out": "r", "max_steps": 500}, tmp_path / "c.jsonl")
     assert kwargs["max_steps"] == 4 and kwargs["block_size"] == 32 and kwargs["quiet"] is True
     assert tiny_kwargs("data prepare", {"source": ["tr-speeches"], "out": "d"}, tmp_path / "c") == \
-        {"source": [str(tmp_path / "c")], "out": "d", "val_fraction": 0.2}
+        {"source": [str(tmp_path / "c")], "out": "d", "val_fraction": 0.2, "near_dup": 0.0}
     assert tiny_kwargs("tokenizer eval", {"tokenizer": ["qwen"]}, tmp_path / "c")["morph"] is False
 
 
