@@ -13,53 +13,21 @@ not know gets ``None``.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import warnings
 from collections import Counter
 from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
 
-from fidan.errors import MissingExtra
 from fidan.runtime.io import atomic_write_json
 from fidan.text.turkish import lower_tr
+from fidan.text.zemberek import MORPH_HINT, import_zemberek, morphology  # noqa: F401  (re-exported)
 
-MORPH_HINT = "install it with: pip install 'fidan[morph]'"
 APOSTROPHES = "'’"
 Segmentation = tuple[int, ...]
 
 
 def default_cache() -> Path:
     return Path(os.environ.get("FIDAN_CACHE", "~/.cache/fidan")).expanduser() / "zemberek-segments.json"
-
-
-def import_zemberek():
-    """The analyzer's class, or a MissingExtra error naming the extra to install."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # zemberek imports the deprecated pkg_resources
-            from zemberek import TurkishMorphology
-    except ModuleNotFoundError as e:
-        raise MissingExtra(f"morphology needs zemberek-python ({e.name} is missing); {MORPH_HINT}") from None
-    finally:
-        # zemberek's import sets the root logger to INFO with its own stdout handler, so every library's INFO
-        # line (matplotlib's font cache, ...) would land in fidan's output, wrapped in blank lines: undo it.
-        root.setLevel(level)
-        for handler in [h for h in root.handlers if h not in handlers]:
-            root.removeHandler(handler)
-    return TurkishMorphology
-
-
-@lru_cache(maxsize=1)
-def morphology():
-    """The zemberek analyzer, loaded once per process (about 11 s)."""
-    cls = import_zemberek()
-    logging.getLogger("zemberek").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="zemberek")  # notifyAll, per call
-    return cls.create_with_defaults()
 
 
 def surfaces_to_cuts(word: str, surfaces: list[str]) -> Segmentation | None:

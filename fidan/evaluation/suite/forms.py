@@ -7,38 +7,13 @@ choice is a real Turkish form in the wrong place, never a misspelling.
 
 from __future__ import annotations
 
-import logging
-import warnings
 from functools import cache, lru_cache
 
-from fidan.errors import FidanError, MissingExtra
-
-MORPH_HINT = "install it with: pip install 'fidan[morph]'"
+from fidan.errors import FidanError
+from fidan.text.zemberek import morphology
 
 # The morpheme sequence of each part of speech starts with the POS morpheme zemberek's graph begins with.
 POS = {"Noun": "Noun", "Verb": "Verb", "Pron": "Pronoun", "Ques": "Question"}
-
-
-@lru_cache(maxsize=1)
-def morphology():
-    """zemberek's analyzer and generator, loaded once per process (about 11 s)."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # zemberek imports the deprecated pkg_resources
-            from zemberek import TurkishMorphology
-    except ModuleNotFoundError as e:
-        raise MissingExtra(f"the Turkish suite needs zemberek-python ({e.name} is missing); {MORPH_HINT}") from None
-    finally:
-        # zemberek's import sets the root logger to INFO with its own stdout handler: undo it, so no
-        # library's INFO lines reach fidan's output
-        root.setLevel(level)
-        for handler in [h for h in root.handlers if h not in handlers]:
-            root.removeHandler(handler)
-    logging.getLogger("zemberek").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="zemberek")  # notifyAll, per call
-    return TurkishMorphology.create_with_defaults()
 
 
 @lru_cache(maxsize=1)
