@@ -13,27 +13,16 @@ import torch
 from fidan.adapt.gguf import export_gguf
 from fidan.adapt.gguf_tensors import RELU2_SCALE
 from fidan.adapt.gguf_vocab import pre_tokenizer_name
-from fidan.artifacts.runs import copy_tokenizer, save_weights
 from fidan.artifacts.tokenizer import add_special_tokens, load_tokenizer
 from fidan.cli import main as cli
 from fidan.errors import BadInput
-from fidan.model.gpt import GPT, GPTConfig, config_from_preset
+from fidan.model.gpt import GPTConfig, config_from_preset
 from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, RESP_END
 
 gguf = pytest.importorskip("gguf")
+from test_export import make_run  # noqa: E402  (a tiny run, its weights moved off their initialisation)
 
 SMALL = dict(n_layer=2, n_embd=64, n_head=2, block_size=64)
-
-
-def make_run(folder, tokenizer_dir, cfg: GPTConfig) -> GPT:
-    torch.manual_seed(0)
-    model = GPT(cfg)
-    with torch.no_grad():  # away from the initialisation (zero-init projections would hide mapping bugs)
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    save_weights(model, folder)
-    copy_tokenizer(load_tokenizer(tokenizer_dir), folder)
-    return model.eval()
 
 
 def llama_cfg(vocab: int) -> GPTConfig:
