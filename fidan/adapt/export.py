@@ -26,7 +26,7 @@ import torch
 from fidan.artifacts.loader import load_model
 from fidan.artifacts.runs import EXPORTED_RECORD, resolve_model_dir, run_record
 from fidan.artifacts.tokenizer import TokenizerBundle
-from fidan.errors import FidanError
+from fidan.errors import BadRunState, FidanError
 from fidan.model.gpt import GPT, GPTConfig
 from fidan.model.hf import quiet_transformers
 from fidan.runtime.io import atomic_dir, atomic_write_json, atomic_write_text
@@ -144,6 +144,19 @@ def to_transformers(model: GPT, eos_id: int | None = None) -> torch.nn.Module:
     return net.eval()
 
 
+def export_paths(model: str, out: str, force: bool) -> tuple[Path, Path]:
+    """The run folder to export and the folder to write, checked: an existing --out needs force, and --out
+    is never the run itself or a folder holding it (shared by every `fidan export` format)."""
+    out_dir = Path(out)
+    if out_dir.exists() and not force:
+        raise BadRunState(f"--out {out_dir} already exists; pass --force to replace it or choose another folder")
+    folder = resolve_model_dir(model)
+    source = Path(folder).resolve()
+    if out_dir.resolve() == source or out_dir.resolve() in source.parents:
+        raise BadRunState(f"--out {out_dir} would replace the run being exported ({model}); choose another folder")
+    return folder, out_dir
+
+
 def export_hf(model: str, out: str, force: bool = False, dtype: str = "fp32") -> dict:
     """Write a fidan run as a transformers model folder (GPT-2, Qwen3 or Llama architecture) with its tokenizer.
 
@@ -155,13 +168,7 @@ def export_hf(model: str, out: str, force: bool = False, dtype: str = "fp32") ->
     """
     if dtype not in DTYPES:
         raise FidanError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    out_dir = Path(out)
-    if out_dir.exists() and not force:
-        raise FidanError(f"--out {out_dir} already exists; pass --force to replace it or choose another folder")
-    folder = resolve_model_dir(model)
-    source = Path(folder).resolve()
-    if out_dir.resolve() == source or out_dir.resolve() in source.parents:
-        raise FidanError(f"--out {out_dir} would replace the run being exported ({model}); choose another folder")
+    folder, out_dir = export_paths(model, out, force)
     net, tok = load_model(folder)
     if not isinstance(net, GPT):
         raise FidanError(f"{model} is already a transformers model folder; nothing to export")

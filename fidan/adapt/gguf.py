@@ -12,11 +12,11 @@ from typing import Literal
 
 import numpy as np
 
+from fidan.adapt.export import export_paths
 from fidan.adapt.gguf_tensors import LAYERNORM_EPS, RELU2_SCALE, RMS_EPS, gguf_architecture, gguf_tensors
 from fidan.adapt.gguf_vocab import GGUFVocab, gguf_vocab, modelfile
 from fidan.artifacts.loader import load_model
-from fidan.artifacts.runs import resolve_model_dir
-from fidan.errors import BadInput, BadRunState, MissingExtra
+from fidan.errors import BadInput, MissingExtra
 from fidan.model.gpt import GPT, GPTConfig
 from fidan.runtime.io import atomic_dir, atomic_write_text
 
@@ -108,12 +108,7 @@ def export_gguf(model: str, out: str, quant: Literal["f16", "q8_0", "f32"] = "f1
     """
     if quant not in QUANTS:
         raise BadInput(f"--quant must be one of {', '.join(QUANTS)}, got {quant!r}")
-    out_dir = Path(out)
-    if out_dir.exists() and not force:
-        raise BadRunState(f"--out {out_dir} already exists; pass --force to replace it or choose another folder")
-    folder = resolve_model_dir(model)
-    if out_dir.resolve() == Path(folder).resolve() or out_dir.resolve() in Path(folder).resolve().parents:
-        raise BadRunState(f"--out {out_dir} would replace the run being exported ({model}); choose another folder")
+    folder, out_dir = export_paths(model, out, force)
     net, tok = load_model(folder, device="cpu")
     if not isinstance(net, GPT):
         raise BadInput(f"{model} is a transformers model folder, not a fidan run; llama.cpp's "
