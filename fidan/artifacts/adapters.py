@@ -2,8 +2,8 @@
 
 A run trained with ``--lora-r`` or ``--qlora`` keeps its adapters unmerged in ``RUN/adapter/`` beside the
 merged model. ``peft.PeftModel.from_pretrained(base, RUN/adapter)`` loads the folder as it is, and every
-fidan command takes it as ``--model`` (the base is found from ``base_model_name_or_path``, and the
-adapters stay unmerged).
+fidan command takes it as ``--model`` (the base is found from ``base_model_name_or_path``, or beside
+the run when the two moved together; the adapters stay unmerged).
 
 Tuning that added tokens (fidan's chat markers on a base without them) also trained those tokens'
 embedding rows: the folder then carries its tokenizer and ``new_rows.safetensors`` (the rows, by id), which
@@ -14,10 +14,12 @@ the base's embeddings to the tokenizer and copy the rows, or use the run's merge
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
 from fidan.artifacts.tokenizer import TokenizerBundle
@@ -117,8 +119,39 @@ def restore_adapter(model: torch.nn.Module, folder: Path) -> None:
 
 
 def adapter_base(folder: Path) -> str | None:
+    """The base that ``folder``'s adapter_config.json names, where it is now (see ``moved_base``)."""
     path = Path(folder) / "adapter_config.json"
-    return json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path") if path.exists() else None
+    base = json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path") if path.exists() else None
+    moved = moved_base(Path(folder), base) if base else None
+    return str(moved.resolve()) if moved is not None else base
+
+
+def moved_base(folder: Path, base: str) -> Path | None:
+    """A local base that is not where ``folder`` records it, found where it moved together with the run that
+    trained the adapters: a run writes the base's absolute path here and its own in its config.yaml
+    (``args.out``), so the base's place beside the run then gives its place now. None when the base is
+    where recorded, is not a local path, or is not found."""
+    if not Path(base).is_absolute() or Path(base).exists():
+        return None
+    for run in (folder.parent, folder.parent.parent.parent):  # RUN/adapter, RUN/checkpoints/step-N/adapter
+        then = _run_out(run / "config.yaml")
+        if then is not None:
+            now = Path(os.path.normpath(run / os.path.relpath(base, then)))
+            if now.exists():
+                return now
+    return None
+
+
+def _run_out(config: Path) -> str | None:
+    """Where a run's config.yaml says the run was written (its ``out``, flat or in a group of ``args``)."""
+    try:
+        args = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("args") or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        return None
+    if not isinstance(args, dict):
+        return None
+    found = [args.get("out"), *(g.get("out") for g in args.values() if isinstance(g, dict))]
+    return next((o for o in found if isinstance(o, str) and Path(o).is_absolute()), None)
 
 
 def _vocab_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from fidan.artifacts.adapters import moved_base
 from fidan.artifacts.runs import (
     ADAPTER_DIR,
     check_vocab,
@@ -149,6 +150,8 @@ def _adapter_base(folder: Path) -> Source:
         raise BadInput(f"{folder / ADAPTER_CONFIG} names no base model (base_model_name_or_path); "
                        "set it to the base's folder or hub name")
     candidate = Path(base) if Path(base).is_absolute() or Path(base).exists() else folder / base
+    if not candidate.exists():  # a local base that moved together with the run that trained the adapters
+        candidate = moved_base(folder, base) or candidate
     source = locate(candidate if candidate.exists() else base)
     if source.kind == "adapter":
         raise BadInput(f"{folder}: its base {base} is itself an adapter; merge that one first")
