@@ -241,6 +241,45 @@ def test_reference_beats_chance_and_unigram_where_local_context_decides(suite):
     assert 0.98 < sum(probs) <= 1.0 + 1e-9  # the rest goes to the boundary and unknown symbols
 
 
+def test_trigger_reference_learns_agreement_tense_and_meaning_where_the_7_gram_cannot(suite):
+    """Agreement across words, tense after an adverb and a word for its definition are out of the 7-gram's
+    reach; the trigger model, which learns from the corpus which words go with which person, tense,
+    possessor and lemma, passes them: the sets can be learned (the full sets' figures are in the docs)."""
+    from fidan.evaluation.mc import mc_accuracy
+    from fidan.evaluation.suite.floors import learnable, standard_error, trigger_scores
+
+    for name in ("tr-possessive", "tr-person", "tr-tense"):
+        b = suite.built[name]
+        acc = b["trigger"]["accuracy"]
+        assert acc - 2 * standard_error(acc, N) > max(b["chance"], b["unigram"]["accuracy"]), (name, b["trigger"])
+        assert learnable(b) == "trigger" and b["reference"]["accuracy"] < acc
+    assert learnable(suite.built["tr-case"]) == "7-gram"
+    # A definition's word needs more items to tell from chance: the first 200.
+    items = build_items("tr-definition", 200, suite.plans["tr-definition"])
+    acc = mc_accuracy(items, trigger_scores(items))["accuracy"]
+    assert acc - 2 * standard_error(acc, len(items)) > 0.25, acc
+
+
+def test_trigger_model_learns_which_words_go_with_which_label():
+    """On a corpus written here (no zemberek: the lexicon is given), the person after *ben* and *sen* is
+    learned from the sentences alone, and a word the corpus never saw near its label gains nothing."""
+    from fidan.evaluation.suite.trigger import Lexicon, TriggerModel, labels_of
+
+    assert labels_of(["[gitmek:Verb] git:Verb+ti:Past+m:A1sg"]) == {"lemma=gitmek": 1.0, "tense=Past": 1.0,
+                                                                    "agr=A1sg": 1.0}
+    assert labels_of(["[araba:Noun] araba:Noun+A3sg+m:P1sg", "[araba:Adj] araba:Adj|Zero→Noun+A3sg+m:P1sg"]) == {
+        "lemma=araba": 1.0, "poss=P1sg": 1.0}
+    lexicon = Lexicon(None)
+    verbs = {"geldim": "A1sg", "geldin": "A2sg", "gittim": "A1sg", "gittin": "A2sg"}
+    lexicon.table = {w: {f"agr={p}": 1.0, "tense=Past": 1.0, "lemma=x": 1.0} for w, p in verbs.items()}
+    lexicon.table.update({w: {f"lemma={w}": 1.0} for w in ("ben", "sen", "dün", "eve", "okula", "o")})
+    texts = ["Ben dün eve geldim. Sen okula gittin. Ben okula gittim. Sen dün geldin."] * 5
+    model = TriggerModel(texts, lexicon)
+    assert model.score("Dün ben eve", " gittim.") > model.score("Dün ben eve", " gittin.")
+    assert model.score("Dün sen eve", " gittin.") > model.score("Dün sen eve", " gittim.")
+    assert model.score("o", " gittim.") == pytest.approx(model.score("o", " gittin."))  # never seen: only the prior
+
+
 @pytest.fixture(scope="module")
 def suite_run(suite, tmp_path_factory, data_dir, tokenizer_dir):
     from fidan.training.pretrain import pretrain

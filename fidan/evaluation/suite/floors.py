@@ -6,6 +6,12 @@
 - **reference**: the character 7-gram model with Kneser-Ney smoothing (fidan/evaluation/suite/ngram.py)
   trained on the same corpus, scored like a language model: a model that knows only the last six
   characters.
+- **trigger reference**: the morphological trigger model (fidan/evaluation/suite/trigger.py) trained on
+  the same corpus: which words go with which person, tense, possessor and lemma, at a distance.
+
+The references are not floors: they show that a set can be learned from the corpus, each where its
+kind of context decides (a set passes that check when a reference is more than two standard errors
+above chance and the unigram floor).
 
 The corpus is the one `fidan demo` pretrains on: the speeches (``tr-speeches``) and the Turkish Web
 Treebank's sentences (``tr-treebank``). The untrained-model floor depends on the architecture and is
@@ -23,6 +29,7 @@ from fidan.text.turkish import lower_tr, words
 
 REFERENCE_ORDER = 7
 REFERENCE = f"character {REFERENCE_ORDER}-gram, Kneser-Ney, trained on tr-speeches + tr-treebank"
+TRIGGER = "morphological trigger model (zemberek's labels), trained on tr-speeches + tr-treebank"
 
 
 @lru_cache(maxsize=1)
@@ -55,6 +62,24 @@ def reference_model():
     return CharNgram(corpus_texts(), REFERENCE_ORDER)
 
 
+def trigger_scores(items: list[dict]) -> list[list[float]]:
+    from fidan.evaluation.suite import cache_dir, cache_key
+    from fidan.evaluation.suite.trigger import trigger_model
+
+    return trigger_model(cache_dir() / f"trigger-lexicon-{cache_key()}.json").scores(items)
+
+
+def learnable(built: dict) -> str | None:
+    """The first reference more than two standard errors above chance and the unigram floor, if any."""
+    n = built["items_count"] if "items_count" in built else len(built["items"])
+    for key, label in (("reference", "7-gram"), ("trigger", "trigger")):
+        acc = (built.get(key) or {}).get("accuracy")
+        floors = [built["chance"], (built.get("unigram") or {}).get("accuracy", 1.0)]
+        if acc is not None and acc - 2 * standard_error(acc, n) > max(floors):
+            return label
+    return None
+
+
 def standard_error(p: float, n: int) -> float:
     """sqrt(p (1 - p) / n): the spread of an accuracy measured on n items."""
     return math.sqrt(p * (1 - p) / n) if n else 0.0
@@ -76,7 +101,8 @@ def model_free(items: list[dict]) -> dict:
     try:
         out["unigram"] = _figures(items, unigram_scores(items))
         out["reference"] = {**_figures(items, reference_scores(reference_model(), items)), "model": REFERENCE}
-    except FidanError as e:  # the bundled corpus is an extra (fidan[tr-data])
-        out["unigram"] = out["reference"] = None
+        out["trigger"] = {**_figures(items, trigger_scores(items)), "model": TRIGGER}
+    except FidanError as e:  # the bundled corpus is an extra (fidan[tr-data]), zemberek another (fidan[morph])
+        out["unigram"] = out["reference"] = out["trigger"] = None
         out["floors_note"] = str(e)
     return out

@@ -1,9 +1,10 @@
 """`fidan eval mc --list` and `fidan eval mc --data tr-suite`: the suite's sets, and one model on all of them.
 
 Every accuracy comes with its standard error, sqrt(p (1 - p) / n), and beside it the floors it is read
-against: chance, the same architecture untrained, the unigram-frequency floor, and the character 7-gram
-reference. A set counts as *above its floors* when the model's accuracy (summed log-likelihood) is more
-than two standard errors above each of chance, the unigram floor and the untrained model.
+against: chance, the same architecture untrained, the unigram-frequency floor, and the two references
+(the character 7-gram and the morphological trigger model). A set counts as *above its floors* when the
+model's accuracy (summed log-likelihood) is more than two standard errors above each of chance, the
+unigram floor and the untrained model.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from fidan.evaluation.suite import SETS, cache_dir, cache_path, content_hash, load_set
-from fidan.evaluation.suite.floors import REFERENCE, standard_error
+from fidan.evaluation.suite.floors import REFERENCE, TRIGGER, learnable, standard_error
 
 
 def _pct(x: float | None) -> str:
@@ -35,16 +36,20 @@ def load_all(quiet: bool = False) -> list[dict]:
 
 def list_rows(built: list[dict]) -> list[dict]:
     return [{"set": b["name"], "items": len(b["items"]), "chance": b["chance"], "unigram": _floor(b, "unigram"),
-             "reference": _floor(b, "reference"), "hash": b["hash"], "rule": b["rule"]} for b in built]
+             "reference": _floor(b, "reference"), "trigger": _floor(b, "trigger"), "learnable": learnable(b),
+             "hash": b["hash"], "rule": b["rule"]} for b in built]
 
 
 def format_list(rows: list[dict]) -> str:
-    lines = [f"{'set':<14} {'items':>5} {'chance':>7} {'unigram':>8} {'7-gram':>7}  {'content hash':<23}  rule"]
+    lines = [f"{'set':<14} {'items':>5} {'chance':>7} {'unigram':>8} {'7-gram':>7} {'trigger':>7} {'learnable':>9}  "
+             f"{'content hash':<23}  rule"]
     for r in rows:
         lines.append(f"{r['set']:<14} {r['items']:>5} {_pct(r['chance']):>7} {_pct(r['unigram']):>8} "
-                     f"{_pct(r['reference']):>7}  {r['hash'][:23]:<23}  {r['rule']}")
-    lines.append(f"unigram: each choice scored by its words' frequency in the bundled corpus; 7-gram: {REFERENCE}. "
-                 "`--data tr-suite` runs every set.")
+                     f"{_pct(r['reference']):>7} {_pct(r['trigger']):>7} {r['learnable'] or 'no':>9}  "
+                     f"{r['hash'][:23]:<23}  {r['rule']}")
+    lines.append(f"unigram: each choice scored by its words' frequency in the bundled corpus; 7-gram: {REFERENCE}; "
+                 f"trigger: {TRIGGER}; learnable: the reference more than 2 standard errors above chance and "
+                 "unigram. `--data tr-suite` runs every set.")
     return "\n".join(lines)
 
 
@@ -71,7 +76,8 @@ def suite_rows(lm, untrained, batch_size: int) -> list[dict]:
                "accuracy": r["accuracy"], "standard_error": standard_error(r["accuracy"], r["items"]),
                "accuracy_norm": r["accuracy_norm"],
                "standard_error_norm": standard_error(r["accuracy_norm"], r["items"]),
-               "chance": r["chance"], "unigram": built["unigram"], "reference": built["reference"]}
+               "chance": r["chance"], "unigram": built["unigram"], "reference": built["reference"],
+               "trigger": built.get("trigger")}
         if untrained is not None:
             base = mc_accuracy(items, choice_logprobs(untrained, items, batch_size))
             row["untrained"] = {"accuracy": base["accuracy"], "accuracy_norm": base["accuracy_norm"]}
@@ -83,13 +89,14 @@ def suite_rows(lm, untrained, batch_size: int) -> list[dict]:
 
 def format_suite(rows: list[dict]) -> str:
     head = (f"{'set':<14} {'items':>5} {'accuracy':>15} {'per byte':>15} {'chance':>7} {'untrained':>9} "
-            f"{'unigram':>8} {'7-gram':>7}  above floors")
+            f"{'unigram':>8} {'7-gram':>7} {'trigger':>7}  above floors")
     lines = [head]
     for r in rows:
         lines.append(f"{r['set']:<14} {r['items']:>5} {_pct(r['accuracy']):>7} ± {_pct(r['standard_error']):<5} "
                      f"{_pct(r['accuracy_norm']):>7} ± {_pct(r['standard_error_norm']):<5} {_pct(r['chance']):>7} "
                      f"{_pct(_floor(r, 'untrained')):>9} {_pct(_floor(r, 'unigram')):>8} "
-                     f"{_pct(_floor(r, 'reference')):>7}  {'yes' if r['above_floors'] else 'no'}")
+                     f"{_pct(_floor(r, 'reference')):>7} {_pct(_floor(r, 'trigger')):>7}  "
+                     f"{'yes' if r['above_floors'] else 'no'}")
     lines.append("accuracy: summed log-likelihood ± one standard error; above floors: more than 2 standard errors "
                  "above chance, unigram and untrained.")
     return "\n".join(lines)
@@ -100,7 +107,8 @@ def figures(data: str, items: list[dict]) -> dict:
     out: dict = {"data_hash": content_hash(items)}
     if data in SETS:
         built = load_set(data)
-        out.update(rule=built["rule"], unigram=built["unigram"], reference=built["reference"])
+        out.update(rule=built["rule"], unigram=built["unigram"], reference=built["reference"],
+                   trigger=built.get("trigger"))
     return out
 
 
@@ -111,9 +119,11 @@ def errors(result: dict) -> dict:
 
 
 def floor_text(result: dict) -> str:
-    """``unigram 0.551 / 0.602; 7-gram reference 0.801 / 0.843; `` for a built-in set, else nothing."""
+    """``unigram floor 0.551 / 0.602; 7-gram reference 0.801 / 0.843; trigger reference ...; `` for a built-in
+    set, else nothing."""
     out = ""
-    for key, label in (("unigram", "unigram floor"), ("reference", "7-gram reference")):
+    for key, label in (("unigram", "unigram floor"), ("reference", "7-gram reference"),
+                       ("trigger", "trigger reference")):
         r = result.get(key)
         if r:
             out += f"{label} {r['accuracy']:.3f} / {r['accuracy_norm']:.3f}; "
