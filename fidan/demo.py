@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fidan.artifacts.conversations import read_conversations
 from fidan.artifacts.loader import load_model
+from fidan.artifacts.results import save_timings
 from fidan.artifacts.runs import read_model_config, resolve_model_dir
 from fidan.artifacts.tokenizer import load_tokenizer
 from fidan.chat.repl import ChatSession
@@ -17,7 +18,7 @@ from fidan.evaluation.bpb import eval_bpb
 from fidan.evaluation.mc import eval_mc
 from fidan.evaluation.samples import eval_samples
 from fidan.model.gpt import config_from_preset
-from fidan.report.report import report, save_timings
+from fidan.report.report import report
 from fidan.runtime.callable_module import make_callable
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import prepare_out_dir

@@ -14,7 +14,8 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from fidan.classify.metrics import classification_metrics, metrics_table, plot_confusion, write_predictions
+from fidan.artifacts.classifier_results import write_predictions
+from fidan.classify.metrics import classification_metrics, metrics_table, plot_confusion
 from fidan.classify.tfidf import ARRAYS_FILE, JSON_FILE, TfidfClassifier, TfidfSettings
 from fidan.errors import BadInput
 

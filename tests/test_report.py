@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fidan.artifacts.results import save_timings
 from fidan.cli import main
 from fidan.errors import FidanError
 from fidan.evaluation.bpb import eval_bpb
 from fidan.evaluation.harmony import harmony_items
 from fidan.evaluation.mc import eval_mc
 from fidan.evaluation.samples import eval_samples
-from fidan.report.report import report, save_timings
+from fidan.report.report import report
 from fidan.training.pretrain import pretrain
 
 PNG = b"\x89PNG\r\n\x1a\n"

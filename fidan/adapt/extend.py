@@ -21,13 +21,14 @@ import torch
 
 from fidan.adapt.vocab import extend_tokenizer, learn_extension
 from fidan.artifacts.datadir import iter_split, load_manifest
+from fidan.artifacts.extension import Extension
 from fidan.artifacts.loader import load, locate
 from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
 from fidan.errors import FidanError
 from fidan.model.hf import HFCausalLM
 from fidan.model.scoring import model_nll, score_token_documents
-from fidan.runtime.io import atomic_dir, atomic_write_json
-from fidan.training.start import EXTENSION_FILE, HF_TOKENIZER_FILES
+from fidan.runtime.io import atomic_dir
+from fidan.training.start import HF_TOKENIZER_FILES
 
 INITS = ("subtoken-mean", "mean", "random")
 
@@ -116,14 +117,13 @@ def extend_vocab(base: str, data: str, add: int, out: str, init: Literal["subtok
         _restore(model, saved)()
         initialise_rows(model, new_ids, pieces, rows_before=rows, method=init, seed=seed)
         net.save_pretrained(str(tmp))
-        record = {"base": str(base_dir.resolve()), "data": str(Path(data).resolve()), "init": init,
-                  "add": add, "min_frequency": min_frequency, "new_ids": new_ids,
-                  "merges_added": len(ext.merges), "embedding_rows": [rows, model.config.vocab_size],
-                  "held_out": {**stats, "documents": len(val), "bpb": bpb},
-                  "new_tokens": [{"id": i, "text": new_tok.decode([i]), "pieces": p}
-                                 for i, p in zip(new_ids, pieces, strict=True)],
-                  "seconds": round(time.time() - started, 1)}
-        atomic_write_json(tmp / EXTENSION_FILE, record)
+        record = Extension(base=str(base_dir.resolve()), data=str(Path(data).resolve()), init=init,
+                           add=add, min_frequency=min_frequency, new_ids=new_ids,
+                           merges_added=len(ext.merges), embedding_rows=[rows, model.config.vocab_size],
+                           held_out={**stats, "documents": len(val), "bpb": bpb},
+                           new_tokens=[{"id": i, "text": new_tok.decode([i]), "pieces": p}
+                                       for i, p in zip(new_ids, pieces, strict=True)],
+                           seconds=round(time.time() - started, 1)).write(tmp)
     if not quiet:
         print(summary_table(record))
         print(f"→ {out_dir}")

@@ -9,12 +9,14 @@ exact resume. Every checkpoint folder is written under a temporary name and rena
 from __future__ import annotations
 
 import json
+import math
 import pickle  # only for its exception type: nothing is unpickled outside torch's weights_only
 import re
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_model as load_safetensors_into
 from safetensors.torch import save_model
 
@@ -29,6 +31,7 @@ from fidan.runtime.io import as_os_error, atomic_dir, atomic_write_json, read_js
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 ADAPTER_DIR = "adapter"  # a LoRA run's adapters, unmerged, as a peft folder
 ADAPTER_META = "fidan.json"  # the trainer's step and stage, beside them
+PLANNED_STEPS = "fidan_planned_steps"  # in config.json: the schedule's length, which a time budget sets as it runs
 
 
 def save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = None) -> None:
@@ -68,6 +71,39 @@ def _save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = Non
     tmp.replace(folder / "model.safetensors")
     atomic_write_json(folder / "config.json", stamp("model", {"model_type": "fidan-gpt",
                                                               **_unwrap(model).config.to_dict(), **(extra or {})}))
+
+
+def adapter_meta(folder: Path) -> dict:
+    """The ``fidan_*`` values the trainer saved beside a LoRA run's adapters (its step and stage); {} if none."""
+    path = Path(folder) / ADAPTER_DIR / ADAPTER_META
+    return {k: v for k, v in read_json(path, "adapter record").items() if k.startswith("fidan_")} \
+        if path.exists() else {}
+
+
+def planned_steps(folder: Path) -> int | None:
+    """The steps a run's schedule planned, as the trainer recorded them in its ``config.json``."""
+    path = Path(folder) / "config.json"
+    return read_json(path, "model config").get(PLANNED_STEPS) if path.is_file() else None
+
+
+def count_weights(folder: Path) -> int | None:
+    """Weights in a run's ``model.safetensors`` (from its header alone) or a TF-IDF classifier's coefficients."""
+    st = Path(folder) / "model.safetensors"
+    if st.is_file():
+        try:
+            with safe_open(str(st), framework="pt") as f:
+                return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 - not a dict
+        except Exception:  # noqa: BLE001 - safetensors raises several types for a damaged file
+            return None
+    if (Path(folder) / "tfidf.npz").is_file():
+        import numpy as np
+
+        try:
+            with np.load(Path(folder) / "tfidf.npz", allow_pickle=False) as npz:
+                return int(npz["coef"].size + npz["intercept"].size)
+        except (OSError, ValueError, KeyError):
+            return None
+    return None
 
 
 def _drop_quantization(net: torch.nn.Module) -> None:

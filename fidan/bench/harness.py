@@ -27,8 +27,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from fidan.artifacts.results import save_result
 from fidan.errors import BadInput, FidanError
-from fidan.evaluation.lm import result_path, save_result
+from fidan.evaluation.lm import result_path
 from fidan.evaluation.lm_eval_tasks import expand, task_name, write_task
 from fidan.runtime.console import speaks
 

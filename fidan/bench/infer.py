@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fidan.artifacts.bench_infer import INFER_DIR, InferResult
+from fidan.artifacts.infer_tables import markdown, plot_ratios, plot_speed
 from fidan.artifacts.loader import locate
 from fidan.artifacts.tokenizer import TokenizerBundle
 from fidan.bench.infer_models import (
@@ -36,10 +38,9 @@ from fidan.bench.infer_models import (
 )
 from fidan.errors import FidanError
 from fidan.inference import check_precision
-from fidan.report.infer_tables import markdown, plot_ratios, plot_speed
 from fidan.runtime.device import peak_rss_mb, pick_device, set_threads
 from fidan.runtime.environment import environment
-from fidan.runtime.io import atomic_write_json, atomic_write_text
+from fidan.runtime.io import atomic_write_text
 from fidan.runtime.perf import gpu_peak_mb, gpu_peak_reset
 
 PROMPT_TEXT = ("Bilim ve sanat bir milletin en büyük hazinesidir. Türkiye Cumhuriyeti 1923 yılında kuruldu ve "
@@ -130,7 +131,7 @@ def bench_infer(
     if not transformers and family in ("seq2seq", "encoder"):
         raise FidanError(f"--no-transformers: {model} is an {'encoder-decoder' if family == 'seq2seq' else 'encoder'}"
                          ", measured through transformers only; leave --no-transformers out")
-    out_dir = Path(out) if out else Path(model) / "bench-infer" if Path(model).exists() \
+    out_dir = Path(out) if out else Path(model) / INFER_DIR if Path(model).exists() \
         else Path("bench-infer") / model.replace("/", "--")
     if (out_dir / "infer.json").exists() and not force:
         raise FidanError(f"{out_dir / 'infer.json'} already exists; pass --force to replace it or choose another --out")
@@ -217,6 +218,6 @@ def _write(out_dir: Path, result: dict) -> None:
     speed, ratios = plot_speed(result, out_dir / name), plot_ratios(result, out_dir / "ratios.png")
     result["plots"] = [p.name for p in (speed, ratios) if p]
     atomic_write_text(out_dir / "infer.md", markdown(result))
-    atomic_write_json(out_dir / "infer.json", result)
+    result.update(InferResult.from_dict(result).write(out_dir))  # the caller's dict is what the file holds
     print(markdown(result))
     print(f"→ {out_dir / 'infer.json'}, {out_dir / 'infer.md'}" + "".join(f", {out_dir / p}" for p in result["plots"]))

@@ -1,14 +1,13 @@
-"""Classification figures (scikit-learn's definitions), the confusion-matrix plot and saved predictions."""
+"""Classification figures (scikit-learn's definitions) and the confusion-matrix plot (predictions are written by
+fidan.artifacts.classifier_results)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from fidan.errors import MissingExtra
-from fidan.runtime.io import atomic_write_text
 from fidan.runtime.plots import figure
 
 
@@ -72,16 +71,3 @@ def plot_confusion(confusion: list[list[int]], labels: list[str], out: Path, tit
         ax.set_ylabel("true")
         ax.grid(False)
     return Path(out)
-
-
-def write_predictions(path: Path, texts: list[str], labels: list[str], probs: np.ndarray,
-                      gold: list[str] | None = None) -> None:
-    """One JSON line per text: the text, the predicted label, every label's probability (and the gold label)."""
-    lines = []
-    for i, text in enumerate(texts):
-        row = {"text": text, "label": labels[int(np.argmax(probs[i]))],
-               "probs": {n: round(float(x), 6) for n, x in zip(labels, probs[i], strict=True)}}
-        if gold is not None:
-            row["gold"] = gold[i]
-        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
-    atomic_write_text(path, "".join(lines))

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fidan.artifacts.classifier_results import write_predictions
 from fidan.classify.build import load_classifier
 from fidan.classify.data import check_labels, read_labelled
-from fidan.classify.metrics import write_predictions
 from fidan.classify.models import ClassifierSpec
 from fidan.classify.results import print_metrics, score_split
 from fidan.classify.task import predict_logits, probabilities

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fidan.classify.metrics import classification_metrics, metrics_table, plot_confusion, write_predictions
-from fidan.runtime.io import atomic_write_json
+from fidan.artifacts.classifier_results import ClassifierMetrics, write_predictions
+from fidan.classify.metrics import classification_metrics, metrics_table, plot_confusion
 
 
 def score_split(probs: np.ndarray, gold: list[int], labels: list[str], texts: list[str], out: Path, name: str,
@@ -18,8 +18,7 @@ def score_split(probs: np.ndarray, gold: list[int], labels: list[str], texts: li
     out.mkdir(parents=True, exist_ok=True)
     pred = probs.argmax(1).tolist() if len(probs) else []
     m = classification_metrics(gold, pred, labels)
-    m = {**m, "split": name, "labels": labels, **(extra or {})}
-    atomic_write_json(out / f"{name}.json", m)
+    m = ClassifierMetrics.from_dict({**m, "split": name, "labels": labels, **(extra or {})}).save(out / f"{name}.json")
     write_predictions(out / f"{name}-predictions.jsonl", texts, labels, probs, [labels[i] for i in gold])
     plot_confusion(m["confusion"], labels, out / f"{name}-confusion.png", title or name)
     return m

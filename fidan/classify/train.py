@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from fidan import __version__
+from fidan.artifacts.classifier_results import ClassifierSummary
 from fidan.artifacts.loader import load
 from fidan.artifacts.runs import clear_run
 from fidan.classify.build import TOKENIZER_DIR, codec_for, model_kind, new_classifier
@@ -31,7 +32,6 @@ from fidan.errors import BadInput, BadRunState
 from fidan.model.lora import one_four_bit_kernel
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import pick_device
-from fidan.runtime.io import atomic_write_json
 from fidan.runtime.perf import autocast
 from fidan.training.args import group, training_command
 from fidan.training.loop import fit
@@ -177,7 +177,7 @@ def classify_train(
     if found:
         summary["search"] = found
     summary["seconds"] = round(time.time() - t0, 1)
-    atomic_write_json(run / EVAL_DIR / "summary.json", summary)
+    summary = ClassifierSummary.from_dict(summary).write(run)
     if not quiet:
         print(f"done → {run}")
     return summary

@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 
 from fidan.artifacts.datadir import iter_split
 from fidan.artifacts.documents import read_documents
+from fidan.artifacts.results import save_result
 from fidan.errors import FidanError
-from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result, text_hash
+from fidan.evaluation.lm import LanguageModel, load_lm, result_path, text_hash
 from fidan.inference.precision import LOAD_DTYPE, apply_precision, check_precision
 from fidan.model.scoring import BitsPerByte, pad_windows, sliding_windows
 from fidan.runtime.console import speaks

@@ -7,7 +7,6 @@ token on, a context length, and per-token negative log-likelihoods. ``LanguageMo
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,6 @@ import torch.nn.functional as F
 from fidan.artifacts.loader import load
 from fidan.errors import FidanError
 from fidan.model.hf import HF_DEFAULT_MAX_BLOCK, context_length
-from fidan.runtime.environment import environment
-from fidan.runtime.io import atomic_write_json
 
 
 @dataclass
@@ -97,13 +94,6 @@ def result_path(model: str, task: str, name: str, out: str | None, force: bool) 
     if path.exists() and not force:
         raise FidanError(f"result {path} already exists; pass --force to replace it or choose another --out")
     return path
-
-
-def save_result(path: Path, result: dict, started: float) -> dict:
-    result = {**result, "seconds": round(time.time() - started, 2), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "environment": environment()}
-    atomic_write_json(path, result)
-    return result
 
 
 def text_hash(docs: Iterable[Iterable[str]]) -> str:

@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
+from fidan.artifacts.results import save_result
+from fidan.artifacts.run_config import RunConfig
 from fidan.errors import BadInput, FidanError
-from fidan.evaluation.lm import LanguageModel, load_lm, pad_batch, result_path, save_result
+from fidan.evaluation.lm import LanguageModel, load_lm, pad_batch, result_path
 from fidan.evaluation.suite import SETS, SUITE, load_set
 from fidan.runtime.console import speaks
 from fidan.runtime.device import pick_device
@@ -133,15 +134,12 @@ DEFAULT_SEED = 1337  # `fidan pretrain`'s default, for models whose run records 
 def run_seed(model_dir: Path) -> int:
     """The seed a fidan run was initialised with, from its config.yaml (the run or a checkpoint inside it)."""
     for folder in (model_dir, model_dir.parent.parent):
-        path = folder / "config.yaml"
-        if path.exists():
-            try:
-                cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except (yaml.YAMLError, UnicodeDecodeError):
-                return DEFAULT_SEED
-            for group in (cfg.get("args"), cfg.get("train"), cfg):
-                if isinstance(group, dict) and isinstance(group.get("seed"), int):
-                    return group["seed"]
+        try:
+            cfg = RunConfig.read(folder)
+        except BadInput:  # an unreadable config.yaml
+            return DEFAULT_SEED
+        if cfg is not None and cfg.seed() is not None:
+            return cfg.seed()
     return DEFAULT_SEED
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
+from fidan.artifacts.results import save_result
 from fidan.errors import FidanError
-from fidan.evaluation.lm import LanguageModel, load_lm, result_path, save_result
+from fidan.evaluation.lm import LanguageModel, load_lm, result_path
 from fidan.inference import Engine, Sampling, check_sampling
 from fidan.runtime.console import speaks
 from fidan.runtime.device import pick_device

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fidan.report.markdown import fmt, read_json, table
-from fidan.training.start import EXTENSION_FILE
+from fidan.artifacts.extension import Extension
+from fidan.report.markdown import fmt, table
 
 
 def adaptation_section(root: Path, final: dict | None) -> list[str]:
     """Tokens added, held-out tokens and bits per byte before and after, per initialisation; [] if none."""
-    record = read_json(root / EXTENSION_FILE)
-    if not record:
+    record = Extension.read(root)
+    if record is None:
         return []
-    h = record.get("held_out") or {}
+    h = record.held_out or {}
     bpb = h.get("bpb") or {}
-    rows_before, rows_after = (record.get("embedding_rows") or [None, None])[:2]
+    rows_before, rows_after = (record.embedding_rows or [None, None])[:2]
     L = ["## Vocabulary extension", "",
-         f"Base model `{record.get('base')}`: {len(record.get('new_ids') or []):,} Turkish tokens added as BPE "
-         f"merges learned on `{record.get('data')}` (embedding rows {rows_before:,} → {rows_after:,}); new rows "
-         f"started as **{record.get('init')}**.", ""]
+         f"Base model `{record.base}`: {len(record.new_ids or []):,} Turkish tokens added as BPE "
+         f"merges learned on `{record.data}` (embedding rows {rows_before:,} → {rows_after:,}); new rows "
+         f"started as **{record.init}**.", ""]
     L += table([("tokens per word", fmt(h.get("tokens_per_word_before")), fmt(h.get("tokens_per_word_after"))),
                 ("bytes per token", fmt(h.get("bytes_per_token_before")), fmt(h.get("bytes_per_token_after"))),
                 ("tokens", h.get("tokens_before"), h.get("tokens_after"))],
@@ -33,7 +33,7 @@ def adaptation_section(root: Path, final: dict | None) -> list[str]:
         L += ["Held-out bits per byte right after the extension, before any training, for each initialisation of "
               f"the new rows ({h.get('documents')} held-out documents):", ""]
         L += table(rows, ("model", "bits per byte"))
-    examples = [t["text"] for t in (record.get("new_tokens") or [])[:24]]
+    examples = [t["text"] for t in (record.new_tokens or [])[:24]]
     if examples:
         L += ["First new tokens (most tokens saved first): " + ", ".join(f"`{t}`" for t in examples), ""]
     return L

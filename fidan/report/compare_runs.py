@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fidan.artifacts.runs import read_metrics
+from fidan.artifacts.classifier_results import EVAL_DIR, ClassifierMetrics, ClassifierSummary, labelled_pairs
+from fidan.artifacts.results import eval_results
+from fidan.artifacts.run_config import RunConfig
+from fidan.artifacts.runs import count_weights, read_metrics
 from fidan.errors import BadInput
-from fidan.report.markdown import read_json, read_yaml
 
 KINDS = ("pretrain", "adapt", "sft", "classify")
 NOT_A_RUN = "pass run folders made by `fidan pretrain`, `fidan sft` or `fidan classify train`"
@@ -71,9 +72,10 @@ def read_run(path: str) -> RunFacts:
         raise BadInput(f"no such folder: {path}; {NOT_A_RUN}")
     if not root.is_dir():
         raise BadInput(f"{path} is a file, not a run folder; {NOT_A_RUN}")
-    if not (root / "config.yaml").is_file():
+    config = RunConfig.read(root)
+    if config is None:
         raise BadInput(f"{path} is not a run folder (it has no config.yaml); {NOT_A_RUN}")
-    cfg = read_yaml(root / "config.yaml")
+    cfg = config.doc
     kind = _kind(cfg, root)
     if kind is None:
         raise BadInput(f"{path}/config.yaml names no training stage (stage: {cfg.get('stage')!r}); {NOT_A_RUN}")
@@ -89,8 +91,8 @@ def read_run(path: str) -> RunFacts:
     facts = RunFacts(root, str(path), kind, cfg.get("parameters") or count_weights(root),
                      cfg.get("trainable_parameters"), tokens, steps, wall)
     if kind == "classify":
-        summary = read_json(root / "eval" / "summary.json") or {}
-        facts.wall_s = facts.wall_s if facts.wall_s is not None else summary.get("seconds")
+        summary = ClassifierSummary.read(root)
+        facts.wall_s = facts.wall_s if facts.wall_s is not None else summary.seconds if summary else None
         facts.figures += classify_figures(root)
     else:
         facts.figures += held_out_figures(cfg, records, kind)
@@ -106,28 +108,6 @@ def _kind(cfg: dict, root: Path) -> str | None:
         return "sft"
     if stage == "pretrain":
         return "adapt" if cfg.get("init") else "pretrain"
-    return None
-
-
-def count_weights(root: Path) -> int | None:
-    """Weights in the run's model.safetensors (from its header alone) or a TF-IDF model's coefficients."""
-    st = root / "model.safetensors"
-    if st.is_file():
-        try:
-            with st.open("rb") as f:
-                (size,) = struct.unpack("<Q", f.read(8))
-                header = json.loads(f.read(size))
-            return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
-        except (OSError, ValueError, KeyError, TypeError, struct.error):
-            return None
-    if (root / "tfidf.npz").is_file():
-        import numpy as np
-
-        try:
-            with np.load(root / "tfidf.npz", allow_pickle=False) as npz:
-                return int(npz["coef"].size + npz["intercept"].size)
-        except (OSError, ValueError, KeyError):
-            return None
     return None
 
 
@@ -162,38 +142,33 @@ def held_out_figures(cfg: dict, records: list[dict], kind: str) -> list[Figure]:
 
 def labelled_hash(predictions: Path) -> str | None:
     """sha256 of the (text, gold label) pairs a classifier was scored on, in any order."""
-    try:
-        rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()]
-        pairs = sorted([r["text"], r["gold"]] for r in rows)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return digest("labelled", pairs)
+    pairs = labelled_pairs(predictions)
+    return None if pairs is None else digest("labelled", pairs)
 
 
 def classify_figures(root: Path) -> list[Figure]:
     """Accuracy (with its standard error) and macro-F1 on the test split and on files given to `classify eval`."""
-    found = [(root / "eval" / "test.json", "test split")]
-    found += [(p, None) for p in sorted((root / "eval").glob("file-*/eval.json"))]
+    found = [(root / EVAL_DIR / "test.json", "test split")]
+    found += [(p, None) for p in sorted((root / EVAL_DIR).glob("file-*/eval.json"))]
     out = []
     for path, on in found:
-        m = read_json(path)
-        if not m or "accuracy" not in m:
+        m = ClassifierMetrics.load(path)
+        if m is None:
             continue
-        h = labelled_hash(path.with_name(path.stem + "-predictions.jsonl"))
-        where = on or Path(str(m.get("data") or path.parent.name)).name
+        h = labelled_hash(ClassifierMetrics.predictions_of(path))
+        where = on or Path(str(m.extra.get("data") or path.parent.name)).name
         src = str(path.relative_to(root))
-        out.append(Figure("accuracy", where, h, m["accuracy"], standard_error(m["accuracy"], m.get("n")), True,
-                          source=src))
-        out.append(Figure("macro-F1", where, h, m["macro_f1"], source=src))
+        out.append(Figure("accuracy", where, h, m.accuracy, standard_error(m.accuracy, m.n), True, source=src))
+        out.append(Figure("macro-F1", where, h, m.macro_f1, source=src))
     return out
 
 
 def eval_figures(root: Path) -> list[Figure]:
     """`fidan eval bpb` and `fidan eval mc` results in eval/*.json (a suite result gives one figure per set)."""
     out = []
-    for path in sorted((root / "eval").glob("*.json")) if (root / "eval").is_dir() else []:
-        r = read_json(path) or {}
-        task, src = r.get("task"), f"eval/{path.name}"
+    for path, result in eval_results(root):
+        r = result.to_dict()
+        task, src = result.task, f"eval/{path.name}"
         if task == "bpb" and r.get("bpb") is not None:
             on = Path(str(r.get("text"))).name + (f" ({r['split']})" if r.get("split") else "")
             out.append(Figure("bpb", on, r.get("text_hash"), r["bpb"], lower_is_better=True, source=src))

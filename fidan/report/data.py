@@ -7,7 +7,6 @@ the tokenizer from ``fidan.artifacts.tokenizer``. Only the word-level figures on
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,7 @@ SAMPLE_CHARS = 200_000  # word statistics read at most this much held-out text
 def tokenizer_facts(tok_dir: Path) -> dict:
     """Vocabulary, model type and special tokens of a tokenizer folder."""
     tok = load_tokenizer(tok_dir)
-    raw = json.loads(tok.tokenizer.to_str())
-    return {"vocab_size": tok.vocab_size, "model": (raw.get("model") or {}).get("type"),
+    return {"vocab_size": tok.vocab_size, "model": type(tok.tokenizer.model).__name__,  # BPE, Unigram, ...
             "special_tokens": [t.content for t in tok.tokenizer.get_added_tokens_decoder().values() if t.special]}
 
 

@@ -5,22 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fidan.report.markdown import read_json
-
-INFER_DIR = "bench-infer"
+from fidan.artifacts.bench_infer import INFER_DIR, InferResult
 
 
 def inference_section(root: Path, rel: Callable[[Path], str]) -> list[str]:
     """``RUN/bench-infer/infer.json`` as a section (its table and plots); [] when the run was not measured."""
-    from fidan.report.infer_tables import markdown
+    from fidan.artifacts.infer_tables import markdown
 
     folder = root / INFER_DIR
-    result = read_json(folder / "infer.json")
-    if not result or not result.get("results"):
+    result = InferResult.read(folder)
+    if result is None or not result.results:
         return []
     L = ["## Inference speed", "", f"Measured by `fidan bench infer --model {root}` ({INFER_DIR}/infer.json).", ""]
-    L += markdown(result).splitlines()
-    for name in result.get("plots") or []:
+    L += markdown(result.to_dict()).splitlines()
+    for name in result.plots:
         if (folder / name).exists():
             L += [f"![{Path(name).stem}]({rel(folder / name)})", ""]
     return L

@@ -1,28 +1,6 @@
-"""Small Markdown and file helpers shared by the report's sections."""
+"""Markdown formatting shared by the report's sections (the files they show are read through fidan.artifacts)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
-
-import yaml
-
-from fidan.errors import FidanError
-
-
-def read_yaml(path: Path) -> dict:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise FidanError(f"{path} is not valid YAML ({str(e).splitlines()[0]}); regenerate the run") from None
-
-
-def read_json(path: Path) -> dict | None:
-    """A JSON file the report may do without (None when it is missing or unreadable)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
 
 
 def fmt(x, digits: int = 3) -> str:

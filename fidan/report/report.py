@@ -15,36 +15,26 @@ from pathlib import Path
 
 import yaml
 
-from fidan.artifacts.runs import read_metrics
+from fidan.artifacts.results import TIMINGS_FILE, Timings, eval_results
+from fidan.artifacts.run_config import RunConfig
+from fidan.artifacts.runs import planned_steps, read_metrics
 from fidan.errors import FidanError
 from fidan.report.adapt import adaptation_section
 from fidan.report.classify import classification_section
 from fidan.report.data import data_section
 from fidan.report.infer import inference_section
-from fidan.report.markdown import duration, fmt, quote, read_json, read_yaml, table
+from fidan.report.markdown import duration, fmt, quote, table
 from fidan.report.plots import plot_mc, plot_training
 from fidan.report.suite import suite_section
 from fidan.runtime.environment import environment
-from fidan.runtime.io import atomic_write_json, atomic_write_text
+from fidan.runtime.io import atomic_write_text
 from fidan.runtime.plots import plot_loss
-
-TIMINGS_FILE = "timings.json"
-
-
-def save_timings(run: str | Path, timings: dict[str, float]) -> Path:
-    """Record how long each stage took, with the machine it ran on, for the report."""
-    path = Path(run) / TIMINGS_FILE
-    atomic_write_json(path, {"stages": {k: round(v, 1) for k, v in timings.items()}, "environment": environment(),
-                             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    return path
 
 
 def _eval_results(run: Path) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {"bpb": [], "mc": [], "samples": []}
-    for f in sorted((run / "eval").glob("*.json")) if (run / "eval").exists() else []:
-        r = read_json(f)
-        if r and r.get("task") in found:
-            found[r["task"]].append({**r, "_file": f.name})
+    for path, r in eval_results(run, tuple(found)):
+        found[r.task].append({**r.to_dict(), "_file": path.name})
     return found
 
 
@@ -67,14 +57,15 @@ def report(run: str, out: str | None = None) -> Path:
         out: where to write the report (default: RUN/report.md); plots go to RUN/plots/.
     """
     root = Path(run)
-    if not (root / "config.yaml").exists():
+    config = RunConfig.read(root)
+    if config is None:
         raise FidanError(f"{root} has no config.yaml; pass a run folder made by `fidan pretrain` or `fidan demo`")
-    cfg = read_yaml(root / "config.yaml")
+    cfg = config.doc
     records = read_metrics(root)
     train = [r for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") == "eval"]
     final = next((r for r in reversed(records) if r.get("kind") == "final"), None)
-    timings = read_json(root / TIMINGS_FILE) or {}
+    timings = Timings.read(root) or Timings({})
     results = _eval_results(root)
     plots = root / "plots"
     model = cfg.get("model") or {}
@@ -162,7 +153,7 @@ def report(run: str, out: str | None = None) -> Path:
     L += _subruns_section(root)
 
     L += ["## Time per stage", ""]
-    stages = timings.get("stages") or {}
+    stages = timings.stages or {}
     if stages:
         L += table([(k, duration(v)) for k, v in stages.items()] + [("total", duration(sum(stages.values())))],
                    ("stage", "time"))
@@ -305,7 +296,7 @@ def _subruns_section(root: Path) -> list[str]:
     rows = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and (p / "metrics.jsonl").exists()):
         evals = [r for r in read_metrics(sub) if r.get("kind") == "eval"]
-        cfg = read_yaml(sub / "config.yaml") if (sub / "config.yaml").exists() else {}
+        cfg = (RunConfig.read(sub) or RunConfig()).doc
         last = evals[-1] if evals else {}
         rows.append((f"`{sub.name}/`", cfg.get("stage", "?"), last.get("step"), last.get("val_loss"), last.get("val_bpb")))
     if not rows:
@@ -313,9 +304,9 @@ def _subruns_section(root: Path) -> list[str]:
     return ["## Runs inside this folder", ""] + table(rows, ("folder", "stage", "last eval step", "val loss", "val bits/byte"))
 
 
-def _environment_section(cfg: dict, timings: dict) -> list[str]:
+def _environment_section(cfg: dict, timings: Timings) -> list[str]:
     L = ["## Environment", ""]
-    env = timings.get("environment")
+    env = timings.environment
     where = f"Machine recorded in {TIMINGS_FILE}"
     if not env:
         env = environment()
@@ -332,8 +323,7 @@ def _steps(step: int, settings: dict, root: Path) -> str:
     """Steps run out of those planned: a budgeted run plans its schedule as it goes (kept in config.json)."""
     budget = settings.get("budget_minutes")
     if budget:
-        weights = root / "config.json"
-        planned = (read_json(weights) or {}).get("fidan_planned_steps")
+        planned = planned_steps(root)
         plan = f" of {planned:,} planned" if planned else ""
         return f"{step:,}{plan} (schedule fitted to {budget:g} minutes)"
     return f"{step:,} of {settings.get('max_steps', '?'):,}"

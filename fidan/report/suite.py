@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fidan.report.markdown import read_json, table
+from fidan.artifacts.results import eval_results
+from fidan.report.markdown import table
 
 
 def _pct(x: float | None) -> str:
@@ -17,15 +18,13 @@ def _acc(value) -> float | None:
 
 def suite_results(run: Path) -> list[dict]:
     """Every suite result in RUN/eval/, oldest first."""
-    folder = run / "eval"
-    found = [r for f in sorted(folder.glob("*.json")) if (r := read_json(f)) and r.get("task") == "mc-suite"] \
-        if folder.exists() else []
-    return sorted(found, key=lambda r: r.get("date", ""))
+    found = [r.to_dict() for _, r in eval_results(run, ("mc-suite",))]
+    return sorted(found, key=lambda r: r.get("date") or "")
 
 
 def suite_section(run: Path) -> list[str]:
     """The latest suite result as a table: accuracy ± standard error beside chance, the untrained model,
-    the unigram floor and the 7-gram reference; nothing when the run has none."""
+    the unigram floor and the two references; nothing when the run has none."""
     results = suite_results(run)
     if not results:
         return []
@@ -33,16 +32,19 @@ def suite_section(run: Path) -> list[str]:
     rows = [(s["set"], s["items"], f"{_pct(s['accuracy'])} ± {_pct(s['standard_error'])}",
              f"{_pct(s['accuracy_norm'])} ± {_pct(s['standard_error_norm'])}", _pct(s["chance"]),
              _pct(_acc(s.get("untrained"))), _pct(_acc(s.get("unigram"))), _pct(_acc(s.get("reference"))),
-             "yes" if s.get("above_floors") else "no", f"`{s['hash'][7:19]}`") for s in r["sets"]]
+             _pct(_acc(s.get("trigger"))), "yes" if s.get("above_floors") else "no", f"`{s['hash'][7:19]}`")
+            for s in r["sets"]]
     above = sum(bool(s.get("above_floors")) for s in r["sets"])
     L = ["## Turkish evaluation suite", ""]
     L += [f"`fidan eval mc --data tr-suite` ({r.get('date', '?')}): {above} of {len(r['sets'])} sets above their "
           "floors.", ""]
     L += table(rows, ("set", "items", "accuracy (summed)", "accuracy (per byte)", "chance", "untrained model",
-                      "unigram floor", "7-gram reference", "above floors", "content hash"))
+                      "unigram floor", "7-gram reference", "trigger reference", "above floors",
+                      "content hash"))
     L += ["Accuracy ± one standard error, sqrt(p(1 - p) / n). *Above floors*: the summed accuracy is more than two "
           "standard errors above chance, the unigram-frequency floor (each choice scored by its words' frequency "
-          "in the bundled corpus) and the untrained model. The 7-gram reference is a character n-gram model "
-          "trained on the bundled corpus: it shows what six characters of context get. What each set tests: "
-          "docs/evaluation.md.", ""]
+          "in the bundled corpus) and the untrained model. The references, trained on the bundled corpus, show "
+          "that a set can be learned: the 7-gram (a character n-gram) from six characters of context, the "
+          "trigger model from which words go with which person, tense, possessor and lemma. What each set "
+          "tests: docs/evaluation.md.", ""]
     return L

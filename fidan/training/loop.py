@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fidan.artifacts.runs import (
+    PLANNED_STEPS,
     load_checkpoint_state,
     load_weights,
     read_metrics,
@@ -380,7 +381,7 @@ class Trainer:
             return {"step": p.step, "rank": self.dist.rank}
         save_weights(dist_util.gathered_copy(self.raw, full_weights), self.run,
                      {"fidan_step": p.step, "fidan_stage": self.task.stage, "fidan_best_step": p.best["step"],
-                      "fidan_planned_steps": p.plan})
+                      PLANNED_STEPS: p.plan})
         records = read_metrics(self.run)
         plot_loss(records, self.run / "plots" / "loss.png", title=title or self.task.stage)
         figures = final or self.last_eval

@@ -19,6 +19,7 @@ import torch
 
 from fidan import __version__
 from fidan.artifacts.datadir import load_manifest
+from fidan.artifacts.extension import EXTENSION_FILE, new_token_ids
 from fidan.artifacts.runs import check_vocab, copy_tokenizer, load_weights, read_model_config
 from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
 from fidan.artifacts.tokens import TokenSplit, encode_splits
@@ -35,7 +36,6 @@ from fidan.training.estimate import estimate_step_seconds
 from fidan.training.loop import dropout_seed, fit
 from fidan.training.runs import open_run, start_fresh
 from fidan.training.start import (
-    EXTENSION_FILE,
     adapt_with_lora,
     base_record,
     copy_hf_tokenizer,
@@ -43,7 +43,6 @@ from fidan.training.start import (
     lora_request,
     master_weights_fp32,
     merged_for_saving,
-    new_token_ids,
     resume_adapted,
     stored_dtype,
     train_only_rows,

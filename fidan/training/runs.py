@@ -13,8 +13,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
+from fidan.artifacts.run_config import RunConfig
 from fidan.artifacts.runs import checkpoint_dirs, clear_run, is_run, newest_sound_checkpoint, read_metrics
 from fidan.errors import BadRunState, FidanError
 from fidan.runtime.io import atomic_write_text
@@ -83,8 +82,7 @@ def write_config(run: Path, args: dict, resolved: dict) -> None:
     # overwrites or continues one by accident
     replay.pop("until_step", None)
     replay.update(resume=False, force=False)
-    doc = {"args": _plain(replay), **_plain(resolved)}
-    atomic_write_text(run / "config.yaml", yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    RunConfig({"args": _plain(replay), **_plain(resolved)}).write(run)
 
 
 def _plain(value):

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import yaml
 
 from fidan import __version__
 from fidan.artifacts.conversations import has_split, in_val_split, load_conversations
 from fidan.artifacts.loader import locate
+from fidan.artifacts.run_config import RUN_CONFIG, RunConfig
 from fidan.artifacts.runs import load_weights, run_record
 from fidan.artifacts.tokenizer import add_special_tokens, load_tokenizer
-from fidan.errors import FidanError
+from fidan.errors import BadInput, FidanError
 from fidan.model.context import grow_context
 from fidan.model.gpt import GPT, GPTConfig
 from fidan.model.lora import check_targets
@@ -76,12 +76,12 @@ def tuning_defaults(model: str | Path) -> dict:
     candidate = run_record(locate(model).folder)  # a fidan run, checkpoint or export; None for other models
     if candidate is not None:
         try:
-            config = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError:
-            config = {}
-        train = (config.get("train") or {}) if isinstance(config, dict) else {}
+            config = RunConfig.load(candidate)
+        except BadInput:  # an unreadable record: tune with the defaults for a base of unknown rate
+            config = RunConfig()
+        train = config.train
         if "lr" in train:
-            scale = 1.0 if config.get("stage") == "sft" else TUNE_LR_SCALE
+            scale = 1.0 if config.stage == "sft" else TUNE_LR_SCALE
             return {"optimizer": train.get("optimizer", "adamw"), "lr": float(train["lr"]) * scale,
                     "muon_lr": float(train.get("muon_lr", 0.02)), "dropout": 0.0, "from": str(candidate)}
     return {"optimizer": "adamw", "lr": FALLBACK_LR, "muon_lr": 0.02, "dropout": 0.0, "from": None}
@@ -269,12 +269,11 @@ def _chat_ids(tok) -> list[int]:
 
 def _resumed_defaults(run: Path) -> dict:
     """The resolved settings of the run being continued (its config.yaml), for options not given again."""
-    path = run / "config.yaml"
-    saved = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
-    train = saved.get("train") or {}
+    saved = RunConfig.read(run) or RunConfig()
+    train = saved.train
     return {"optimizer": train.get("optimizer", "adamw"), "lr": train.get("lr", FALLBACK_LR),
-            "muon_lr": train.get("muon_lr", 0.02), "dropout": (saved.get("model") or {}).get("dropout", 0.0),
-            "from": str(path)}
+            "muon_lr": train.get("muon_lr", 0.02), "dropout": saved.model.get("dropout", 0.0),
+            "from": str(run / RUN_CONFIG)}
 
 
 def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout, defaults, pack, args, evals,

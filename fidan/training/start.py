@@ -11,13 +11,12 @@ import torch
 
 from fidan.artifacts.adapters import adapter_base
 from fidan.artifacts.loader import Loaded, load, locate
-from fidan.artifacts.runs import ADAPTER_DIR, ADAPTER_META
+from fidan.artifacts.runs import ADAPTER_DIR, adapter_meta
 from fidan.artifacts.tokenizer import TokenizerBundle
 from fidan.errors import BadConfig, FidanError
 from fidan.model.hf import HFCausalLM
 from fidan.runtime.perf import resolve_precision
 
-EXTENSION_FILE = "extension.json"  # written by `fidan vocab extend`: the new token ids, their pieces
 HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
 
@@ -95,18 +94,6 @@ def copy_hf_tokenizer(tok: TokenizerBundle, run: Path) -> None:
         src = tok.path / name
         if src.exists() and src.resolve() != (run / name).resolve():
             shutil.copy2(src, run / name)
-
-
-def new_token_ids(folder: Path) -> list[int]:
-    """The ids `fidan vocab extend` added to the model in ``folder``."""
-    path = Path(folder) / EXTENSION_FILE
-    if not path.exists():
-        raise FidanError(f"--only-new-embeddings: {folder} has no {EXTENSION_FILE}; it trains the rows that "
-                         "`fidan vocab extend` added, so start from a folder that command wrote")
-    ids = json.loads(path.read_text(encoding="utf-8")).get("new_ids") or []
-    if not ids:
-        raise FidanError(f"{path} lists no new token ids")
-    return [int(i) for i in ids]
 
 
 def train_only_rows(model: torch.nn.Module, ids: list[int]) -> int:
@@ -206,9 +193,6 @@ def merged_for_saving(model: torch.nn.Module, run: Path, dtype: torch.dtype = to
     from fidan.artifacts.runs import save_weights
     from fidan.model.lora import merge_lora
 
-    extra = {}
-    meta = run / ADAPTER_DIR / ADAPTER_META  # the step and stage the trainer recorded with the adapters
-    if meta.exists():
-        extra = {k: v for k, v in json.loads(meta.read_text(encoding="utf-8")).items() if k.startswith("fidan_")}
+    extra = adapter_meta(run)  # the step and stage the trainer recorded with the adapters
     model.__dict__.pop("fidan_lora", None)
     save_weights(merge_lora(model, dtype), run, extra)

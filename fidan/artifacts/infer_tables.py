@@ -1,4 +1,5 @@
-"""The tables and plots of `fidan bench infer`, from its JSON result alone (the run's report reuses them)."""
+"""The tables and plots of `fidan bench infer`, from its JSON result alone (bench writes them beside the result;
+the run's report shows them again)."""
 
 from __future__ import annotations
 
