@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from test_engine import GREEDY, letters, tiny
+from test_engine import GREEDY, cacheless, letters, tiny
 
 from fidan.errors import BadInput
 from fidan.inference import Engine, Sampling
@@ -86,17 +86,46 @@ def test_stops_and_limits_end_rows_and_free_them():
         batcher.close()
 
 
-def test_window_limits_and_bad_jobs_are_refused():
-    model = tiny("ders", block=16)
-    batcher = Batcher(model, decode=letters)
+@pytest.mark.parametrize("preset", ["ders", "hizli"])
+def test_jobs_past_the_window_slide_as_the_engine_does(preset):
+    """One rule past the window, as in `fidan generate`: the window slides (a row runs its last 16 tokens
+    again for each new token), whether the job decodes alone in the engine or among others here."""
+    model = tiny(preset, block=16)
+    engine = Engine(model)
+    prompts = [[3, 14, 15], list(range(1, 25)), [7] * 12, [42, 43, 44, 45, 46, 47, 48, 49, 50, 51]]  # one > 16
+    samplings = [GREEDY, Sampling(0.9, top_k=20), GREEDY, Sampling(0.0, repetition_penalty=1.3)]
+    batcher = Batcher(model, decode=letters, max_batch=3)
     try:
-        assert batcher.fit_window(10, 100) == 6
-        with pytest.raises(BadInput, match="reads at most 16"):
-            batcher.fit_window(16, 1)
-        with pytest.raises(BadInput, match="do not fit"):
-            batcher.submit(Job([1] * 10, 7, Collector()))
+        jobs = [(p, 30, s, i) for i, (p, s) in enumerate(zip(prompts, samplings, strict=True))]
+        got = run_jobs(batcher, jobs, stagger=0.002)
+        for (prompt, n, sampling, seed), c in zip(jobs, got, strict=True):
+            alone = engine.generate([prompt], n, sampling, torch.Generator().manual_seed(seed))[0]
+            assert c.tokens() == alone.tokens and len(alone.tokens) == 30
+            if sampling == GREEDY:
+                assert alone.tokens == cacheless(model, prompt, n)
+    finally:
+        batcher.close()
+
+
+def test_hf_jobs_past_the_window_slide_as_the_engine_does(hf_llama):
+    engine = Engine(hf_llama)  # the model's window: 64 positions
+    prompts = [list(range(1, 51)), [1, 77], list(range(3, 70))]
+    batcher = Batcher(hf_llama, decode=letters, max_batch=2)
+    try:
+        got = run_jobs(batcher, [(p, 20, GREEDY, None) for p in prompts], stagger=0.003)
+        for prompt, c in zip(prompts, got, strict=True):
+            assert c.tokens() == engine.generate([prompt], 20, GREEDY)[0].tokens
+    finally:
+        batcher.close()
+
+
+def test_bad_jobs_are_refused():
+    batcher = Batcher(tiny("ders", block=16), decode=letters)
+    try:
         with pytest.raises(BadInput, match="at least one token"):
             batcher.submit(Job([], 3, Collector()))
+        with pytest.raises(BadInput, match="max_new_tokens"):
+            batcher.submit(Job([1], 0, Collector()))
     finally:
         batcher.close()
 
@@ -141,8 +170,8 @@ def test_jobs_joining_together_are_prefilled_in_one_call_and_equal_each_alone(pr
     prompts = [[3, 14, 15, 92, 65], [7], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [42, 43]]
     batcher = Batcher(model, decode=letters, max_batch=4)
     calls = []
-    real = batcher.rows.prefill
-    batcher.rows.prefill = lambda first, rows: calls.append(len(rows)) or real(first, rows)
+    real = batcher.runner.backend.prefill
+    batcher.runner.backend.prefill = lambda rows, prompts: calls.append(len(rows)) or real(rows, prompts)
     try:
         out = []
         with batcher.lock:  # the batcher's thread cannot take any job until all four wait

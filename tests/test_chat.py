@@ -36,13 +36,13 @@ def test_answer_stops_at_end_of_response(chat_tok):
     end = chat_tok.tokenizer.token_to_id(RESP_END)
     session = ChatSession(rigged_model(chat_tok.vocab_size, end), chat_tok, temperature=0.0, max_new_tokens=30)
     calls = []
-    real = session.model.forward_cached
+    real = session.model.forward
 
     def counting(idx, *args, **kwargs):
         calls.append(idx.shape)
         return real(idx, *args, **kwargs)
 
-    session.model.forward_cached = counting
+    session.model.forward = counting
     assert session.reply("Merhaba") == ""
     assert len(calls) == 1  # the prompt's one pass gave </RESP>: no decoding step after it
     assert session.history[-1] == {"role": "assistant", "content": ""}

@@ -186,6 +186,18 @@ def test_hf_model_through_the_engine_equals_transformers_generate(hf_llama):
             assert row.tokens == want[0, len(prompt):].tolist()
 
 
+def test_hf_model_past_the_window_equals_the_cacheless_path(hf_llama):
+    """Past the window an HF model slides as a fidan one does: its last `window` tokens again, from position 0."""
+    prompts = [[1, 5, 9, 23, 42], [1, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]]  # the second starts past it
+    got = Engine(hf_llama, window=12).generate(prompts, 20, GREEDY)
+    for prompt, row in zip(prompts, got, strict=True):
+        ids = list(prompt)
+        with torch.no_grad():
+            for _ in range(20):
+                ids.append(int(hf_llama(torch.tensor([ids[-12:]])).logits[0, -1].argmax()))
+        assert row.tokens == ids[len(prompt):]
+
+
 def test_inverse_transform_draws_follow_the_probabilities():
     from fidan.inference.sampling import draw
 

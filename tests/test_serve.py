@@ -1,7 +1,7 @@
 """`fidan serve`: the OpenAI API through a test client and through the official `openai` client on a real
 port; streamed and whole answers agree with the engine; limits and bad requests get OpenAI-shaped errors;
-50 concurrent streams on loopback all finish, each with its own answer. (Long conversations and the chat page
-in a browser: test_serve_page.py.)"""
+50 concurrent greedy streams on loopback all finish, each with the engine's answer to it alone. (Long
+conversations and the chat page in a browser: test_serve_page.py.)"""
 
 from __future__ import annotations
 
@@ -63,6 +63,31 @@ def engine_answer(chat_run, messages, n, seed=None, temperature=0.0):
     return done[0], len(ids)
 
 
+NEAR_TIE = 1e-4  # the top-2 logit gap below which two equal computations may pick different greedy tokens
+
+
+def parts_only_at_a_near_tie(chat_run, prompt: list[int], want, got: str) -> bool:
+    """Whether a served greedy answer ``got`` that differs from the engine's (``want``, a Completion) parts
+    from it only after a near-tie. A row's logits in a batch are not bit for bit those of the row alone, so
+    where the two best tokens are within ``NEAR_TIE`` the pick may go either way; anywhere else the answers
+    must be equal. The text does not say which token parted first, only that it was at or before the first
+    token whose text is no longer a prefix of ``got``: one of those steps must be a near-tie."""
+    _, model, tok = chat_run
+    window = model.config.block_size
+    seen = len(want.tokens) + 1  # the step after the engine's last token (it stopped where the server did not)
+    for k in range(len(want.tokens)):
+        if not got.startswith(tok.decode(want.tokens[:k + 1]).rstrip("\ufffd")):
+            seen = k + 1
+            break
+    gaps = []
+    with torch.no_grad():
+        for j in range(min(seen, len(want.tokens) + 1)):
+            logits = model(torch.tensor([(prompt + want.tokens[:j])[-window:]]))[0][0, -1]
+            top = logits.topk(2).values
+            gaps.append(float(top[0] - top[1]))
+    return min(gaps) < NEAR_TIE
+
+
 def sse_chunks(text: str) -> list:
     lines = [line[len("data: "):] for line in text.split("\n\n") if line.startswith("data: ")]
     assert lines[-1] == "[DONE]"
@@ -121,12 +146,21 @@ def test_completions_stop_strings_and_echo(client, chat_run):
     assert "".join(c["choices"][0]["text"] for c in sse_chunks(r.text)) == full
 
 
-def test_the_window_caps_max_tokens(client, chat_run):
-    r = client.post("/v1/completions", json={"model": "mini-chat", "prompt": "Ankara", "max_tokens": 64,
-                                              "temperature": 1.0, "seed": 1})
+def test_an_answer_past_the_window_slides_as_the_engine_does(client, chat_run):
+    """One rule past the window for `fidan serve` and `fidan generate`: the window slides (it once cut
+    max_tokens to the window's rest here)."""
+    _, model, tok = chat_run
+    prompt = "Ankara'da güzel bir gün. " * 5
+    ids = tok.encode(prompt)
+    assert 50 < len(ids) < 95  # a prompt the server takes, and 64 new tokens run past the window of 96
+    want = Engine(model, decode=tok.decode).generate([ids], 64, Sampling(0.0), stop_ids={tok.eos_id})[0]
+    r = client.post("/v1/completions", json={"model": "mini-chat", "prompt": prompt, "max_tokens": 64,
+                                              "temperature": 0})
     assert r.status_code == 200
-    usage = r.json()["usage"]
-    assert usage["total_tokens"] <= 96  # prompt + answer never pass the model's window
+    got = r.json()["choices"][0]["text"]
+    assert got == want.text or parts_only_at_a_near_tie(chat_run, ids, want, got)
+    if want.reason == "length":
+        assert r.json()["usage"]["total_tokens"] == len(ids) + 64 > 96
 
 
 BAD = [
@@ -211,8 +245,9 @@ def serving(run, step_seconds: float = 0.0, default_max_tokens: int = 256):
     app = build_app(str(run), device="cpu", max_batch=16, max_waiting=64, max_tokens=64,
                     default_max_tokens=default_max_tokens)
     if step_seconds:
-        rows, decode = app.state.batcher.rows, app.state.batcher.rows.decode
-        rows.decode = lambda *a: (time.sleep(step_seconds), decode(*a))[1]
+        backend = app.state.batcher.runner.backend
+        step = backend.step
+        backend.step = lambda *a: (time.sleep(step_seconds), step(*a))[1]
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -265,12 +300,15 @@ def test_a_client_that_hangs_up_mid_stream_leaves_the_server_serving(live_server
 
 
 def test_fifty_concurrent_streams_all_finish_with_their_own_answers(live_server, chat_run):
+    """50 greedy requests at once give, each, the answer the engine gives that request alone. The one
+    difference allowed is at a near-tie (the two best logits within NEAR_TIE at the step where the answers
+    part): batched rows are not bit for bit rows alone. The test checks the gap whenever answers differ."""
     httpx = pytest.importorskip("httpx")
     questions = [f"Soru {i}: {w} nedir?" for i, w in enumerate(["bilim", "sanat", "Ankara", "deniz", "kitap"] * 10)]
 
-    async def ask(client, i, q):
+    async def ask(client, q):
         payload = {"model": "mini-chat", "messages": [{"role": "user", "content": q}], "max_tokens": 24,
-                   "temperature": 1.0, "seed": i, "stream": True}
+                   "temperature": 0, "stream": True}
         async with client.stream("POST", "/v1/chat/completions", json=payload) as r:
             assert r.status_code == 200
             text = "".join([line async for line in r.aiter_text()])
@@ -278,19 +316,21 @@ def test_fifty_concurrent_streams_all_finish_with_their_own_answers(live_server,
 
     async def main():
         async with httpx.AsyncClient(base_url=live_server, timeout=120) as client:
-            return await asyncio.gather(*(ask(client, i, q) for i, q in enumerate(questions)))
+            return await asyncio.gather(*(ask(client, q) for q in questions))
 
     answers = asyncio.run(main())
     assert len(answers) == 50
-    alone = [engine_answer(chat_run, [{"role": "user", "content": q}], 24, seed=i, temperature=1.0)[0].text
-             for i, q in enumerate(questions)]
-    # Each answer is its own request's. A row's logits in a batch are not bit for bit those of the row alone,
-    # so a draw within rounding of a token boundary may (very rarely) part from the lone answer: allowed for
-    # a few, never an answer that is another request's.
-    same = sum(got == want for got, want in zip(answers, alone, strict=True))
-    assert same >= 47, f"only {same} of 50 answers equal the same request alone"
-    for i, got in enumerate(answers):
-        assert got == alone[i] or got not in alone, f"request {i} got another request's answer"
+    _, _, tok = chat_run
+    differ = []
+    for q, got in zip(questions, answers, strict=True):
+        messages = [{"role": "user", "content": q}]
+        want, _ = engine_answer(chat_run, messages, 24)
+        if got != want.text:
+            prompt = encode_chat(tok, messages, add_generation_prompt=True)[0]
+            assert parts_only_at_a_near_tie(chat_run, prompt, want, got), \
+                f"{q!r}: the server's answer {got!r} differs from the engine's {want.text!r} away from a near-tie"
+            differ.append(q)
+    print(f"{len(differ)} of 50 answers parted from the engine's at a near-tie: {differ}")
 
 
 def test_precision_and_bad_server_settings(chat_run):

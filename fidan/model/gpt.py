@@ -1,7 +1,9 @@
 """A GPT decoder in one file: configuration, presets and the model.
 
-Read top to bottom: config → attention → MLP → block → GPT. Decoding (KV cache, prefill, one-token
-steps, sampling, stops) lives in ``fidan.inference``; the model only fills and reads a cache it is given.
+Read top to bottom: config → attention → MLP → block → GPT. One forward serves training and decoding:
+given a KV cache, the new tokens take the positions the cache was planned for, write their keys and values
+into it and attend to the earlier ones there. Decoding itself (prefill, one-token steps, sampling, stops,
+the sliding window) lives in ``fidan.inference``.
 """
 
 from __future__ import annotations
@@ -140,23 +142,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
 
 
-def call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return module(x)
-
-
-def direct(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` for a plain Linear, LayerNorm or RMSNorm as the functional call itself (no module-call
-    overhead, no hooks); any other module (an int8 or LoRA layer) is called as usual."""
-    kind = type(module)
-    if kind is nn.Linear:
-        return F.linear(x, module.weight, module.bias)
-    if kind is nn.LayerNorm:
-        return F.layer_norm(x, module.normalized_shape, module.weight, module.bias, module.eps)
-    if kind is nn.RMSNorm:
-        return F.rms_norm(x, module.normalized_shape, module.weight, module.eps)
-    return module(x)
-
-
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
@@ -171,8 +156,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        run = call if cache is None else direct
-        q, k, v = run(self.qkv, x).split(C, dim=2)
+        q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) → (B, heads, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if self.qk_norm:  # bounded attention logits: lets the model train at high learning rates
@@ -187,7 +171,7 @@ class CausalSelfAttention(nn.Module):
             q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None and (cache is None or T > 1),
             dropout_p=self.dropout if self.training else 0.0,
         )
-        y = run(self.proj, y.transpose(1, 2).contiguous().view(B, T, C))
+        y = self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
         return self.resid_drop(y) if self.training else y
 
 
@@ -204,15 +188,14 @@ class MLP(nn.Module):
         self.proj = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, lean: bool = False) -> torch.Tensor:
-        run = direct if lean else call
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "relu2":
-            h = F.relu(run(self.fc, x)).square()
+            h = F.relu(self.fc(x)).square()
         elif self.kind == "swiglu":
-            h = F.silu(run(self.gate, x)) * run(self.fc, x)
+            h = F.silu(self.gate(x)) * self.fc(x)
         else:
-            h = F.gelu(run(self.fc, x))
-        y = run(self.proj, h)
+            h = F.gelu(self.fc(x))
+        y = self.proj(h)
         return self.drop(y) if self.training else y
 
 
@@ -228,13 +211,6 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None, cache: KVCache | None = None) -> torch.Tensor:
-        if cache is not None and not self.training:
-            # Inference over a KV cache: the same operations, with the block's own parts called directly
-            # rather than through nn.Module.__call__. A decoding step of a small model on a CPU is mostly
-            # per-call overhead, and this skips some 10 module calls per block; the block itself is still
-            # called as a module, so hooks on it (FSDP's) run.
-            x = x + self.attn.forward(direct(self.ln1, x), attn_mask, rope, cache)
-            return x + self.mlp.forward(direct(self.ln2, x), lean=True)
         x = x + self.attn(self.ln1(x), attn_mask, rope, cache)
         return x + self.mlp(self.ln2(x))
 
@@ -298,7 +274,7 @@ class GPT(nn.Module):
         reduction: str = "mean",
         doc_ids: torch.Tensor | None = None,
         return_logits: bool = True,
-        cache: KVCache | None = None, start: list[int] | None = None, last: list[int] | None = None,  # inference
+        cache: KVCache | None = None,
     ):
         """Logits for every position; with targets, also the cross-entropy (positions with -100 are ignored).
 
@@ -306,12 +282,13 @@ class GPT(nn.Module):
         causal mask) and positions restart at 0 for each one, so packed examples never see each other.
         ``return_logits=False`` (training) returns ``(None, loss)`` and computes the output head and the
         mean loss chunk by chunk, never holding the full (B, T, vocab) logits.
-        With a ``cache`` (inference), see ``forward_cached``; it runs through here so module hooks (FSDP) run.
+        With a ``cache`` (decoding, see ``KVCache.plan``), the result is each row's next-token logits
+        (B, vocab), read after its last new token.
         """
-        if cache is not None:
-            return self.forward_cached(idx, cache, start or [0] * idx.size(0), last), None
         B, T = idx.shape
-        x = self.hidden_states(idx, doc_ids)
+        x = self.hidden_states(idx, doc_ids, cache)
+        if cache is not None:
+            return self.lm_head(x[torch.arange(B, device=x.device), cache.last]), None
         if targets is not None and not return_logits and reduction in ("mean", "none"):  # never full logits
             loss = (chunked_cross_entropy if reduction == "mean" else chunked_token_nll)(
                 x.view(B * T, -1), self.lm_head.weight, targets.reshape(-1))
@@ -323,13 +300,16 @@ class GPT(nn.Module):
                                ignore_index=-100, reduction=reduction)
         return logits, loss
 
-    def hidden_states(self, idx: torch.Tensor, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden_states(self, idx: torch.Tensor, doc_ids: torch.Tensor | None = None,
+                      cache: KVCache | None = None) -> torch.Tensor:
         """The final normalized hidden states (B, T, n_embd): what the output head (or a classifier) reads."""
         B, T = idx.shape
         if T > self.config.block_size:
             raise FidanError(f"sequence of {T} tokens is longer than the model's block size {self.config.block_size}")
         mask = None
-        if doc_ids is None:
+        if cache is not None:  # positions (B, T) and the mask over the cache's slots, as planned
+            pos, mask = cache.positions, cache.mask
+        elif doc_ids is None:
             pos = torch.arange(T, device=idx.device)
         else:
             pos = positions_in_documents(doc_ids)
@@ -339,40 +319,15 @@ class GPT(nn.Module):
         rope = None
         if self.config.pos_emb == "learned":
             x = x + self.wpe(pos)
-        else:  # (T, hd/2) or, per document, (B, 1, T, hd/2): broadcasts over heads
+        else:  # (T, hd/2) or, per row, (B, 1, T, hd/2): broadcasts over heads
             rope = (self.rope_cos[pos], self.rope_sin[pos])
-            if doc_ids is not None:
+            if pos.dim() == 2:
                 rope = (rope[0][:, None], rope[1][:, None])
         x = self.drop(x)
         recompute = self.grad_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:  # with checkpointing, a block's activations are recomputed in backward
-            x = checkpoint(block, x, mask, rope, use_reentrant=False) if recompute else block(x, mask, rope)
+            x = checkpoint(block, x, mask, rope, use_reentrant=False) if recompute else block(x, mask, rope, cache)
         return self.ln_f(x)
-
-    def forward_cached(self, idx: torch.Tensor, cache: KVCache, start: list[int],
-                       last: list[int] | None = None) -> torch.Tensor:
-        """Next-token logits (B, vocab) after each row's token ``last[b]`` (default: its final one).
-
-        Row b's tokens take positions ``start[b]`` onward; ``cache`` holds the keys and values of its earlier
-        positions and receives these. Shorter rows may be right-padded: no token attends to a later one.
-        """
-        B, T = idx.shape
-        cache.plan(start, T)
-        pos = (torch.arange(start[0], start[0] + T, device=idx.device).expand(B, T) if cache.uniform  # (B, T)
-               else torch.tensor(start, device=idx.device)[:, None] + torch.arange(T, device=idx.device))
-        mask = None  # from position 0: plain causal; one token per row at a shared position: every filled slot
-        if any(start) and not (T == 1 and cache.uniform):  # else each token sees the slots up to its own
-            mask = (torch.arange(cache.end, device=idx.device) <= pos[:, :, None])[:, None]  # (B, 1, T, end)
-        x = F.embedding(idx, self.wte.weight)  # functional calls, as in Block.forward's cached path
-        rope = None
-        if self.config.pos_emb == "learned":
-            x = x + F.embedding(pos, self.wpe.weight)
-        else:  # per row: (B, 1, T, hd/2), broadcast over heads
-            rope = (self.rope_cos[pos][:, None], self.rope_sin[pos][:, None])
-        for block in self.blocks:
-            x = block(x, mask, rope, cache)
-        x = x[:, -1] if last is None else x[torch.arange(B, device=idx.device), torch.tensor(last, device=idx.device)]
-        return direct(self.lm_head, direct(self.ln_f, x))
 
 
 def positions_in_documents(doc_ids: torch.Tensor) -> torch.Tensor:

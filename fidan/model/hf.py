@@ -128,8 +128,8 @@ class HFCausalLM(nn.Module):
         return 6 * matmul + 12 * layers * width * self.config.block_size
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean",
-                doc_ids: torch.Tensor | None = None, return_logits: bool = True, **inference):
-        if inference.get("cache") is not None:
+                doc_ids: torch.Tensor | None = None, return_logits: bool = True, cache=None):
+        if cache is not None:
             raise FidanError("HFCausalLM does not take a fidan KV cache; generate through fidan.inference.Engine")
         B, T = idx.shape
         if T > self.config.block_size:

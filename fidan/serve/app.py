@@ -3,7 +3,8 @@
 Every request becomes one ``Job`` of the ``Batcher``: requests that arrive while others decode join the
 batch at the next step. Answers stream as server-sent events (``stream: true``) exactly as OpenAI sends
 them (``data: {chunk}`` lines, then ``data: [DONE]``), so the ``openai`` client and chat front-ends work.
-A chat longer than the model's window loses its oldest turns, and the answer says how many in a header.
+A chat longer than the model's window loses its oldest turns, and the answer says how many in a header;
+an answer that runs past the window slides it, as `fidan generate` does.
 """
 
 from __future__ import annotations
@@ -102,8 +103,7 @@ def create_app(batcher: Batcher, prompter: Prompter, name: str, limits: Limits |
         wanted = wanted_tokens(req)
         generator = torch.Generator().manual_seed(req.seed) if req.seed is not None else None
         sampling = Sampling(req.temperature, None, req.top_p)
-        return Job(prompt, batcher.fit_window(len(prompt), wanted), on_event, sampling, generator, stop_ids,
-                   req.stop or [])
+        return Job(prompt, wanted, on_event, sampling, generator, stop_ids, req.stop or [])
 
     async def run(request: Request, req, prompt: list[int], stop_ids: set[int], chunk, dropped: int | None = None):
         """Submit the job; stream its chunks or gather them into one answer. ``dropped``: the oldest turns
