@@ -1,10 +1,12 @@
 """The command line: one table from command name to stage function (``fidan.registry``); parsing only.
 
 Each command's options are read from its function's signature, type hints and Google-style docstring,
-so the CLI and the Python API (``fidan.pretrain(...)``) always take the same arguments. Every command
+and from its settings groups (fidan.training.settings: each group is a titled section of ``--help``), so
+the CLI and the Python API (``fidan.pretrain(...)``) always take the same arguments. Every command
 also takes ``--config FILE.yaml``: the file gives argument values by their Python names (under a
-top-level ``args:`` mapping when it has one, as a run's ``config.yaml`` does), flags on the command line
-override them, so ``fidan pretrain --config runs/x/config.yaml`` replays a run.
+top-level ``args:`` mapping when it has one, as a run's ``config.yaml`` does, nested by group or flat as
+older runs wrote it), flags on the command line override them, so
+``fidan pretrain --config runs/x/config.yaml`` replays a run.
 
 The parser is a small argparse builder rather than a typed-CLI library: the spellings users and docs
 rely on (``--max-steps``, ``--no-stream``, bare ``--force``, repeated ``--source``) are not what
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from fidan.errors import BadConfig, FidanError
 from fidan.registry import COMMANDS, Command, load_function
+from fidan.training.settings import Param, flatten_record, parameters
 
 __all__ = ["COMMANDS", "Command", "build_command_parser", "load_config", "load_function", "main", "parse_command"]
 
@@ -76,21 +79,20 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_param(parser: argparse.ArgumentParser, name: str, param: inspect.Parameter, tp, help_text: str,
-               positional: bool, preset: bool = False) -> None:
-    """One parameter as an argument. Nothing is stored unless given, so a --config file's values and the
-    function's own defaults fill the rest (``preset``: the config file gives this one)."""
+def _add_param(parser, name: str, default, tp, help_text: str, positional: bool, preset: bool = False) -> None:
+    """One parameter as an argument of ``parser`` (or of a section of it). Nothing is stored unless given, so
+    a --config file's values and the function's own defaults fill the rest (``preset``: the file gives it)."""
     tp = _unwrap_optional(tp)
     origin = typing.get_origin(tp)
     help_text = help_text.strip()
-    required = param.default is inspect.Parameter.empty and not preset
-    if param.default is not inspect.Parameter.empty and param.default is not None and tp is not bool:
-        help_text = f"{help_text} (default: {param.default})" if help_text else f"default: {param.default}"
+    required = default is inspect.Parameter.empty and not preset
+    if default is not inspect.Parameter.empty and default is not None and tp is not bool:
+        help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
     kwargs: dict = {"help": help_text or None, "default": argparse.SUPPRESS}
     if tp is bool:
         on, off = _flag(name), "--no-" + name.replace("_", "-")
         what = help_text.rstrip(".") or name.replace("_", " ")
-        if param.default is True:
+        if default is True:
             parser.add_argument(off, dest=name, action="store_false", default=argparse.SUPPRESS,
                                 help=f"turn this off (it is on by default): {what}")
             parser.add_argument(on, dest=name, action="store_true", default=argparse.SUPPRESS,
@@ -118,19 +120,22 @@ def _add_param(parser: argparse.ArgumentParser, name: str, param: inspect.Parame
     parser.add_argument(_flag(name), dest=name, required=required, **kwargs)
 
 
-def _parameters(func: Callable) -> dict[str, tuple[inspect.Parameter, object]]:
-    hints = typing.get_type_hints(func)
-    return {n: (p, hints.get(n, str)) for n, p in inspect.signature(func).parameters.items() if not n.startswith("_")}
+def _parameters(func: Callable) -> dict[str, Param]:
+    return {p.name: p for p in parameters(func)}
 
 
 def build_command_parser(parser: argparse.ArgumentParser, name: str, preset: dict | None = None) -> Callable:
-    """Add the command's arguments (and ``--config``) to ``parser``; return the stage function."""
+    """Add the command's arguments (and ``--config``) to ``parser``, a group's in its own titled section;
+    return the stage function. The function's docstring may say more about a group's field for it."""
     func = load_function(name)
     summary, docs = _doc_params(func.__doc__)
     parser.description = summary or COMMANDS[name].summary
-    for pname, (param, tp) in _parameters(func).items():
-        _add_param(parser, pname, param, tp, docs.get(pname, ""), pname in COMMANDS[name].positional,
-                   preset=pname in (preset or {}))
+    sections: dict[str | None, argparse._ActionsContainer] = {None: parser}
+    for p in parameters(func):
+        if p.section not in sections:
+            sections[p.section] = parser.add_argument_group(p.section)
+        _add_param(sections[p.section], p.name, p.default, p.type, docs.get(p.name, p.help),
+                   p.name in COMMANDS[name].positional, preset=p.name in (preset or {}))
     parser.add_argument("--config", metavar="FILE.yaml",
                         help="read argument values from a YAML file (a run's config.yaml replays the run); "
                              "flags given here override it")
@@ -197,17 +202,18 @@ def load_config(path: str | Path, name: str) -> dict:
         data = data["args"]
     if not isinstance(data, dict):
         raise BadConfig(f"config file {path} must hold a mapping of argument names to values (or an `args:` mapping)")
-    params = _parameters(load_function(name))
-    values = {str(k).replace("-", "_"): v for k, v in data.items()}
+    func = load_function(name)
+    params = _parameters(func)
+    groups = {key: type(group) for key, group in getattr(func, "groups", {}).items()}
+    values = {str(k).replace("-", "_"): v for k, v in flatten_record(data, groups).items()}
     unknown = sorted(k for k in values if k not in params)
     if unknown:
         raise BadConfig(f"config file {path}: unknown key(s) {', '.join(unknown)} for `fidan {name}`; "
                         f"valid names: {', '.join(params)}")
     for k, v in values.items():
-        param, tp = params[k]
-        if v is None and param.default is not None and type(None) not in typing.get_args(tp):
+        if v is None and params[k].default is not None and type(None) not in typing.get_args(params[k].type):
             raise BadConfig(f"config file {path}: `{k}` cannot be empty (null); give it a value or leave the key out")
-    return {k: _coerce(str(path), k, v, params[k][1]) for k, v in values.items()}
+    return {k: _coerce(str(path), k, v, params[k].type) for k, v in values.items()}
 
 
 def _config_path(argv: list[str]) -> str | None:

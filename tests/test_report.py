@@ -216,7 +216,7 @@ def test_untrained_baseline_is_the_run_architecture_seeded_as_training(run, tmp_
     from fidan.model.gpt import GPT
 
     mc = json.loads((run / "eval" / "mc-uyum.json").read_text(encoding="utf-8"))
-    seed = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))["args"]["seed"]
+    seed = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))["train"]["seed"]
     assert mc["untrained"]["seed"] == seed
     net, _ = load_model(run)
     torch.manual_seed(seed)

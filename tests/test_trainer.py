@@ -115,8 +115,8 @@ def test_config_yaml_replays_the_run(tmp_path, data_dir, tokenizer_dir):
 
     first = tmp_path / "first"
     pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(first), max_steps=5, **TINY)
-    args = yaml.safe_load((first / "config.yaml").read_text())["args"]
-    assert args["max_steps"] == 5 and args["resume"] is False and args["force"] is False
+    args = yaml.safe_load((first / "config.yaml").read_text())["args"]  # the settings nested by group
+    assert args["train"]["max_steps"] == 5 and args["run"]["resume"] is False and args["run"]["force"] is False
     second = tmp_path / "second"
     assert main(["pretrain", "--config", str(first / "config.yaml"), "--out", str(second)]) == 0
     a = [r["loss"] for r in train_records(first)]
@@ -128,7 +128,7 @@ def test_config_yaml_replays_the_run(tmp_path, data_dir, tokenizer_dir):
     # A run stopped with --until-step replays whole: the stop steered that session, not the run.
     cut = tmp_path / "cut"
     pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(cut), max_steps=5, until_step=2, **TINY)
-    assert "until_step" not in yaml.safe_load((cut / "config.yaml").read_text())["args"]
+    assert "until_step" not in yaml.safe_load((cut / "config.yaml").read_text())["args"]["train"]
     assert main(["pretrain", "--config", str(cut / "config.yaml"), "--out", str(tmp_path / "replay")]) == 0
     assert len(train_records(tmp_path / "replay")) == 5
 

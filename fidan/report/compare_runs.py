@@ -21,6 +21,7 @@ from fidan.artifacts.results import eval_results
 from fidan.artifacts.run_config import RunConfig
 from fidan.artifacts.runs import count_weights, read_metrics
 from fidan.errors import BadInput
+from fidan.training.settings import flatten_record
 
 KINDS = ("pretrain", "adapt", "sft", "classify")
 NOT_A_RUN = "pass run folders made by `fidan pretrain`, `fidan sft` or `fidan classify train`"
@@ -118,7 +119,7 @@ def held_out_figures(cfg: dict, records: list[dict], kind: str) -> list[Figure]:
     last = next((r for r in reversed(records) if r.get("kind") == "eval" and r.get("val_bpb") is not None), None)
     data_name = Path(str(cfg.get("data") or "?")).name
     shards = sorted(cfg["data_sha256"]) if isinstance(cfg.get("data_sha256"), list) else cfg.get("data_sha256")
-    args = cfg.get("args") or {}
+    args = flatten_record(cfg.get("args") or {})  # nested by group, or flat as older runs wrote it
     if kind == "sft":
         chosen = final or last
         if chosen is None:

@@ -31,10 +31,20 @@ from fidan.model.scoring import count_windows, documents_in_tokens, model_nll, s
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import pick_device
 from fidan.runtime.perf import autocast
-from fidan.training.args import TrainArgs, group, training_command
+from fidan.training.args import (
+    CheckpointArgs,
+    EvalArgs,
+    LoadArgs,
+    LogArgs,
+    LoraArgs,
+    RunArgs,
+    ShapeArgs,
+    TrainArgs,
+)
 from fidan.training.estimate import estimate_step_seconds
 from fidan.training.loop import dropout_seed, fit
 from fidan.training.runs import open_run, start_fresh
+from fidan.training.settings import record, stage_settings
 from fidan.training.start import (
     adapt_with_lora,
     base_record,
@@ -131,27 +141,23 @@ class PretrainTask:
         self.gen.set_state(state["batch_rng"])
 
 
-@training_command(batch_size=32, warmup_steps=50, eval_every=100, checkpoint_every=200, keep_checkpoints=3)
+@stage_settings()
 def pretrain(
     data: str,
     out: str,
     tokenizer: str | None = None,
     init: str | None = None,
     only_new_embeddings: bool = False,
-    lora_r: int = 0,
-    lora_alpha: float = 32.0,
-    lora_targets: str | None = None,
-    qlora: bool = False,
-    preset: str = "ders",
-    block_size: int | None = None,
-    dropout: float | None = None,
-    depth: int | None = None,
-    n_layer: int | None = None,
-    n_head: int | None = None,
-    n_embd: int | None = None,
-    mlp_ratio: float | None = None,
     eval_windows: int = 64,
-    **training,
+    *,
+    shape: ShapeArgs,
+    lora: LoraArgs,
+    train: TrainArgs,
+    eval: EvalArgs,
+    checkpoint: CheckpointArgs,
+    load: LoadArgs,
+    log: LogArgs,
+    run: RunArgs,
 ) -> dict:
     """Pretrain a GPT on a tokenized data folder, or continue pretraining a fidan or transformers model.
 
@@ -163,64 +169,52 @@ def pretrain(
             (from the local Hugging Face cache; then the run folder is a transformers folder too).
         only_new_embeddings: train only the embedding rows that `fidan vocab extend` added, everything else
             frozen (the first phase of adapting an extended model; needs --init).
+        eval_windows: held-out windows scored per evaluation (the last evaluation scores the whole split).
         lora_r: train LoRA adapters of this rank instead of the weights (0: off; needs --init); the run
             saves the adapters merged into an ordinary model, and unmerged as a peft folder in RUN/adapter.
         lora_alpha: LoRA scale: updates are multiplied by alpha / r.
         lora_targets: comma-separated linear layers that get adapters (default: every attention and MLP layer).
         qlora: load the transformers base with its block linear layers in 4-bit NF4 (double quantization, bf16
             compute; bitsandbytes, CPU or CUDA) and train LoRA adapters over it (needs --lora-r).
-        preset: model architecture preset: ders (the lesson's GPT-2), hizli (fastest to quality on CPU) or
-            qwen3 (Qwen3's shape, small, tied embeddings: exports as Qwen3ForCausalLM).
-        block_size: sequence length (default: the preset's).
-        dropout: dropout rate (default: the preset's).
-        depth: the size dial: layers; width is 64 per layer, heads of size 64 (default: the preset's size).
-        n_layer: transformer blocks, as the lesson sizes its model (overrides the preset and --depth).
-        n_head: attention heads; n_embd must divide by it (rotary positions need an even head size).
-        n_embd: the model's width (embedding size).
-        mlp_ratio: the MLP's hidden width as a multiple of n_embd (default: the preset's, 4 for ders).
-        eval_windows: held-out windows scored per evaluation (the last evaluation scores the whole split).
         lr: peak learning rate of AdamW (with --optimizer muon, of the embeddings, head and norms);
             default: the preset's (1e-3 for ders, 3e-3 for hizli).
         optimizer: adamw, muon (Muon for block matrices + AdamW for the rest), or auto (the preset's).
         muon_lr: peak learning rate of the Muon matrices (default: the preset's, 0.04 for hizli).
     """
-    command_args = {"data": data, "tokenizer": tokenizer, "out": out, "init": init,
-                    "only_new_embeddings": only_new_embeddings, "lora_r": lora_r, "lora_alpha": lora_alpha,
-                    "lora_targets": lora_targets, "qlora": qlora, "preset": preset, "block_size": block_size,
-                    "dropout": dropout, "depth": depth, "n_layer": n_layer, "n_head": n_head, "n_embd": n_embd,
-                    "mlp_ratio": mlp_ratio, "eval_windows": eval_windows, **training}
+    command_args = record({"data": data, "tokenizer": tokenizer, "out": out, "init": init,
+                           "only_new_embeddings": only_new_embeddings, "eval_windows": eval_windows},
+                          shape, lora, train, eval, checkpoint, load, log, run)
     if tokenizer is None and init is None:
         raise FidanError("pretrain needs --tokenizer (a new model) or --init (continue a model with its tokenizer)")
     if only_new_embeddings and init is None:
         raise FidanError("--only-new-embeddings needs --init: the extended model whose new rows should train")
-    device = pick_device(training["device"])
-    lora = lora_request(lora_r, lora_alpha, lora_targets, qlora)
+    device = pick_device(run.device)
+    qlora = lora.qlora
+    lora = lora_request(lora)
     if lora is not None and (init is None or only_new_embeddings):
         raise FidanError("LoRA adapts an existing model: pass --init, and not --only-new-embeddings")
-    if init is None and (training["load_dtype"] != "auto" or training["trust_remote_code"]):
+    if init is None and (load.load_dtype != "auto" or load.trust_remote_code):
         raise FidanError("--load-dtype and --trust-remote-code apply to a base model: pass --init too")
-    if init is not None and training["optimizer"] == "auto":
-        training = {**training, "optimizer": "adamw"}  # Muon's split knows fidan's blocks only
+    preset = shape.preset
     default_lr, default_muon_lr = PRESET_LR.get(preset, (1e-3, 0.02))
-    base_dtype = stored_dtype(init, training["load_dtype"]) if init is not None else "fp32"
-    t = group(training, lr=default_lr if training["lr"] is None else training["lr"],
-              optimizer=PRESET_OPTIMIZER.get(preset, "adamw") if training["optimizer"] == "auto"
-              else training["optimizer"],
-              muon_lr=default_muon_lr if training["muon_lr"] is None else training["muon_lr"],
-              precision=train_precision(training["precision"], device, base_dtype, qlora), device=device)
+    base_dtype = stored_dtype(init, load.load_dtype) if init is not None else "fp32"
+    args = train.settled(eval, checkpoint, lr=default_lr, muon_lr=default_muon_lr,
+                         # Muon's split knows fidan's blocks only
+                         optimizer="adamw" if init is not None else PRESET_OPTIMIZER.get(preset, "adamw"),
+                         precision=train_precision(train.precision, device, base_dtype, qlora))
     if eval_windows <= 0:
         raise FidanError(f"--eval-windows must be positive, got {eval_windows}")
-    if init is not None and any(v is not None for v in (depth, n_layer, n_head, n_embd, mlp_ratio)):
+    if init is not None and shape.sized():
         raise FidanError("--depth, --n-layer, --n-head, --n-embd and --mlp-ratio size a new model; with --init the "
                          "model keeps its own shape: leave them out")
-    args, evals, ckpts, quiet = t.train, t.evals, t.checkpoints, t.quiet
-    load_opts = {"dtype": training["load_dtype"], "four_bit": qlora, "block_size": block_size,
-                 "trust_remote_code": training["trust_remote_code"]}
+    quiet, block_size = log.quiet, shape.block_size
+    load_opts = {"dtype": load.load_dtype, "four_bit": qlora, "block_size": block_size,
+                 "trust_remote_code": load.trust_remote_code}
     dist = dist_util.init_distributed(device)
+    resume, force, run = run.resume, run.force, Path(out)
     try:
-        run = Path(out)
         manifest = load_manifest(data)
-        ckpt = open_run(run, t.resume, t.force, dist.is_main, quiet)
+        ckpt = open_run(run, resume, force, dist.is_main, quiet)
         start = None
         if init is not None:  # continue a model: from the run's own checkpoint when resuming
             if ckpt is not None and lora is not None:
@@ -237,8 +231,9 @@ def pretrain(
                 cfg = read_model_config(ckpt)
                 check_vocab(cfg, tok, ckpt)
             else:
-                cfg = config_from_preset(preset, tok.vocab_size, depth=depth, block_size=block_size, dropout=dropout,
-                                         n_layer=n_layer, n_head=n_head, n_embd=n_embd, mlp_ratio=mlp_ratio)
+                cfg = config_from_preset(preset, tok.vocab_size, depth=shape.depth, block_size=block_size,
+                                         dropout=shape.dropout, n_layer=shape.n_layer, n_head=shape.n_head,
+                                         n_embd=shape.n_embd, mlp_ratio=shape.mlp_ratio)
         if dist.is_main:
             token_dir = encode_splits(data, tok)
         dist_util.barrier(dist)  # the other ranks wait until rank 0 has encoded the tokens
@@ -286,8 +281,8 @@ def pretrain(
                   "preset": None if init else preset, "lora": lora.to_dict() if lora else None,
                   "trainable_parameters": trained_weights(model)}
         task = PretrainTask(model, tok, train_split, val_split, args, eval_windows, dist, dist.device)
-        summary = fit(task, run, args, evals, ckpts, dist=dist, device=dist.device, resume_from=ckpt, config=config,
-                      command_args=command_args, logger=t.logger, quiet=quiet,
+        summary = fit(task, run, args, eval, checkpoint, dist=dist, device=dist.device, resume_from=ckpt, config=config,
+                      command_args=command_args, logger=log.logger, quiet=quiet,
                       title=f"{Path(init).name if init else preset} · {model.num_params():,} parameters")
         if lora is not None and dist.is_main:
             merged_for_saving(model, run, start.dtype)

@@ -72,17 +72,27 @@ PATH_ARGS = ("data", "tokenizer", "out", "model", "val_data")
 
 
 def write_config(run: Path, args: dict, resolved: dict) -> None:
-    """``config.yaml``: ``args`` (the command's arguments, replayed by ``--config``) and the resolved run."""
-    replay = {k: v for k, v in args.items() if not k.startswith("_")}
-    for key in PATH_ARGS:  # absolute, so the run replays from any working folder
-        value = replay.get(key)
-        if isinstance(value, str) and value and not value.startswith("hf:"):
-            replay[key] = str(Path(value).resolve())
-    # --until-step, --resume and --force steer a session, not the run: a replay runs the whole run, and never
-    # overwrites or continues one by accident
-    replay.pop("until_step", None)
-    replay.update(resume=False, force=False)
-    RunConfig({"args": _plain(replay), **_plain(resolved)}).write(run)
+    """``config.yaml``: ``args`` (the command's arguments, its settings nested by group, replayed by
+    ``--config``) and the resolved run."""
+    RunConfig({"args": _plain(_replayable(args)), **_plain(resolved)}).write(run)
+
+
+def _replayable(args: dict) -> dict:
+    """Paths made absolute, so the run replays from any working folder (names that are not paths, such as
+    ``--model tfidf`` or a hub name, stay as given); --until-step, --resume and --force steer one sitting,
+    not the run: a replay runs the whole run, and never overwrites or continues one by accident."""
+    replay = {}
+    for key, value in args.items():
+        if key.startswith("_") or key == "until_step":
+            continue
+        if isinstance(value, dict):
+            value = _replayable(value)
+        elif key in PATH_ARGS and isinstance(value, str) and value and Path(value).exists():
+            value = str(Path(value).resolve())
+        elif key in ("resume", "force"):
+            value = False
+        replay[key] = value
+    return replay
 
 
 def _plain(value):

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
 
@@ -34,11 +33,19 @@ from fidan.runtime.device import pick_device
 from fidan.runtime.io import sha256_file
 from fidan.runtime.perf import autocast
 from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, ChatFormat, template_source
-from fidan.training.args import TrainArgs, group, training_command
+from fidan.training.args import CheckpointArgs, EvalArgs, LoadArgs, LogArgs, LoraArgs, RunArgs, TrainArgs
 from fidan.training.estimate import estimate_step_seconds
 from fidan.training.loop import fit
 from fidan.training.runs import open_run, start_fresh
-from fidan.training.sft_data import EpochBatches, Example, make_batch, pack_rows, tokenize_conversations
+from fidan.training.settings import record, stage_settings
+from fidan.training.sft_data import (
+    EpochBatches,
+    Example,
+    TuneArgs,
+    make_batch,
+    pack_rows,
+    tokenize_conversations,
+)
 from fidan.training.start import (
     adapt_with_lora,
     base_record,
@@ -161,25 +168,10 @@ def _with_dropout(model: GPT, dropout: float) -> GPT:
     return fresh
 
 
-@training_command(batch_size=8, warmup_steps=20, weight_decay=0.01, eval_every=50, checkpoint_every=100,
-                  keep_checkpoints=2, max_steps=500)
-def sft(
-    model: str,
-    data: str,
-    out: str,
-    val_data: str | None = None,
-    val_fraction: float = 0.05,
-    dropout: float | None = None,
-    pack: bool = True,
-    eval_examples: int = 500,
-    lora_r: int = 0,
-    lora_alpha: float = 32.0,
-    lora_targets: str | None = None,
-    qlora: bool = False,
-    chat_template: Literal["auto", "fidan", "base"] = "auto",
-    block_size: int | None = None,
-    **training,
-) -> dict:
+@stage_settings(batch_size=8, warmup_steps=20, weight_decay=0.01, eval_every=50, checkpoint_every=100,
+                keep_checkpoints=2, max_steps=500)
+def sft(model: str, data: str, out: str, *, tune: TuneArgs, lora: LoraArgs, train: TrainArgs, eval: EvalArgs,
+        checkpoint: CheckpointArgs, load: LoadArgs, log: LogArgs, run: RunArgs) -> dict:
     """Instruction-tune a model on chat or Alpaca-style data, with loss on the answers only.
 
     Args:
@@ -188,21 +180,11 @@ def sft(
         data: a .jsonl file (Alpaca instruction/input/output or chat messages), a folder with train.jsonl
             (and val.jsonl), or hf:NAME for a Hugging Face dataset.
         out: the new run folder (checkpoints, metrics.jsonl, plots/, model.safetensors, tokenizer/).
-        val_data: held-out conversations (default: the folder's val.jsonl, else a hashed share of --data).
-        val_fraction: share of --data held out when there is no separate validation data (0 disables).
-        dropout: dropout rate while tuning (default: 0).
-        pack: pack several short examples into each sequence (attention never crosses examples).
-        eval_examples: held-out conversations used per evaluation, at most.
         lora_r: train LoRA adapters of this rank (and the chat tokens' embedding rows) instead of every
             weight (0: off); the run saves the adapters merged into an ordinary model, and unmerged as a peft
             folder in RUN/adapter.
         lora_alpha: LoRA scale: updates are multiplied by alpha / r.
         lora_targets: comma-separated linear layers that get adapters (default: every attention and MLP layer).
-        chat_template: auto (a transformers base's own chat template when it has one, as Qwen and Llama do;
-            else fidan's <INST>…</INST><RESP>…</RESP>), fidan, or base (the base's own, required).
-        block_size: sequence length for tuning (default: the base's). Longer than a fidan base's grows its
-            context: learned position rows past the base's start as copies (row p = row p mod the base's
-            length), rotary positions need nothing; a transformers base reads up to its own maximum.
         qlora: load the transformers base with its block linear layers in 4-bit NF4 (double quantization, bf16
             compute; bitsandbytes, CPU or CUDA) and train LoRA adapters over it (needs --lora-r).
         batch_size: rows (packed sequences) per micro-batch (per process under torchrun).
@@ -213,51 +195,45 @@ def sft(
         eval_every: evaluate the held-out answer loss every N steps.
         seed: seed for the data order and dropout.
     """
-    command_args = {"model": model, "data": data, "out": out, "val_data": val_data, "val_fraction": val_fraction,
-                    "dropout": dropout, "pack": pack, "eval_examples": eval_examples, "lora_r": lora_r,
-                    "lora_alpha": lora_alpha, "lora_targets": lora_targets, "qlora": qlora,
-                    "chat_template": chat_template, "block_size": block_size, **training}
-    if eval_examples <= 0:
-        raise FidanError(f"--eval-examples must be positive, got {eval_examples}")
-    if chat_template not in ("auto", "fidan", "base"):
-        raise FidanError(f"--chat-template must be auto, fidan or base, got {chat_template!r}")
-    if not 0 <= val_fraction < 1:
-        raise FidanError(f"--val-fraction must be in [0, 1), got {val_fraction}")
-    device = pick_device(training["device"])
-    lora = lora_request(lora_r, lora_alpha, lora_targets, qlora)
-    run = Path(out)
-    resume = training["resume"]
+    command_args = record({"model": model, "data": data, "out": out}, tune, lora, train, eval, checkpoint, load,
+                          log, run)
+    tune.check()
+    device = pick_device(run.device)
+    spec = lora_request(lora)
+    folder = Path(out)
     # a resumed run keeps its own resolved settings; one killed before it wrote them starts as a new run would
-    continued = resume and (run / "config.yaml").exists()
-    defaults = _resumed_defaults(run) if continued else tuning_defaults(model)
+    continued = run.resume and (folder / "config.yaml").exists()
+    defaults = _resumed_defaults(folder) if continued else tuning_defaults(model)
     lora_scale = LORA_LR_SCALE_RECORDED if defaults["from"] else LORA_LR_SCALE
-    default_lr = defaults["lr"] * (lora_scale if lora is not None and not continued else 1.0)
-    t = group(training, lr=default_lr if training["lr"] is None else training["lr"],
-              optimizer=defaults["optimizer"] if training["optimizer"] == "auto" else training["optimizer"],
-              muon_lr=defaults["muon_lr"] if training["muon_lr"] is None else training["muon_lr"],
-              precision=train_precision(training["precision"], device, stored_dtype(model, training["load_dtype"]),
-                                        qlora), device=device)
-    args, evals, ckpts, quiet = t.train, t.evals, t.checkpoints, t.quiet
-    grow_to = block_size if block_size is not None and base_source(model).kind == "fidan" else None
-    load_opts = {"dtype": training["load_dtype"], "four_bit": qlora,
-                 "block_size": None if grow_to is not None else block_size,
-                 "trust_remote_code": training["trust_remote_code"]}
+    rate = ("given" if train.lr is not None else f"from the base: {defaults['from']}" if defaults["from"] else
+            f"default {FALLBACK_LR:g}: the base records no fidan training")
+    if spec is not None and train.lr is None:
+        rate += f", x{lora_scale:g} for LoRA"
+    scale = lora_scale if spec is not None and not continued else 1.0
+    args = train.settled(eval, checkpoint, lr=defaults["lr"] * scale, optimizer=defaults["optimizer"],
+                         muon_lr=defaults["muon_lr"],
+                         precision=train_precision(train.precision, device, stored_dtype(model, load.load_dtype),
+                                                   lora.qlora))
+    grow_to = tune.block_size if tune.block_size is not None and base_source(model).kind == "fidan" else None
+    load_opts = {"dtype": load.load_dtype, "four_bit": lora.qlora,
+                 "block_size": None if grow_to is not None else tune.block_size,
+                 "trust_remote_code": load.trust_remote_code}
     dist = dist_util.init_distributed(device)
     try:
-        summary, net, n_train, n_val, base_dtype = _tune(model, data, run, val_data, val_fraction, eval_examples, dropout,
-                                             defaults, pack, args, evals, ckpts, dist, resume, t.force, t.logger,
-                                             command_args, quiet, lora, load_opts, grow_to)
-        if lora is not None and dist.is_main:
-            merged_for_saving(net, run, base_dtype)
+        summary, net, n_train, n_val, base_dtype = _tune(
+            model, data, folder, tune, args, eval, checkpoint, log, run, spec=spec, dist=dist, defaults=defaults,
+            rate=rate, command_args=command_args, load_opts=load_opts, grow_to=grow_to)
+        if spec is not None and dist.is_main:
+            merged_for_saving(net, folder, base_dtype)
     finally:
         dist_util.shutdown(dist)
     if not dist.is_main:
         return summary
     summary.update(train_conversations=n_train, val_conversations=n_val)
-    if not quiet:
+    if not log.quiet:
         why = f" ({summary['stopped']})" if summary["stopped"] else ""
         after = f", held-out answer loss {summary['val_loss']:.3f}" if summary["val_loss"] is not None else ""
-        print(f"done: step {summary['step']}/{summary['max_steps']}{why}{after} → {run}")
+        print(f"done: step {summary['step']}/{summary['max_steps']}{why}{after} → {folder}")
     return summary
 
 
@@ -276,12 +252,13 @@ def _resumed_defaults(run: Path) -> dict:
             "from": str(run / RUN_CONFIG)}
 
 
-def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout, defaults, pack, args, evals,
-          ckpts, dist, resume, force, logger, command_args, quiet, lora=None, load_opts=None, grow_to=None):
-    main = dist.is_main
-    quiet = quiet or not main
-    chat_template = command_args["chat_template"]
-    ckpt = open_run(run, resume, force, dist.is_main, quiet)
+def _tune(model: str, data: str, run: Path, tune: TuneArgs, args: TrainArgs, evals: EvalArgs, ckpts: CheckpointArgs,
+          log: LogArgs, opts: RunArgs, *, spec, dist, defaults: dict, rate: str, command_args: dict, load_opts: dict,
+          grow_to: int | None):
+    main, lora, val_data, val_fraction = dist.is_main, spec, tune.val_data, tune.val_fraction
+    quiet = log.quiet or not main
+    chat_template = tune.chat_template
+    ckpt = open_run(run, opts.resume, opts.force, dist.is_main, quiet)
     # the data first: a bad file is refused before anything is printed about the model or written
     train_convs = load_conversations(data, "train")
     if val_data is not None:
@@ -332,14 +309,9 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
         grow_embeddings(net, max(rows, tok.vocab_size))  # padded rows may already hold the new ids
         added = tok.vocab_size - base_tok.vocab_size
         if start.kind == "fidan":
-            net = _with_dropout(net, defaults["dropout"] if dropout is None else dropout)
+            net = _with_dropout(net, defaults["dropout"] if tune.dropout is None else tune.dropout)
         if not quiet:
-            source = (f"from the base: {defaults['from']}" if defaults["from"] else
-                      f"default {FALLBACK_LR:g}: the base records no fidan training")
-            if lora is not None:
-                source += f", x{LORA_LR_SCALE_RECORDED if defaults['from'] else LORA_LR_SCALE:g} for LoRA"
-            rate = f"lr {args.lr:g} ({'given' if command_args['lr'] is not None else source})"
-            print(f"tuning: {rate}, {args.optimizer}, dropout {net.config.dropout:g}")
+            print(f"tuning: lr {args.lr:g} ({rate}), {args.optimizer}, dropout {net.config.dropout:g}")
             if grow_to is not None:
                 print(f"context: {grown}")
             if added:
@@ -365,7 +337,7 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
         print(f"chat format: {'the base model' + chr(39) + 's own template' if chat_format.kind == 'template' else 'fidan'}"
               f"{'' if chat_format.kind == 'template' else ' <INST>…</INST><RESP>…</RESP>'}")
     train_ex, truncated, dropped = tokenize_conversations(tok, train_convs, cfg.block_size, chat_format)
-    val_ex, _, _ = tokenize_conversations(tok, val_convs[:eval_examples], cfg.block_size, chat_format)
+    val_ex, _, _ = tokenize_conversations(tok, val_convs[:tune.eval_examples], cfg.block_size, chat_format)
     if not train_ex:
         raise FidanError(f"every conversation in {data} is longer than the block size {cfg.block_size} before its "
                          "answer; shorten the prompts")
@@ -382,13 +354,13 @@ def _tune(model, data, run: Path, val_data, val_fraction, eval_examples, dropout
               "data": str(data) if str(data).startswith("hf:") else str(Path(data).resolve()),
               "data_sha256": sha256_file(data) if Path(data).is_file() else None, "val_data": val_data,
               "tokenizer_sha256": tok.sha256, "model": cfg.to_dict(), "parameters": net.num_params(),
-              "pack": pack, "train_conversations": len(train_ex), "val_conversations": len(val_ex),
+              "pack": tune.pack, "train_conversations": len(train_ex), "val_conversations": len(val_ex),
               "chat_format": chat_format.kind,
               "lora": lora.to_dict() if lora else None, "base": base_record(start, model, load_opts),
               "trainable_parameters": trained_weights(net)}
-    task = SFTTask(net, train_ex, val_ex, tok.eos_id, tok.token_bytes(), args, pack, dist, dist.device)
+    task = SFTTask(net, train_ex, val_ex, tok.eos_id, tok.token_bytes(), args, tune.pack, dist, dist.device)
     summary = fit(task, run, args, evals, ckpts, dist=dist, device=dist.device, resume_from=ckpt, config=config,
-                  command_args=command_args, logger=logger, quiet=quiet,
+                  command_args=command_args, logger=log.logger, quiet=quiet,
                   title=f"sft · {net.num_params():,} parameters")
     return summary, net, len(train_ex), len(val_ex), start.dtype
 

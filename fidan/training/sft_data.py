@@ -9,12 +9,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
 from fidan.artifacts.tokenizer import TokenizerBundle
+from fidan.errors import FidanError
 from fidan.text.chat_template import ChatFormat, encode_chat
+from fidan.training.settings import Group, option
 
 Example = tuple[list[int], list[int]]  # (input ids, target ids with -100 where not supervised)
+
+
+@dataclass
+class TuneArgs(Group, key="tune", title="instruction data and tuning"):
+    val_data: str | None = option(None, "held-out conversations (default: the folder's val.jsonl, else a hashed "
+                                        "share of --data).")
+    val_fraction: float = option(0.05, "share of --data held out when there is no separate validation data (0 "
+                                       "disables).")
+    dropout: float | None = option(None, "dropout rate while tuning (default: 0).")
+    pack: bool = option(True, "pack several short examples into each sequence (attention never crosses examples).")
+    eval_examples: int = option(500, "held-out conversations used per evaluation, at most.")
+    chat_template: Literal["auto", "fidan", "base"] = option(
+        "auto", "auto (a transformers base's own chat template when it has one, as Qwen and Llama do; else fidan's "
+                "<INST>…</INST><RESP>…</RESP>), fidan, or base (the base's own, required).")
+    block_size: int | None = option(
+        None, "sequence length for tuning (default: the base's). Longer than a fidan base's grows its context: "
+              "learned position rows past the base's start as copies (row p = row p mod the base's length), rotary "
+              "positions need nothing; a transformers base reads up to its own maximum.")
+
+    def check(self) -> None:
+        if self.eval_examples <= 0:
+            raise FidanError(f"--eval-examples must be positive, got {self.eval_examples}")
+        if self.chat_template not in ("auto", "fidan", "base"):
+            raise FidanError(f"--chat-template must be auto, fidan or base, got {self.chat_template!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise FidanError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
 
 
 def tokenize_conversations(tok: TokenizerBundle, conversations: list[list[dict]], block_size: int,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,9 +14,12 @@ from fidan.artifacts.adapters import adapter_base
 from fidan.artifacts.loader import Loaded, load, locate
 from fidan.artifacts.runs import ADAPTER_DIR, adapter_meta
 from fidan.artifacts.tokenizer import TokenizerBundle
-from fidan.errors import BadConfig, FidanError
+from fidan.errors import BadConfig
 from fidan.model.hf import HFCausalLM
 from fidan.runtime.perf import resolve_precision
+
+if TYPE_CHECKING:
+    from fidan.training.args import LoraArgs
 
 HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
@@ -116,17 +120,12 @@ def _vocab_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return list(unique.values())
 
 
-def lora_request(lora_r: int, lora_alpha: float, lora_targets: str | None, qlora: bool):
+def lora_request(lora: LoraArgs):
     """The LoRA settings asked for on a command line (None: train the weights themselves)."""
     from fidan.model.lora import LoraSpec
 
-    if qlora and not lora_r:
-        raise FidanError("--qlora trains LoRA adapters over a 4-bit base: pass --lora-r too (e.g. --lora-r 16)")
-    if not lora_r:
-        if lora_targets:
-            raise FidanError("--lora-targets needs --lora-r (the adapters' rank)")
-        return None
-    return LoraSpec(r=lora_r, alpha=lora_alpha, targets=lora_targets)
+    lora.check()
+    return LoraSpec(r=lora.lora_r, alpha=lora.lora_alpha, targets=lora.lora_targets) if lora.lora_r else None
 
 
 def resume_adapted(ckpt: Path, *, device: str, dtype: str, four_bit: bool, block_size: int | None = None,
