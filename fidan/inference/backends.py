@@ -89,7 +89,7 @@ class GPTBackend:
             tok[r], pos[r] = t, p
         idx = torch.tensor(tok, device=self.device)[:, None]
         logits = self.model(idx, cache=self._view(0, hi).plan(pos, 1))[0]
-        return logits[torch.tensor(rows, device=logits.device)]
+        return logits if len(rows) == hi else logits[torch.tensor(rows, device=logits.device)]
 
     def release(self, row: int) -> None:
         pass  # the next prefill of this row overwrites its slots from position 0

@@ -127,7 +127,7 @@ class Runner:
                 parts.append(self.backend.prefill([j.row for j in sliding],
                                                   [j.context[-self.window:] for j in sliding]))
             order = stepping + sliding
-            picks = self._choose(torch.cat(parts), order)
+            picks = self._choose(parts[0] if len(parts) == 1 else torch.cat(parts), order)
         return sorted(((job, self._advance(job, token)) for job, token in zip(order, picks, strict=True)),
                       key=lambda pair: pair[0].row)
 
@@ -150,14 +150,16 @@ class Runner:
     def _choose(logits: torch.Tensor, jobs: list[Job]) -> list[int]:
         """The next token of every job: jobs with the same settings draw together (one call), each with its
         own generator, so a job draws what it would draw alone."""
+        if all(j.sampling == jobs[0].sampling for j in jobs):  # the common case: one group, no regrouping
+            groups = [list(range(len(jobs)))]
+        else:
+            ordered = sorted(range(len(jobs)), key=lambda i: repr(jobs[i].sampling))
+            groups = [list(g) for _, g in itertools.groupby(ordered, key=lambda i: jobs[i].sampling)]
         picks = [0] * len(jobs)
-        by_sampling = itertools.groupby(sorted(range(len(jobs)), key=lambda i: repr(jobs[i].sampling)),
-                                        key=lambda i: jobs[i].sampling)
-        for sampling, group in by_sampling:
-            idx = list(group)
+        for idx in groups:
             gens = [jobs[i].generator for i in idx]
-            chosen = choose_tokens(logits[idx], sampling, [jobs[i].context for i in idx],
-                                   None if all(g is None for g in gens) else gens)
+            chosen = choose_tokens(logits if len(idx) == len(jobs) else logits[idx], jobs[idx[0]].sampling,
+                                   [jobs[i].context for i in idx], None if all(g is None for g in gens) else gens)
             for i, token in zip(idx, chosen, strict=True):
                 picks[i] = token
         return picks
