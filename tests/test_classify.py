@@ -11,6 +11,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from fidan.classify.predict import Predictor, classify_eval, classify_predict
 from fidan.classify.task import class_weights, example_losses
@@ -231,6 +232,8 @@ def test_search_starts_from_the_defaults_and_replays(toy_data, tmp_path):
     trials = [json.loads(x) for x in (run / "search" / "trials.jsonl").read_text().splitlines()]
     assert len(trials) == 3 and trials[0]["params"]["tfidf_c"] == 10.0
     assert s["search"]["best_val_macro_f1"] == max(t["val_macro_f1"] for t in trials)
+    best = yaml.safe_load((run / "search" / "best.yaml").read_text(encoding="utf-8"))["args"]
+    assert best["search"] == 0 and best["tfidf"]["tfidf_c"] == s["search"]["best_params"]["tfidf_c"]  # nested
     from fidan.cli import main
 
     assert main(["classify", "train", "--config", str(run / "search" / "best.yaml"), "--out", str(tmp_path / "replay"),

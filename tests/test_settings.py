@@ -14,7 +14,8 @@ from fidan.cli import load_function, main, parse_command
 from fidan.errors import FidanError
 from fidan.training.args import CheckpointArgs, EvalArgs, LogArgs, ShapeArgs, TrainArgs
 from fidan.training.pretrain import pretrain
-from fidan.training.settings import flat_fields, record, stage_settings, with_flat
+from fidan.training.settings import flat_fields, stage_settings
+from fidan.training.settings import nested as nested_args
 
 COMMANDS = ("pretrain", "sft", "classify train")
 FLAT_ARGS = yaml.safe_load((Path(__file__).parent / "fixtures" / "flat_args.yaml").read_text(encoding="utf-8"))
@@ -97,9 +98,7 @@ def test_an_old_flat_config_reads_as_the_nested_one(name, tmp_path):
     """The same arguments from the flat `args:` of older runs and from the nested one written today."""
     old = FLAT_ARGS[name]
     func = load_function(name)
-    names = {f.name for g in func.groups.values() for f in flat_fields(type(g))}
-    nested = record({k: v for k, v in old.items() if k not in names},
-                    *(with_flat(g, old) for g in func.groups.values()))
+    nested = nested_args(func, old)
     assert all(isinstance(nested[key], dict) for key in func.groups)
     del nested["train"]["until_step"]  # as config.yaml leaves it out
     read = []

@@ -5,8 +5,8 @@ it beat them. Then Optuna's TPE sampler proposes settings; each trial is an ordi
 run in ``OUT/search/trial-NNN`` (quiet, no baseline) scored by its validation macro-F1, and a neural
 trial whose held-out macro-F1 falls below the median of earlier trials at the same evaluation is pruned
 (stopped early). Every trial is logged to ``search/trials.jsonl``; the best settings are written as
-``search/best.yaml`` (replay with ``fidan classify train --config OUT/search/best.yaml``) and the final
-model is trained with them in ``OUT``.
+``search/best.yaml`` (nested by group, as a run's config.yaml holds them; replay with
+``fidan classify train --config OUT/search/best.yaml``) and the final model is trained with them in ``OUT``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from fidan.errors import FidanError, MissingExtra
 from fidan.runtime.io import atomic_write_text
 from fidan.runtime.plots import figure
 from fidan.training.runs import _plain  # YAML-safe values, as a run's config.yaml writes them
+from fidan.training.settings import nested
 
 SEARCH_DIR = "search"
 
@@ -122,7 +123,7 @@ def search(train, args: dict, kind: str, lr: float, n_trials: int, run: Path, qu
               "best_trial": best["trial"], "best_val_macro_f1": best["val_macro_f1"],
               "default_val_macro_f1": default["val_macro_f1"], "improved": best["val_macro_f1"] > default["val_macro_f1"],
               "best_params": best["params"]}
-    replay = {**args, **best["params"], "search": 0, "force": True, "resume": False}
+    replay = nested(train, {**args, **best["params"], "search": 0, "force": True, "resume": False})
     atomic_write_text(folder / "best.yaml", yaml.safe_dump({"args": _plain(replay)}, sort_keys=False,
                                                            allow_unicode=True))
     (folder / "summary.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -11,7 +11,8 @@ A stage function takes its own parameters and one keyword per group, annotated w
         ... train.lr ... eval.every ...
 
 and is called with groups (``sft(..., train=TrainArgs(lr=1e-4))``), flat keywords (``sft(..., lr=1e-4)``)
-or both: a flat keyword sets that field of the group given, or of the stage's default group.
+or both: a flat keyword sets that field of the group given, or of the stage's default group. A group given
+whole is taken as it is: start from the stage's own defaults (``sft.groups["train"]``) to keep them.
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ def record(own: dict, *groups: Group) -> dict:
     return {**own, **{g.key: dataclasses.asdict(g) for g in groups}}
 
 
+def nested(func: Callable, flat: dict) -> dict:
+    """Flat keywords of stage ``func`` (its defaults for the rest of each group) as :func:`record` nests them."""
+    names = {f.name for g in func.groups.values() for f in flat_fields(type(g))}
+    return record({k: v for k, v in flat.items() if k not in names}, *(with_flat(g, flat) for g in func.groups.values()))
+
+
 def flatten_record(args: dict, groups: dict[str, type] | None = None) -> dict:
     """config.yaml's ``args:`` (nested by group, or flat as older runs wrote it) as flat keywords, for a
     command whose ``groups`` are given (a mapping there that is not one of them stays as it is, for the
@@ -151,7 +158,7 @@ def stage_settings(**defaults: object) -> Callable[[Callable], Callable]:
                         inspect.Parameter("options", inspect.Parameter.VAR_KEYWORD)])
         stage.groups = base
         stage.__doc__ = (inspect.cleandoc(func.__doc__ or "") + "\n\nSettings groups (or their fields as keywords):\n"
-                         + "\n".join(f"    {key}: {cls.__name__}, {cls.title}: "
+                         + "\n".join(f"    {key}: {cls.__name__} ({cls.title}): "
                                      f"{', '.join(f.name for f in flat_fields(cls))}." for key, cls in classes.items())
                          + "\n")
         return stage
