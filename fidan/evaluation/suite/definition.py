@@ -11,19 +11,17 @@ knows as a common word.
 pairs for instruction tuning, so this set uses only words with two or more senses (their first sense's
 definition), and leaves out the definition of every synset that holds a word of a single sense (what
 the instruction builder can emit, whatever its --kenet-max): no definition here is one the model was
-tuned on. The tests check that by hash against the builder's own output.
+tuned on. Every definition here is one the ``tr-kenet`` corpus source leaves out (fidan/text/kenet.py):
+nor was it pretrained on. The tests check both by hash against the sources' own output.
 """
 
 from __future__ import annotations
 
-import html
-import importlib.resources
 import re
-from pathlib import Path
 
-from fidan.errors import MissingExtra
 from fidan.evaluation.suite.common import item, rng
 from fidan.evaluation.suite.forms import is_real_form
+from fidan.text.kenet import norm, reserved_definitions, sense_counts, synsets
 from fidan.text.turkish import TURKISH_LOWER, casefold_tr
 
 NAME = "tr-definition"
@@ -33,38 +31,6 @@ MIN_COUNT = 3  # an answer or wrong choice occurs at least this often in the bun
 NEAR = 12  # wrong choices are drawn from the NEAR words on either side in corpus frequency
 POS = {"n": "isim", "v": "fiil", "a": "sıfat"}
 _WORD = re.compile(f"^[{TURKISH_LOWER}]{{3,14}}$")
-_LITERAL = re.compile(r"<LITERAL>([^<]*)<SENSE>(\d+)</SENSE>")
-
-
-def kenet_path() -> Path:
-    hint = "tr-definition needs KeNet (the package nlptoolkit-wordnet); install it with: pip install 'fidan[sft-data]'"
-    try:
-        path = Path(str(importlib.resources.files("WordNet").joinpath("data", "turkish_wordnet.xml")))
-    except ModuleNotFoundError:
-        raise MissingExtra(hint) from None
-    if not path.exists():
-        raise MissingExtra(f"{path} is missing; {hint}")
-    return path
-
-
-def norm(text: str) -> str:
-    """The key two texts are compared by: Turkish lower case, single spaces, no surrounding punctuation."""
-    return " ".join(casefold_tr(text).split()).strip(" .!?…:;,\"'")
-
-
-def synsets() -> list[tuple[str, list[tuple[str, int]], str]]:
-    """(part of speech, [(literal, sense)], definition) of every KeNet synset with a definition, in file
-    order (plain string search: twice as fast as an XML parser on the 31 MB file)."""
-    out = []
-    for body in kenet_path().read_text(encoding="utf-8").split("<SYNSET>")[1:]:
-        d, p = body.find("<DEF>"), body.find("<POS>")
-        if d < 0 or p < 0:
-            continue
-        literals = [(html.unescape(w).strip(), int(n)) for w, n in _LITERAL.findall(body, 0, p)]  # before <POS>
-        if literals:
-            definition = " ".join(html.unescape(body[d + 5:body.find("</DEF>", d)]).split())
-            out.append((body[p + 5:body.find("</POS>", p)], literals, definition))
-    return out
 
 
 def _stem(word: str, pos: str) -> str:
@@ -83,11 +49,10 @@ def plan() -> list[tuple]:
 
     counts = word_counts()
     rows = synsets()
-    senses: dict[str, int] = {}
+    senses = sense_counts(rows)
     synonyms: dict[str, set[int]] = {}
     for i, (_, literals, _) in enumerate(rows):
         for word, _ in literals:
-            senses[word] = senses.get(word, 0) + 1
             synonyms.setdefault(word, set()).add(i)
     # what `fidan data instructions` can emit: the definition of any synset with a single-sense word
     used = {norm(d) for _, literals, d in rows if any(senses[w] == 1 for w, _ in literals)}
@@ -103,7 +68,9 @@ def plan() -> list[tuple]:
     pool = {p: sorted((w for w, (_, q, _) in first.items() if q == p), key=lambda w: (counts[w], w)) for p in POS}
     rank = {w: i for p in POS for i, w in enumerate(pool[p])}
     r = rng(NAME)
-    words = sorted(w for w, (_, pos, d) in first.items() if norm(d) not in used and not _mentions(d, w, pos))
+    reserved = reserved_definitions()  # what the tr-kenet corpus source leaves out
+    words = sorted(w for w, (_, pos, d) in first.items()
+                   if norm(d) not in used and norm(d) in reserved and not _mentions(d, w, pos))
     r.shuffle(words)
     out = []
     for word in words[:PLANNED]:
