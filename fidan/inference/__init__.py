@@ -1,5 +1,5 @@
-"""Inference: the one engine (KV cache, batches, stops, streaming), sampling and precision, for every generating
-command."""
+"""Inference: the one decoding runner (KV cache, prefill, steps, stops, the sliding window) behind the engine and
+the server's batcher, with sampling, streaming and precision, for every generating command."""
 
 from fidan.inference.engine import Completion, Engine, Event
 from fidan.inference.precision import PRECISIONS, apply_precision, check_precision

@@ -35,8 +35,8 @@ class KVCache:
 
     def rows(self, lo: int, hi: int) -> KVCache:
         """Rows ``lo`` .. ``hi - 1`` as a cache of their own that shares this one's memory: what a model
-        writes through it lands here. The continuous batcher prefills one new request into its row this way
-        while the other rows keep their keys, and decodes only the rows up to the last one in use."""
+        writes through it lands here. The decoding runner prefills new jobs into their rows this way while
+        the other rows keep their keys, and steps only the rows up to the last one in use."""
         view = object.__new__(KVCache)
         view.length, view.k, view.v = self.length, self.k[:, lo:hi], self.v[:, lo:hi]
         view._reset_views()
