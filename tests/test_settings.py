@@ -140,3 +140,10 @@ def test_an_old_classify_config_replays(tmp_path):
     assert main(["classify", "train", "--config", str(tmp_path / "a" / "config.yaml"), "--out", str(tmp_path / "b")]) == 0
     a, b = (json.loads((tmp_path / r / "eval" / "summary.json").read_text(encoding="utf-8")) for r in "ab")
     assert a["test_macro_f1"] == b["test_macro_f1"]
+
+
+def test_settings_that_cannot_go_together_are_refused_before_anything_is_written(tmp_path, data_dir, tokenizer_dir):
+    with pytest.raises(FidanError, match="--patience keeps the best weights, which --fsdp does not gather"):
+        pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(tmp_path / "r"), fsdp=True, patience=2,
+                 optimizer="adamw", quiet=True)
+    assert not (tmp_path / "r").exists()

@@ -66,6 +66,8 @@ class TrainArgs(Group, key="train", title="training: schedule, batch, optimizer,
                                     muon_lr=self.muon_lr if self.muon_lr is not None else muon_lr, precision=precision)
         for part in (train, evals, ckpts):
             part.check()
+        if evals.patience and train.fsdp:
+            raise FidanError("--patience keeps the best weights, which --fsdp does not gather; drop one of them")
         return train
 
     def check(self) -> None:

@@ -38,7 +38,7 @@ from fidan.artifacts.runs import (
     save_weights,
 )
 from fidan.artifacts.schema import stamp
-from fidan.errors import BadRunState, FidanError, Interrupted
+from fidan.errors import BadRunState, Interrupted
 from fidan.model.memory import grad_checkpointing
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import peak_rss_mb
@@ -106,7 +106,8 @@ def warmup_for(args: TrainArgs, plan: int) -> int:
 def fit(task: Task, run: Path, args: TrainArgs, evals: EvalArgs, ckpts: CheckpointArgs, *, dist, device: str,
         resume_from: Path | None, config: dict, command_args: dict, logger: str | list[str] | None = None,
         quiet: bool = False, title: str = "") -> dict:
-    """Train ``task`` in the run folder ``run`` and return a summary (rank 0's is the full one)."""
+    """Train ``task`` in the run folder ``run`` and return a summary (rank 0's is the full one). The settings
+    come settled and checked (:meth:`TrainArgs.settled`)."""
     trainer = Trainer(task, run, args, evals, ckpts, dist=dist, device=device, quiet=quiet)
     trainer.start(resume_from, config, command_args, logger)
     try:
@@ -125,10 +126,6 @@ def fit(task: Task, run: Path, args: TrainArgs, evals: EvalArgs, ckpts: Checkpoi
 class Trainer:
     def __init__(self, task: Task, run: Path, args: TrainArgs, evals: EvalArgs, ckpts: CheckpointArgs, *, dist,
                  device: str, quiet: bool):
-        for part in (args, evals, ckpts):
-            part.check()
-        if evals.patience and args.fsdp:
-            raise FidanError("--patience keeps the best weights, which --fsdp does not gather; drop one of them")
         self.task, self.run, self.args, self.evals, self.ckpts = task, run, args, evals, ckpts
         self.dist, self.device, self.main = dist, device, dist.is_main
         self.quiet = quiet or not dist.is_main
