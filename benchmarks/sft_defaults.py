@@ -42,7 +42,7 @@ def main() -> None:
     from fidan.artifacts.conversations import read_conversations
     from fidan.artifacts.loader import load_model
     from fidan.bench.bundled import bundled_data
-    from fidan.chat.repl import ChatSession
+    from fidan.conversation.repl import ChatSession
     from fidan.corpus.instructions import build_instructions
     from fidan.training.pretrain import pretrain
     from fidan.training.sft import sft

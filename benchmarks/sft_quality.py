@@ -3,7 +3,7 @@
     fidan demo --out runs/demo --force                       # pretrains and tunes once (prints the ratio)
     python benchmarks/sft_quality.py --run runs/demo         # re-runs only the tuning step on that model
 
-The tuning step is `fidan.demo.instruction_tuning`: the offline instruction set (KeNet definitions,
+The tuning step is `fidan.demos.pipeline.instruction_tuning`: the offline instruction set (KeNet definitions,
 chatterbot-corpus dialogs, questions on the speeches' metadata, food-safety FAQ), `fidan sft` for a CPU
 time budget, held-out response-only loss (nats per supervised token, </RESP> included) before and after.
 The target is after / before <= 0.6 (the lesson went from 3.84 to 1.82).
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    from fidan.demo import instruction_tuning
+    from fidan.demos.pipeline import instruction_tuning
 
     t0 = time.time()
     result = instruction_tuning(Path(args.run), args.minutes, args.seed, args.device)

@@ -8,7 +8,6 @@ Functions import lazily so that ``import fidan`` stays fast.
 from __future__ import annotations
 
 import importlib
-import sys
 
 from fidan.registry import API as _API  # one table feeds the CLI and these functions
 
@@ -23,9 +22,7 @@ def __getattr__(name: str):
 
         return FidanError
     if name in _API:
-        function = getattr(importlib.import_module(_API[name]), name)
-        # `fidan.chat` is a package as well as a command: importing binds the package to the name, so the
-        # package is made callable (fidan/chat/__init__.py) and is what the name gives, in any order.
-        package = sys.modules.get(f"{__name__}.{name}")
-        return package if callable(package) else function
+        # no module of the package shares a command's name (tests/test_architecture.py), so importing a
+        # module never hides a function
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'fidan' has no attribute {name!r}")

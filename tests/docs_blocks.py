@@ -93,7 +93,7 @@ def serving(argv: list[str]) -> Iterator[tuple[str, Recorder]]:
     import uvicorn
 
     from fidan.cli import parse_command
-    from fidan.serve.server import build_app
+    from fidan.serving.server import build_app
 
     _, kwargs = parse_command("serve", argv)
     kwargs.pop("host", None), kwargs.pop("port", None)

@@ -139,7 +139,7 @@ def test_continued_pretraining_of_new_rows_then_everything(base, data_dir, tmp_p
     assert not torch.equal(final["model.layers.0.mlp.up_proj.weight"], before["model.layers.0.mlp.up_proj.weight"])
     model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "phase2"))
     assert model.config.vocab_size == before["lm_head.weight"].size(0)
-    from fidan.report.report import report
+    from fidan.reporting.report import report
 
     text = report(str(tmp_path / "phase2")).read_text(encoding="utf-8")
     assert "## Vocabulary extension" in text and "fewer tokens" in text and "transformers qwen3" in text

@@ -18,8 +18,8 @@ LAYERS = [
     {"artifacts"},
     {"inference"},
     {"training"},
-    {"corpus", "tokenizer", "evaluation", "generation", "chat", "serve", "report", "adapt", "classify"},  # stages: never each other
-    {"demo", "demo_adapt", "demo_classify", "bench"},  # composite commands: they run other stages end to end
+    {"corpus", "tokenizer", "evaluation", "conversation", "serving", "reporting", "adapt", "classify"},  # stages: never each other
+    {"demos", "bench"},  # composite commands: they run other stages end to end
     {"registry", "cli", "__init__", "__main__"},  # the entry points
 ]
 TOP = LAYERS[-1]
@@ -76,5 +76,14 @@ def test_imports_point_down(path):
 def test_the_check_sees_a_wrong_import(tmp_path):
     bad = tmp_path / "m.py"
     bad.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from fidan.training import loop\n"
-                   "from fidan.report.report import report\n", encoding="utf-8")
-    assert runtime_imports(bad) == [(4, "fidan.report.report")]
+                   "from fidan.reporting.report import report\n", encoding="utf-8")
+    assert runtime_imports(bad) == [(4, "fidan.reporting.report")]
+
+
+def test_no_module_shares_a_commands_python_name():
+    """``fidan.chat``, ``fidan.report``, ``fidan.demo`` ... are the commands' functions, whatever was
+    imported before: a module or package of that name would take the attribute over once imported."""
+    from fidan.registry import API
+
+    top = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if p.is_dir()}
+    assert not top & set(API), sorted(top & set(API))

@@ -9,7 +9,7 @@ import pytest
 from fidan.bench.infer import bench_infer
 from fidan.cli import main
 from fidan.errors import FidanError
-from fidan.report.report import report
+from fidan.reporting.report import report
 from fidan.training.pretrain import pretrain
 
 

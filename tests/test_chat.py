@@ -7,7 +7,7 @@ import torch
 
 from fidan.artifacts.runs import copy_tokenizer, save_weights
 from fidan.artifacts.tokenizer import add_special_tokens
-from fidan.chat.repl import ChatSession, chat, run_repl
+from fidan.conversation.repl import ChatSession, chat, run_repl
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig
 from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, RESP_END, encode_chat
@@ -140,11 +140,11 @@ def test_fidan_chat_is_the_command_and_the_package_in_any_order(order, tmp_path)
     import subprocess
     import sys
 
-    first, second = "f = fidan.chat", "from fidan.chat.repl import ChatSession; s = fidan.chat.repl.ChatSession"
+    first, second = "f = fidan.chat", "import fidan.conversation.repl; s = fidan.conversation.repl.ChatSession"
     if order == "module first":
         first, second = second, first
     code = (f"import fidan\n{first}\n{second}\n"
-            "assert fidan.chat.repl.ChatSession.__name__ == 'ChatSession' and callable(fidan.chat)\n"
+            "assert fidan.conversation.repl.ChatSession.__name__ == 'ChatSession' and callable(fidan.chat)\n"
             f"fidan.chat(model={str(tmp_path / 'missing')!r})\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "BadInput: model not found" in result.stderr, result.stderr  # the command ran and refused
@@ -152,11 +152,11 @@ def test_fidan_chat_is_the_command_and_the_package_in_any_order(order, tmp_path)
 
 @pytest.mark.parametrize("name", ["report", "demo"])
 def test_report_and_demo_are_callable_after_their_modules_load(name, tmp_path):
-    """Like fidan.chat: importing fidan.report.report or fidan.demo must not turn the command into a module."""
+    """Like fidan.chat: importing fidan.reporting.report or fidan.demos.pipeline leaves the command a function."""
     import subprocess
     import sys
 
-    modules = {"report": "fidan.report.report", "demo": "fidan.demo"}
+    modules = {"report": "fidan.reporting.report", "demo": "fidan.demos.pipeline"}
     call = {"report": f"fidan.report(run={str(tmp_path / 'missing')!r})",
             "demo": f"fidan.demo(out={str(tmp_path / 'd')!r}, minutes=-1)"}
     code = f"import fidan, {modules[name]}\nassert callable(fidan.{name})\n{call[name]}\n"

@@ -53,7 +53,7 @@ def test_sft_tunes_a_base_in_its_own_template_unless_asked_for_fidans(tmp_path, 
     assert all(tok.tokenizer.token_to_id(t) is None for t in CHAT_TOKENS)  # no fidan markers added
     assert yaml.safe_load((own / "config.yaml").read_text(encoding="utf-8"))["chat_format"] == "template"
     from fidan.artifacts.loader import load
-    from fidan.chat.repl import ChatSession
+    from fidan.conversation.repl import ChatSession
 
     loaded = load(own)
     session = ChatSession(loaded.model, loaded.tok, max_new_tokens=3)

@@ -269,7 +269,7 @@ def test_transformers_causal_lm_gets_a_pooled_head_equal_to_the_fidan_run(toy_da
 
 
 def test_report_has_a_classification_section(toy_data, tmp_path):
-    from fidan.report.report import report
+    from fidan.reporting.report import report
 
     run = tmp_path / "r"
     classify_train(data=str(toy_data), out=str(run), model="scratch", max_steps=6, **{**FAST, "baseline": True})

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from fidan.cli import main
-from fidan.report.compare import compare
+from fidan.reporting.compare import compare
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -159,8 +159,6 @@ def run_python(text: str, where: str, corpus: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         for function in sorted(set(re.findall(r"\bfidan\.(\w+)\(", text)) & set(API)):
             real = getattr(fidan, function)
-            if isinstance(real, type(fidan)):  # fidan.chat is also a package: called, it runs the terminal chat
-                continue
 
             def shrunk(*args, _real=real, _name=commands_of[function], **kwargs):
                 return _real(*args, **tiny_kwargs(_name, kwargs, corpus))

@@ -294,7 +294,7 @@ def test_hf_bits_per_byte_equal_a_direct_computation(hf_dir, tmp_path):
 
 
 def test_samples_are_fixed_by_seed_and_match_generate(fidan_run, tmp_path):
-    from fidan.generation.generate import generate
+    from fidan.inference.generate import generate
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Türkiye\nBilim ve sanat\n\n", encoding="utf-8")

@@ -327,7 +327,7 @@ def test_suite_run_gives_every_accuracy_with_its_error_and_floors(suite, suite_r
 
 
 def test_report_card_shows_the_suite_with_its_floors(suite, suite_run):
-    from fidan.report.report import report
+    from fidan.reporting.report import report
 
     if not (suite_run / "eval" / "mc-tr-suite.json").exists():
         eval_mc(model=str(suite_run), data="tr-suite", baseline=True)

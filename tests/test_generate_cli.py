@@ -10,8 +10,8 @@ import torch
 
 from fidan.cli import build_command_parser, main
 from fidan.errors import FidanError
-from fidan.generation.generate import generate
 from fidan.inference import sample_next
+from fidan.inference.generate import generate
 from fidan.training.pretrain import pretrain
 
 

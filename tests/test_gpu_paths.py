@@ -54,7 +54,7 @@ def test_torchrun_on_gpus_takes_nccl_and_one_gpu_per_local_rank(monkeypatch):
 
 
 def test_fp16_bases_train_in_fp16_on_a_gpu_and_are_refused_on_a_cpu(monkeypatch):
-    from fidan.training.start import train_precision
+    from fidan.training.starting_point import train_precision
 
     assert train_precision("auto", "cuda", "fp16") == "fp16"
     assert train_precision("auto", "cuda", "bf16") == "bf16"

@@ -118,7 +118,7 @@ def test_cli_bad_precision_is_one_line_exit_2(command, tmp_path, capsys):
 
 def test_generate_and_eval_bpb_run_in_int8(tmp_path, data_dir, tokenizer_dir, capsys):
     from fidan.evaluation.bpb import eval_bpb
-    from fidan.generation.generate import generate
+    from fidan.inference.generate import generate
     from fidan.training.pretrain import pretrain
 
     run = tmp_path / "run"

@@ -76,7 +76,7 @@ def test_qlora_pretrain_trains_adapters_over_a_4bit_base(tmp_path, hf_qwen_dir, 
     assert torch.allclose(a, b, atol=2e-2)  # the same adapters over the same 4-bit base (bf16 rounding apart)
     assert (a - before).abs().max() > 1e-2  # the adapters learned something
     assert (c - a).abs().max() < 0.25 * (a - before).abs().max() + 5e-2  # merged ≈ adapted, not the base
-    from fidan.report.report import report
+    from fidan.reporting.report import report
 
     text = report(str(run)).read_text(encoding="utf-8")
     assert "14 linear layers in 4-bit NF4" in text and "unmerged in `adapter/`" in text

@@ -16,7 +16,7 @@ from fidan.evaluation.bpb import eval_bpb
 from fidan.evaluation.harmony import harmony_items
 from fidan.evaluation.mc import eval_mc
 from fidan.evaluation.samples import eval_samples
-from fidan.report.report import report
+from fidan.reporting.report import report
 from fidan.training.pretrain import pretrain
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -235,7 +235,7 @@ def test_untrained_baseline_is_the_run_architecture_seeded_as_training(run, tmp_
 
 
 def test_a_budgeted_run_reports_its_planned_steps(tmp_path, data_dir, tokenizer_dir):
-    from fidan.report.report import report
+    from fidan.reporting.report import report
     from fidan.training.pretrain import pretrain
 
     run = tmp_path / "run"

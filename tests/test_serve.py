@@ -24,7 +24,7 @@ from fidan.artifacts.tokenizer import add_special_tokens  # noqa: E402
 from fidan.inference import Engine, Sampling  # noqa: E402
 from fidan.inference.batcher import Job  # noqa: E402
 from fidan.model.gpt import GPT, GPTConfig  # noqa: E402
-from fidan.serve.server import build_app  # noqa: E402
+from fidan.serving.server import build_app  # noqa: E402
 from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, encode_chat  # noqa: E402
 
 CHAT = [{"role": "system", "content": "Kısa cevap ver."}, {"role": "user", "content": "Türkiye'nin başkenti neresi?"}]
@@ -354,7 +354,7 @@ def test_a_model_with_its_own_jinja_template_or_none(tokenizer_dir, tmp_path):
 
     from fidan.artifacts.tokenizer import load_tokenizer
     from fidan.errors import BadInput
-    from fidan.serve.prompts import Prompter
+    from fidan.serving.prompts import Prompter
 
     plain = Prompter(load_tokenizer(tokenizer_dir))  # a pretrained model's tokenizer: no chat format
     assert not plain.can_chat

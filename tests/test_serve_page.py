@@ -17,7 +17,7 @@ from test_serve import chat_run, engine_answer, serving  # noqa: E402, F401  (ch
 
 from fidan.artifacts.runs import copy_tokenizer, save_weights  # noqa: E402
 from fidan.model.gpt import GPT  # noqa: E402
-from fidan.serve.server import build_app  # noqa: E402
+from fidan.serving.server import build_app  # noqa: E402
 from fidan.text.chat_fit import fit_turns, prompt_room  # noqa: E402
 from fidan.text.chat_template import encode_chat  # noqa: E402
 

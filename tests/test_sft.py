@@ -12,7 +12,7 @@ from fidan.artifacts.runs import copy_tokenizer, read_metrics, save_weights
 from fidan.artifacts.tokenizer import add_special_tokens, load_tokenizer
 from fidan.errors import FidanError
 from fidan.model.gpt import GPT, GPTConfig
-from fidan.model.vocab import grow_embeddings
+from fidan.model.new_rows import grow_embeddings
 from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, RESP_END, encode_chat, render_chat
 from fidan.training.sft import make_batch, pack_rows, sft, tokenize_conversations
 

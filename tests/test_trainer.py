@@ -11,7 +11,7 @@ import yaml
 from fidan.artifacts.runs import checkpoint_dirs, read_metrics
 from fidan.model.gpt import GPT, GPTConfig
 from fidan.training.pretrain import pretrain
-from fidan.training.runs import truncate_metrics
+from fidan.training.run_folder import truncate_metrics
 
 TINY = dict(batch_size=4, block_size=32, eval_every=4, eval_windows=4, warmup_steps=3, quiet=True)
 

@@ -28,7 +28,7 @@ from fidan.errors import FidanError
 from fidan.model.hf import HFCausalLM
 from fidan.model.scoring import model_nll, score_token_documents
 from fidan.runtime.io import atomic_dir
-from fidan.training.start import HF_TOKENIZER_FILES
+from fidan.training.starting_point import HF_TOKENIZER_FILES
 
 INITS = ("subtoken-mean", "mean", "random")
 

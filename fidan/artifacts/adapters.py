@@ -26,7 +26,7 @@ from fidan.artifacts.tokenizer import TokenizerBundle
 from fidan.errors import BadInput
 from fidan.model.hf import HFCausalLM
 from fidan.model.lora import peft_target
-from fidan.model.vocab import grow_embeddings
+from fidan.model.new_rows import grow_embeddings
 from fidan.runtime.io import atomic_dir
 
 PEFT_PREFIX = "base_model.model."  # the key prefix PeftModel gives the wrapped model's modules

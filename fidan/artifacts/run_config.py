@@ -1,6 +1,6 @@
 """A run's ``config.yaml``: ``args`` (the command's arguments, which `--config` replays) and the resolved run
 (stage, model, settings in groups, data and tokenizer hashes, parameters, machine). Written by the training
-stages (fidan.training.runs), read by `fidan sft` (a base's learning rate), `fidan eval` (a run's seed), the
+stages (fidan.training.run_folder), read by `fidan sft` (a base's learning rate), `fidan eval` (a run's seed), the
 report and `fidan compare`. `fidan export hf` keeps a copy as ``fidan_config.yaml``."""
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def _save_weights(model: torch.nn.Module, folder: Path, extra: dict | None = Non
     lora = getattr(_unwrap(model), "fidan_lora", None)
     if lora is not None:
         # adapters not merged yet (a checkpoint, the best weights): the adapter folder alone, read back over
-        # the base loaded again (fidan.training.start.resume_adapted); the frozen base is not copied
+        # the base loaded again (fidan.training.starting_point.resume_adapted); the frozen base is not copied
         save_adapter(_unwrap(model), folder / ADAPTER_DIR, lora["base"], lora.get("tokenizer"), lora["rows"])
         atomic_write_json(folder / ADAPTER_DIR / ADAPTER_META, extra or {})
         return

@@ -23,7 +23,7 @@ from fidan.classify.task import eval_hook
 from fidan.errors import FidanError, MissingExtra
 from fidan.runtime.io import atomic_write_text
 from fidan.runtime.plots import figure
-from fidan.training.runs import _plain  # YAML-safe values, as a run's config.yaml writes them
+from fidan.training.run_folder import _plain  # YAML-safe values, as a run's config.yaml writes them
 from fidan.training.settings import nested
 
 SEARCH_DIR = "search"

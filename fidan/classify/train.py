@@ -36,9 +36,9 @@ from fidan.runtime.device import pick_device
 from fidan.runtime.perf import autocast
 from fidan.training.args import CheckpointArgs, EvalArgs, LoadArgs, LogArgs, LoraArgs, RunArgs, TrainArgs
 from fidan.training.loop import fit
-from fidan.training.runs import open_run, start_fresh, write_config
+from fidan.training.run_folder import open_run, start_fresh, write_config
 from fidan.training.settings import record, stage_settings, to_flat, with_flat
-from fidan.training.start import lora_request, master_weights_fp32, stored_dtype, train_precision
+from fidan.training.starting_point import lora_request, master_weights_fp32, stored_dtype, train_precision
 
 SPLIT_DIR = "split"
 EVAL_DIR = "eval"

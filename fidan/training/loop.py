@@ -48,7 +48,7 @@ from fidan.runtime.plots import plot_loss
 from fidan.runtime.signals import stop_requests
 from fidan.training.args import CheckpointArgs, EvalArgs, TrainArgs
 from fidan.training.optim import lr_at, make_optimizer, set_lr
-from fidan.training.runs import check_resume, truncate_metrics, write_config
+from fidan.training.run_folder import check_resume, truncate_metrics, write_config
 from fidan.training.step_lines import StepLines
 
 WARMUP_SHARE = 0.25  # warm-up never takes more than this share of the run

@@ -43,9 +43,9 @@ from fidan.training.args import (
 )
 from fidan.training.estimate import estimate_step_seconds
 from fidan.training.loop import dropout_seed, fit
-from fidan.training.runs import open_run, start_fresh
+from fidan.training.run_folder import open_run, start_fresh
 from fidan.training.settings import record, stage_settings
-from fidan.training.start import (
+from fidan.training.starting_point import (
     adapt_with_lora,
     base_record,
     copy_hf_tokenizer,

@@ -26,8 +26,8 @@ from fidan.errors import BadInput, FidanError
 from fidan.model.context import grow_context
 from fidan.model.gpt import GPT, GPTConfig
 from fidan.model.lora import check_targets
+from fidan.model.new_rows import grow_embeddings
 from fidan.model.scoring import BitsPerByte, model_nll
-from fidan.model.vocab import grow_embeddings
 from fidan.runtime import distributed as dist_util
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import sha256_file
@@ -36,7 +36,7 @@ from fidan.text.chat_template import CHAT_TEMPLATE, CHAT_TOKENS, ChatFormat, tem
 from fidan.training.args import CheckpointArgs, EvalArgs, LoadArgs, LogArgs, LoraArgs, RunArgs, TrainArgs
 from fidan.training.estimate import estimate_step_seconds
 from fidan.training.loop import fit
-from fidan.training.runs import open_run, start_fresh
+from fidan.training.run_folder import open_run, start_fresh
 from fidan.training.settings import record, stage_settings
 from fidan.training.sft_data import (
     EpochBatches,
@@ -46,7 +46,7 @@ from fidan.training.sft_data import (
     pack_rows,
     tokenize_conversations,
 )
-from fidan.training.start import (
+from fidan.training.starting_point import (
     adapt_with_lora,
     base_record,
     base_source,

@@ -24,8 +24,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fidan.errors import BadInput, FidanError
 from fidan.inference import Sampling
 from fidan.inference.batcher import Batcher, Job, QueueFull
-from fidan.serve.prompts import Prompter
-from fidan.serve.protocol import APIError, ChatRequest, CompletionRequest, parse
+from fidan.serving.prompts import Prompter
+from fidan.serving.protocol import APIError, ChatRequest, CompletionRequest, parse
 from fidan.text.chat_fit import prompt_room
 
 FINISH = {"stop_id": "stop", "stop_string": "stop", "length": "length"}
@@ -203,7 +203,7 @@ def create_app(batcher: Batcher, prompter: Prompter, name: str, limits: Limits |
 
     @app.get("/", response_class=HTMLResponse)
     async def page():
-        return (resources.files("fidan.serve") / "static" / "index.html").read_text(encoding="utf-8")
+        return (resources.files("fidan.serving") / "static" / "index.html").read_text(encoding="utf-8")
 
     return app
 

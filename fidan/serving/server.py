@@ -106,8 +106,8 @@ def build_app(model: str, api_key: str | None = None, precision: str = "auto", t
     except ImportError:
         raise MissingExtra("`fidan serve` needs FastAPI and uvicorn: pip install 'fidan[serve]'") from None
     from fidan.inference.batcher import Batcher
-    from fidan.serve.app import Limits, create_app
-    from fidan.serve.prompts import Prompter
+    from fidan.serving.app import Limits, create_app
+    from fidan.serving.prompts import Prompter
 
     for flag, value, low in (("--max-batch", max_batch, 1), ("--max-waiting", max_waiting, 0),
                              ("--max-tokens", max_tokens, 1), ("--default-max-tokens", default_max_tokens, 1),

@@ -25,7 +25,7 @@ from fidan.artifacts.results import save_timings
 from fidan.corpus.prepare import prepare_data
 from fidan.errors import BadInput
 from fidan.evaluation.bpb import eval_bpb
-from fidan.report.report import report
+from fidan.reporting.report import report
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import atomic_write_json, prepare_out_dir
 from fidan.tokenizer.convert import import_qwen

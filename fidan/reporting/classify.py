@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fidan.artifacts.classifier_results import EVAL_DIR, ClassifierMetrics, ClassifierSummary
-from fidan.report.markdown import fmt, table
+from fidan.reporting.markdown import fmt, table
 
 
 def classification_section(root: Path, rel) -> list[str]:

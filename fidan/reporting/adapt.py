@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fidan.artifacts.extension import Extension
-from fidan.report.markdown import fmt, table
+from fidan.reporting.markdown import fmt, table
 
 
 def adaptation_section(root: Path, final: dict | None) -> list[str]:

@@ -10,7 +10,7 @@ from fidan.artifacts.loader import load_model
 from fidan.artifacts.results import save_timings
 from fidan.artifacts.runs import read_model_config, resolve_model_dir
 from fidan.artifacts.tokenizer import load_tokenizer
-from fidan.chat.repl import ChatSession
+from fidan.conversation.repl import ChatSession
 from fidan.corpus.instructions import build_instructions
 from fidan.corpus.prepare import prepare_data
 from fidan.errors import BadInput
@@ -18,8 +18,7 @@ from fidan.evaluation.bpb import eval_bpb
 from fidan.evaluation.mc import eval_mc
 from fidan.evaluation.samples import eval_samples
 from fidan.model.gpt import config_from_preset
-from fidan.report.report import report
-from fidan.runtime.callable_module import make_callable
+from fidan.reporting.report import report
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import prepare_out_dir
 from fidan.tokenizer.train import train_tokenizer
@@ -161,6 +160,3 @@ def instruction_tuning(root: Path, minutes: float, seed: int, device: str) -> di
     return {**summary, "exchanges": [{"question": c[0]["content"], "answer": a, "reference": c[1]["content"]}
                                      for c, a in exchanges]}
 
-
-# `fidan.demo` names both this module and the command: once imported, the module is the callable.
-make_callable(__name__, "fidan.demo:demo")

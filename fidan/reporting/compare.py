@@ -2,7 +2,7 @@
 per byte, every evaluation they share) and a bar chart of the shared figures.
 
 Figures share a column only when they measure the same thing on the same content: a column is a
-(metric, content hash) pair (see fidan.report.compare_runs for where each hash comes from). Whatever
+(metric, content hash) pair (see fidan.reporting.compare_runs for where each hash comes from). Whatever
 cannot be put beside another run's figure is listed under the table, with the reason.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fidan.errors import BadInput
-from fidan.report.compare_runs import Figure, RunFacts, read_run
-from fidan.report.markdown import duration, table
+from fidan.reporting.compare_runs import Figure, RunFacts, read_run
+from fidan.reporting.markdown import duration, table
 from fidan.runtime.console import speaks
 from fidan.runtime.io import atomic_write_json
 

@@ -15,7 +15,7 @@ from fidan.artifacts.runs import resolve_model_dir
 from fidan.classify.data import classify_data
 from fidan.classify.train import classify_train
 from fidan.errors import BadInput, FidanError
-from fidan.report.report import report
+from fidan.reporting.report import report
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import atomic_write_json, atomic_write_text, prepare_out_dir
 

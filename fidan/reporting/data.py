@@ -14,7 +14,7 @@ from pathlib import Path
 from fidan.artifacts.datadir import DataSummary, describe_data, iter_split, token_stats
 from fidan.artifacts.tokenizer import load_tokenizer
 from fidan.errors import FidanError
-from fidan.report.markdown import table
+from fidan.reporting.markdown import table
 from fidan.text.turkish import words
 
 SAMPLE_CHARS = 200_000  # word statistics read at most this much held-out text

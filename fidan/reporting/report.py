@@ -19,13 +19,13 @@ from fidan.artifacts.results import TIMINGS_FILE, Timings, eval_results
 from fidan.artifacts.run_config import RunConfig
 from fidan.artifacts.runs import planned_steps, read_metrics
 from fidan.errors import FidanError
-from fidan.report.adapt import adaptation_section
-from fidan.report.classify import classification_section
-from fidan.report.data import data_section
-from fidan.report.infer import inference_section
-from fidan.report.markdown import duration, fmt, quote, table
-from fidan.report.plots import plot_mc, plot_training
-from fidan.report.suite import suite_section
+from fidan.reporting.adapt import adaptation_section
+from fidan.reporting.classify import classification_section
+from fidan.reporting.data import data_section
+from fidan.reporting.inference_speed import inference_section
+from fidan.reporting.markdown import duration, fmt, quote, table
+from fidan.reporting.plots import plot_mc, plot_training
+from fidan.reporting.suite import suite_section
 from fidan.runtime.environment import environment
 from fidan.runtime.io import atomic_write_text
 from fidan.runtime.plots import plot_loss

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fidan.artifacts.results import eval_results
-from fidan.report.markdown import table
+from fidan.reporting.markdown import table
 
 
 def _pct(x: float | None) -> str:

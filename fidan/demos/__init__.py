@@ -1,0 +1,1 @@
+"""The demos: each runs stages end to end on the bundled data (`fidan demo`, `fidan demo adapt`, `fidan demo classify`)."""

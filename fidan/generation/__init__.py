@@ -1,1 +1,0 @@
-"""Generation stage: sampling text from trained models."""
