@@ -198,6 +198,7 @@ def load_config(path: str | Path, name: str) -> dict:
         raise BadConfig(f"config file {path} is not valid YAML ({first}); fix it") from None
     if data is None:
         return {}
+    in_run = isinstance(data, dict) and isinstance(data.get("args"), dict) and _is_run_folder(path.parent)
     if isinstance(data, dict) and isinstance(data.get("args"), dict):
         data = data["args"]
     if not isinstance(data, dict):
@@ -213,7 +214,13 @@ def load_config(path: str | Path, name: str) -> dict:
     for k, v in values.items():
         if v is None and params[k].default is not None and type(None) not in typing.get_args(params[k].type):
             raise BadConfig(f"config file {path}: `{k}` cannot be empty (null); give it a value or leave the key out")
+    if in_run and "out" in values and Path(str(values["out"])).resolve() != path.parent.resolve():
+        values["out"] = str(path.parent)  # a run folder moved or copied: its config.yaml replays into itself
     return {k: _coerce(str(path), k, v, params[k].type) for k, v in values.items()}
+
+
+def _is_run_folder(folder: Path) -> bool:
+    return (folder / "metrics.jsonl").is_file() or (folder / "checkpoints").is_dir() or (folder / "config.json").is_file()
 
 
 def _config_path(argv: list[str]) -> str | None:

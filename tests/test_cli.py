@@ -177,6 +177,25 @@ def test_a_run_config_replays_pretrain(tmp_path):
     assert kwargs["lr"] == 0.001 and kwargs["max_steps"] == 20  # as the command line would read them
 
 
+def test_a_moved_runs_config_replays_into_the_folder_it_is_in(tmp_path):
+    """A run folder copied or moved elsewhere: `--config COPY/config.yaml --resume` continues the copy, not
+    the folder its config.yaml was written in (which may still exist); --out still overrides."""
+    run_config = {"args": {"data": "data/tr", "tokenizer": "tok/bpe", "out": str(tmp_path / "original"),
+                           "max_steps": 10}}
+    copy = tmp_path / "copy"
+    (copy / "checkpoints").mkdir(parents=True)
+    (copy / "config.yaml").write_text(yaml.safe_dump(run_config), encoding="utf-8")
+    _, kwargs = parse_command("pretrain", ["--config", str(copy / "config.yaml"), "--resume"])
+    assert kwargs["out"] == str(copy)
+    _, kwargs = parse_command("pretrain", ["--config", str(copy / "config.yaml"), "--out", "runs/z"])
+    assert kwargs["out"] == "runs/z"
+    # a config.yaml kept as a template outside any run folder keeps its recorded out
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "config.yaml").write_text(yaml.safe_dump(run_config), encoding="utf-8")
+    _, kwargs = parse_command("pretrain", ["--config", str(tmp_path / "configs" / "config.yaml")])
+    assert kwargs["out"] == str(tmp_path / "original")
+
+
 def test_positional_from_a_config_file(tmp_path, monkeypatch):
     cfg = tmp_path / "r.yaml"
     cfg.write_text("run: runs/x\n", encoding="utf-8")
