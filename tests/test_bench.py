@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from fidan.bench.speedrun import bench_speedrun, time_to_target
 from fidan.bench.train import bench_train
 from fidan.cli import main
+from fidan.errors import FidanError, MissingExtra
 
 
 def test_bench_peak_cli_writes_json(tmp_path):
@@ -79,3 +83,36 @@ def test_speedrun_reports_bpb_against_time(tmp_path, data_dir, tokenizer_dir, mo
     assert (tmp_path / "b" / "plots" / "speedrun.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "b" / "speedrun.json").read_text())
     assert saved["final_bpb"] == second["final_bpb"] and saved["target_bpb"] == target
+
+
+def test_speedrun_held_out_source_is_left_out_of_training_and_measured(tmp_path, monkeypatch):
+    """--held-out: the data and the tokenizer come from the other sources only, and the final model is
+    measured on the held-out source's documents, beside its in-domain figure."""
+    import fidan.bench.speedrun as speedrun
+
+    pytest.importorskip("turkish_treebanks")
+    try:
+        from fidan.text.bundled import news
+
+        next(news())
+    except MissingExtra as e:
+        pytest.skip(str(e))
+    from itertools import islice
+
+    from fidan.corpus.sources import BUILTIN
+
+    for name, n in (("tr-treebank", 600), ("tr-news", 30)):  # the first documents of each: seconds, not minutes
+        real = BUILTIN[name]
+        monkeypatch.setitem(BUILTIN, name, real._replace(read=lambda real=real, n=n: islice(real.read(), n)))
+    monkeypatch.setattr(speedrun, "estimate_step_seconds", lambda *a, **k: 0.05)
+    r = bench_speedrun(preset="hizli", minutes=0.01, source=["tr-treebank", "tr-news"], held_out="tr-news",
+                       work=str(tmp_path), vocab_size=300, block_size=32, batch_size=4, depth=1, eval_windows=4)
+    assert r["training_sources"] == ["tr-treebank"] and r["held_out"] == "tr-news"
+    manifest = json.loads((tmp_path / "data-tr-treebank" / "manifest.json").read_text())
+    assert [s["spec"] for s in manifest["sources"]] == ["tr-treebank"]  # the tokenizer was trained on this
+    held = json.loads((tmp_path / "held-out-tr-news" / "manifest.json").read_text())
+    assert [s["spec"] for s in held["sources"]] == ["tr-news"]
+    measured = json.loads((Path(r["run"]) / "eval" / "bpb-held-out-tr-news-val.json").read_text())
+    assert measured["bpb"] == r["held_out_bpb"] and r["held_out_bpb"] != r["final_bpb"]
+    with pytest.raises(FidanError, match="not a built-in source"):
+        bench_speedrun(held_out="tr-nope", work=str(tmp_path))
