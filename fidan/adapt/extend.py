@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from fidan.adapt.vocab import extend_tokenizer, learn_extension
-from fidan.artifacts.datadir import iter_split, load_manifest
+from fidan.adapt.vocab_select import SELECT, sample_by_source, sampled, select_extension
+from fidan.artifacts.datadir import iter_split, iter_split_sources, load_manifest
 from fidan.artifacts.extension import Extension
 from fidan.artifacts.loader import load, locate
 from fidan.artifacts.tokenizer import TokenizerBundle, load_tokenizer
@@ -34,6 +35,7 @@ INITS = ("subtoken-mean", "mean", "random")
 
 
 def extend_vocab(base: str, data: str, add: int, out: str, init: Literal["subtoken-mean", "mean", "random"] = "subtoken-mean", min_frequency: int = 2,
+                 select: Literal["balanced", "frequency"] = "balanced", sample_chars: int = 4_000_000,
                  compare: bool = True, eval_docs: int = 400, block_size: int = 256, seed: int = 0,
                  force: bool = False, quiet: bool = False) -> dict:
     """Add up to N Turkish tokens to a transformers causal LM, as BPE merges, with initialised embeddings.
@@ -43,11 +45,15 @@ def extend_vocab(base: str, data: str, add: int, out: str, init: Literal["subtok
             writes one).
         data: a data folder made by `fidan data prepare`: new tokens are learned on its train split and
             measured on its val split.
-        add: how many new tokens, at most (ranked by the tokens they save on the data).
+        add: how many new tokens, at most.
         out: the new model folder (weights, extended tokenizer, extension.json).
         init: how new embedding rows start: subtoken-mean (mean of the rows of the pieces they replace),
             mean (mean of all rows) or random (normal with the model's initializer_range, as transformers does).
         min_frequency: a new token must save a token at least this many times in the data.
+        select: how the new tokens are chosen: balanced (by the tokens they save on each source of the train
+            split, every source weighing the same, without the source where a token saves the most) or
+            frequency (BPE merges in order of frequency over the pooled train split).
+        sample_chars: characters read from each source of the train split to choose them (0: all).
         compare: also measure held-out bits per byte with the other initialisations (not saved).
         eval_docs: held-out documents scored for bits per byte (0: every one).
         block_size: context window for scoring.
@@ -59,6 +65,10 @@ def extend_vocab(base: str, data: str, add: int, out: str, init: Literal["subtok
     out_dir = Path(out)
     if init not in INITS:
         raise FidanError(f"--init must be one of {', '.join(INITS)}, got {init!r}")
+    if select not in SELECT:
+        raise FidanError(f"--select must be one of {', '.join(SELECT)}, got {select!r}")
+    if sample_chars < 0:
+        raise FidanError(f"--sample-chars must be 0 (all) or positive, got {sample_chars}")
     source = locate(base)  # a folder, or a hub name's snapshot in the local cache
     base_dir = source.folder
     if source.kind != "hf":
@@ -81,7 +91,11 @@ def extend_vocab(base: str, data: str, add: int, out: str, init: Literal["subtok
         val = val[:eval_docs]
     bpb: dict[str, float] = {"base": _held_out_bpb(model, base_tok, val)} if val else {}
 
-    ext = learn_extension(base_tok.tokenizer, iter_split(data, "train"), add, min_frequency)
+    train = sampled(iter_split_sources(data, "train"), sample_chars)
+    if select == "frequency":
+        ext = learn_extension(base_tok.tokenizer, (text for _, text in train), add, min_frequency)
+    else:
+        ext = select_extension(base_tok.tokenizer, sample_by_source(train), add, min_frequency)
     if len(ext.new_tokens) < add:
         raise FidanError(f"--add {add}: the data supplies only {len(ext.new_tokens)} new tokens that save a token "
                          f"at least {min_frequency} times; pass --add {len(ext.new_tokens)} or more data")
@@ -118,7 +132,8 @@ def extend_vocab(base: str, data: str, add: int, out: str, init: Literal["subtok
         initialise_rows(model, new_ids, pieces, rows_before=rows, method=init, seed=seed)
         net.save_pretrained(str(tmp))
         record = Extension(base=str(base_dir.resolve()), data=str(Path(data).resolve()), init=init,
-                           add=add, min_frequency=min_frequency, new_ids=new_ids,
+                           add=add, min_frequency=min_frequency, select=select, sample_chars=sample_chars,
+                           new_ids=new_ids,
                            merges_added=len(ext.merges), embedding_rows=[rows, model.config.vocab_size],
                            held_out={**stats, "documents": len(val), "bpb": bpb},
                            new_tokens=[{"id": i, "text": new_tok.decode([i]), "pieces": p}

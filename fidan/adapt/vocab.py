@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from tokenizers import Tokenizer, models, trainers
@@ -70,11 +70,15 @@ def learn_extension(tok: Tokenizer, texts: Iterable[str], n_new: int, min_freque
     Fewer come back when the data does not repeat enough pairs (``min_frequency``); the caller decides
     whether that is an error.
     """
+    return learn_from_counts(tok, count_words(tok, texts), n_new, min_frequency)
+
+
+def learn_from_counts(tok: Tokenizer, counts: Mapping[str, int], n_new: int, min_frequency: int = 2) -> Extension:
+    """``learn_extension`` over pre-token counts (``count_words``), which may be weighted (whole numbers)."""
     spec = _spec(tok)
     if n_new <= 0:
         raise FidanError(f"--add must be positive, got {n_new}")
     base_vocab: dict[str, int] = spec["model"]["vocab"]
-    counts = count_words(tok, texts)
     char_of: dict[int, str] = {}  # base token id → private character
     string_of: dict[str, str] = {}  # private character → base token string
     id_of: dict[str, int] = {}

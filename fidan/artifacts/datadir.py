@@ -34,6 +34,12 @@ def load_manifest(data: str | Path) -> dict:
 
 def iter_split(data: str | Path, split: str) -> Iterator[str]:
     """Stream the documents of one split of a data folder."""
+    return (text for _, text in iter_split_sources(data, split))
+
+
+def iter_split_sources(data: str | Path, split: str) -> Iterator[tuple[str, str]]:
+    """Stream (source, text) for the documents of one split: the ``--source`` each came from, or "" in
+    folders written before shards recorded it."""
     manifest = load_manifest(data)
     if not isinstance(manifest.get("splits"), dict):
         raise FidanError(f"{data} is not a text corpus (its manifest has no splits; an instruction set?); "
@@ -46,7 +52,8 @@ def iter_split(data: str | Path, split: str) -> Iterator[str]:
             raise FidanError(f"data shard {path} is missing; re-run `fidan data prepare`")
         with open(path, encoding="utf-8") as fh:
             for line in fh:
-                yield json.loads(line)["text"]
+                record = json.loads(line)
+                yield record.get("source", ""), record["text"]
 
 
 @dataclass

@@ -27,6 +27,8 @@ class Extension(Record):
     new_tokens: list[dict] = field(default_factory=list)  # {"id", "text", "pieces"}, most tokens saved first
     add: int | None = None
     min_frequency: int | None = None
+    select: str | None = None  # how the new tokens were chosen (balanced or frequency)
+    sample_chars: int | None = None  # characters of each source they were chosen on (0: all)
     merges_added: int | None = None
     seconds: float | None = None
 

@@ -195,7 +195,7 @@ def filter_unit(unit: Unit, folder: Path, count, settings: Settings, plan_dir: s
             changed.append(kept != text)
             val.append(_held_out(d, settings.val_fraction))
             chars.append(len(kept))
-            line = json.dumps({"text": kept}, ensure_ascii=False) + "\n"
+            line = json.dumps({"text": kept, "source": unit.source}, ensure_ascii=False) + "\n"
             nbytes.append(len(kept.encode("utf-8")))
             if signer is not None:
                 signer.add(kept)

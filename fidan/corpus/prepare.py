@@ -35,8 +35,8 @@ SKIPPED = "skipped.json"  # in a unit's scan folder: the unit could not be read 
 
 
 class _ShardWriter:
-    """Writes JSONL shards (one {"text": ...} per line, as the filter pass serialized them), rolling over at a
-    size limit; each shard's sha256 is taken as it is written."""
+    """Writes JSONL shards (one {"text": ..., "source": ...} per line, as the filter pass serialized them),
+    rolling over at a size limit; each shard's sha256 is taken as it is written."""
 
     def __init__(self, folder: Path, split: str):
         self.folder, self.split = folder, split
