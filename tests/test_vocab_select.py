@@ -13,6 +13,7 @@ from fidan.adapt.vocab import extend_tokenizer, learn_extension
 from fidan.adapt.vocab_select import sampled, select_extension
 from fidan.artifacts.datadir import iter_split_sources
 from fidan.corpus.prepare import prepare_data
+from fidan.errors import FidanError
 
 pytest.importorskip("transformers")
 from tests.test_adapt import tiny_hf  # noqa: E402
@@ -33,13 +34,17 @@ def two_kinds(tmp_path_factory, corpus_file):
     return root / "d", str(sea), str(corpus_file)
 
 
-def test_balanced_selection_serves_the_small_source_too(two_kinds, tokenizer_dir, tmp_path):
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, tokenizer_dir):
+    vocab = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json")).get_vocab_size()
+    return tiny_hf(tmp_path_factory.mktemp("hf") / "base", tokenizer_dir, vocab)
+
+
+def test_balanced_selection_serves_the_small_source_too(two_kinds, base, tmp_path):
     data, sea, corpus = two_kinds
     docs = list(iter_split_sources(data, "train"))
     assert {s for s, _ in docs} == {sea, corpus}  # each document remembers its --source
     sea_text = [t for s, t in docs if s == sea]
-    base = tiny_hf(tmp_path / "base", tokenizer_dir, Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
-                   .get_vocab_size())
     cost = {}
     for select in ("balanced", "frequency"):
         out = tmp_path / select
@@ -50,6 +55,16 @@ def test_balanced_selection_serves_the_small_source_too(two_kinds, tokenizer_dir
         cost[select] = sum(len(tok.encode(t).ids) for t in sea_text)
     # pooled frequency spends the 20 tokens on the large source; the balanced rule saves on the sea stories
     assert cost["balanced"] < 0.95 * cost["frequency"], cost
+
+
+def test_sample_chars_limits_what_the_tokens_are_chosen_on(two_kinds, base, tmp_path):
+    data = two_kinds[0]
+    with pytest.raises(FidanError, match="supplies only"):  # 60 characters a source cannot supply 20 tokens
+        extend_vocab(base=str(base), data=str(data), add=20, out=str(tmp_path / "x"), sample_chars=60,
+                     compare=False, quiet=True)
+    record = extend_vocab(base=str(base), data=str(data), add=20, out=str(tmp_path / "y"), compare=False,
+                          eval_docs=4, quiet=True)
+    assert record["select"] == "balanced" and record["sample_chars"] == 4_000_000  # the defaults
 
 
 def char_tokenizer(chars: str) -> Tokenizer:
