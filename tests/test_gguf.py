@@ -286,8 +286,19 @@ def test_llama_cpp_gives_fidans_logits_on_fidans_ids(name, chat_tok, tmp_path):
         assert diff <= (max(tol, 2e-3) if name == "ders" else tol), (quant, diff)
 
 
-def test_llama_cpp_tokenizes_and_stops_as_documented(chat_tok, tokenizer_dir, tmp_path):
+@pytest.fixture(scope="module")
+def plain_chat_tok(data_dir, tmp_path_factory):
+    """A --plain BPE: at 400 tokens only it has merges across a space and digits (" 1"), which llama-bpe cuts."""
+    from fidan.tokenizer.train import train_tokenizer
+
+    plain = tmp_path_factory.mktemp("plain") / "tok"
+    train_tokenizer(data=str(data_dir), out=str(plain), vocab_size=400, plain=True)
+    return add_special_tokens(plain, tmp_path_factory.mktemp("gguf") / "chat-tok", CHAT_TOKENS, CHAT_TEMPLATE)
+
+
+def test_llama_cpp_tokenizes_and_stops_as_documented(plain_chat_tok, tmp_path):
     llama_cpp = pytest.importorskip("llama_cpp")
+    chat_tok = plain_chat_tok
     make_run(tmp_path / "run", chat_tok.path, config_from_preset("qwen3", chat_tok.vocab_size, **SMALL))
     export_gguf(model=str(tmp_path / "run"), out=str(tmp_path / "g"))
     llm = open_llama(tmp_path / "g" / "model.gguf", n_ctx=64, vocab_only=True)

@@ -1,9 +1,14 @@
 """`fidan tokenizer train`: BPE, Unigram or WordPiece with the `tokenizers` library, saved in the HF format.
 
 Every algorithm runs on the byte-level alphabet, so any string encodes and decodes back exactly, and
-the pre-tokenizer (Turkish by default, see pretokenize.py) is part of tokenizer.json. With ``--morph``
-the training words are first cut into morphemes by the analyzer (morph.py) and BPE learns its merges
-inside morphemes only; the saved tokenizer is an ordinary BPE that needs no analyzer to encode.
+the pre-tokenizer (Turkish by default, see pretokenize.py) is part of tokenizer.json.
+
+The default BPE is morphology-aware in two phases: the training words are cut into morphemes by the
+analyzer (morph.py) and BPE learns its merges inside morphemes only, with all but ``--whole-words`` of
+the vocabulary; the rest goes to the most frequent words, joined whole by merges ranked after every
+morpheme merge (whole_words.py). ``--morph`` is the one-phase variant (morpheme merges, ``--morph-keep``
+frequent words left uncut in the training text), ``--plain`` BPE on whole words. Every result is an
+ordinary BPE that needs no analyzer to encode.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ UNK_TOKEN = "<|unk|>"  # WordPiece needs one in its vocabulary; fidan's alphabet
 # decoding exact (the usual "##" could be real text).
 CONTINUATION = "▁"
 MORPH_SEP = "\ue000"  # private-use character: marks morpheme cuts in training text only
+# The default's shares of the vocabulary for roots and for whole words, chosen on the out-of-domain
+# frontier (docs/tokenizers.md, benchmarks/tokenizer_frontier.py)
+ROOTS = 0.1875
+WHOLE_WORDS = 0.0
 
 
 def build_tokenizer(algorithm: str = "bpe", pretokenizer: str = "turkish") -> Tokenizer:
@@ -117,6 +126,19 @@ def morph_marked(docs: Iterator[str], segments: dict, keep_whole: set[str]) -> I
         yield WORD_RE.sub(mark, doc.replace(MORPH_SEP, ""))
 
 
+def _has_analyzer() -> bool:
+    """Whether zemberek is installed; without it the default BPE is the plain one, with a warning."""
+    from fidan.errors import MissingExtra
+    from fidan.text.zemberek import MORPH_HINT, import_zemberek
+
+    try:
+        import_zemberek()
+        return True
+    except MissingExtra:
+        print(f"warning: no morphological analyzer, so the tokenizer is plain BPE; {MORPH_HINT}", file=sys.stderr)
+        return False
+
+
 def train_tokenizer(
     data: str,
     out: str,
@@ -127,6 +149,9 @@ def train_tokenizer(
     pretokenizer: Literal["turkish", "turkish-digits", "bytelevel"] = "turkish",
     morph: bool = False,
     morph_keep: int = 0,
+    plain: bool = False,
+    whole_words: float = WHOLE_WORDS,
+    roots: float = ROOTS,
     force: bool = False,
 ) -> Path:
     """Train a byte-level tokenizer on the train split of a data folder.
@@ -144,6 +169,13 @@ def train_tokenizer(
             cross a morpheme boundary; the saved tokenizer needs no analyzer.
         morph_keep: with --morph, keep the N most frequent words of the training text whole (uncut), which
             shortens sequences of common words at some cost in morphological purity.
+        plain: BPE learned on whole words, with no morphology (the default BPE needs fidan[morph] and
+            falls back to this without it).
+        whole_words: the default BPE's share of the vocabulary (0 to 1) spent on the most frequent words
+            made whole, after the merges inside morphemes and the roots.
+        roots: the default BPE's share of the vocabulary (0 to 1) spent on the roots of the training words
+            (and their capitalized forms) made whole; with --whole-words 0 and --roots 0 every merge stays
+            inside a morpheme.
         force: replace an existing non-empty output folder.
     """
     manifest = load_manifest(data)
@@ -155,6 +187,11 @@ def train_tokenizer(
         raise BadInput(f"unknown --pretokenizer {pretokenizer!r}; choose one of {', '.join(PRETOKENIZERS)}")
     if morph and algorithm != "bpe":
         raise BadConfig("--morph works with --algorithm bpe only (merges are what it constrains)")
+    if morph and plain:
+        raise BadConfig("--morph and --plain contradict each other; pass one")
+    if not (0 <= whole_words <= 1 and 0 <= roots <= 1 and whole_words + roots < 1):
+        raise BadInput(f"--whole-words and --roots are shares of the vocabulary, 0 to 1 and less than 1 together, "
+                       f"got {whole_words} and {roots}")
     if morph_keep < 0:
         raise BadInput(f"--morph-keep must be 0 or more, got {morph_keep}")
     specials = [EOS_TOKEN] + [t for t in as_list(special_tokens) if t != EOS_TOKEN]
@@ -162,8 +199,11 @@ def train_tokenizer(
     if out_path.exists() and any(out_path.iterdir()) and not force:
         prepare_out_dir(out_path, force=False, what="tokenizer")
     n_docs = manifest["splits"]["train"]["documents"]
+    two_phase = algorithm == "bpe" and not (morph or plain) and _has_analyzer()
+    morph = morph or two_phase
+    first = max(vocab_size - round((whole_words + roots) * vocab_size), len(specials) + 256) if two_phase else vocab_size
     tok = build_tokenizer(algorithm, pretokenizer)
-    trainer = make_trainer(algorithm, vocab_size, min_frequency, specials)
+    trainer = make_trainer(algorithm, first, min_frequency, specials)
     start = time.time()
     docs: Iterator[str] = iter_split(data, "train")
     if morph:
@@ -171,7 +211,7 @@ def train_tokenizer(
 
         counts = Counter(w for doc in iter_split(data, "train") for w in words(doc))
         segments = Segmenter().segment_many(counts, progress=True)
-        keep_whole = {w for w, _ in counts.most_common(morph_keep)}
+        keep_whole = {w for w, _ in counts.most_common(0 if two_phase else morph_keep)}
         docs = morph_marked(docs, segments, keep_whole)
         # Training only: the cut marks split pre-tokens (and vanish) before the Turkish split runs.
         final_pretokenizer = tok.pre_tokenizer
@@ -181,12 +221,23 @@ def train_tokenizer(
     tok.train_from_iterator(docs, trainer, length=n_docs)
     if morph:
         tok.pre_tokenizer = final_pretokenizer
+    joined = joined_roots = 0
+    if two_phase and first < vocab_size:
+        from fidan.tokenizer.whole_words import add_whole_words, root_pretokens, word_pretokens
+
+        root_budget = min(round(roots * vocab_size), vocab_size - tok.get_vocab_size())
+        tok, joined_roots = add_whole_words(tok, root_pretokens(tok, counts, segments), root_budget)
+        left = vocab_size - tok.get_vocab_size()  # whatever the roots left goes to words
+        tok, joined = add_whole_words(tok, word_pretokens(tok, iter_split(data, "train")), left)
     tok = complete_alphabet(tok)
     seconds = time.time() - start
     with atomic_dir(out_path) as tmp:
         save_tokenizer(tok, tmp)
     kind = f"{algorithm}{' + morph' if morph else ''}, {pretokenizer} pre-tokenizer"
     note = f" ({analyzed:.0%} of training words analyzed)" if morph else ""
+    if two_phase:
+        kind = (f"bpe, merges inside morphemes + {joined_roots:,} roots + {joined:,} whole words, "
+                f"{pretokenizer} pre-tokenizer")
     print(f"tokenizer: {kind}, {tok.get_vocab_size():,} tokens, trained in {seconds:.1f}s{note} → {out_path}")
     if tok.get_vocab_size() < 0.9 * vocab_size:
         print(f"warning: --vocab-size {vocab_size:,} asked, {tok.get_vocab_size():,} made: the training text has no "
