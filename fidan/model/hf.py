@@ -11,9 +11,7 @@ transformers model (``.net``), saved with ``save_pretrained``.
 
 from __future__ import annotations
 
-import functools
 import gc
-import inspect
 import json
 import logging
 from pathlib import Path
@@ -153,20 +151,13 @@ class HFCausalLM(nn.Module):
         return logits, loss
 
 
-@functools.cache
-def _cache_keyword(kind: type) -> str:
-    params = inspect.signature(kind.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
 def forward_with_cache(net: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        position_ids: torch.Tensor, cache=None) -> tuple[torch.Tensor, object]:
-    """(logits, the model's KV cache after this call): transformers 5.25 renamed ``past_key_values`` to
-    ``cache``, in the arguments and in the output; both spellings are taken."""
-    keyword = _cache_keyword(type(net))
+    """(logits, the model's KV cache after this call), through the ``cache`` argument and output of
+    transformers 5.25 (the floor in pyproject.toml: earlier versions call it ``past_key_values``)."""
     out = net(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
-              **{keyword: cache})
-    return out.logits, getattr(out, keyword, None) if keyword == "cache" else out.past_key_values
+              cache=cache)
+    return out.logits, out.cache
 
 
 def quiet_transformers() -> None:
