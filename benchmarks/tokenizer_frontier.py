@@ -102,7 +102,8 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
             if not any(x2 <= x and y2 >= y and (x2, y2) != (x, y) for x2, y2 in points)]
 
 
-def plot(rows: list[dict], out: Path) -> None:
+def plot(rows: list[dict], out: Path, default: str | None = None) -> None:
+    """Both panels; Qwen in black, ``default`` larger, ringed in black and named in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,7 +111,10 @@ def plot(rows: list[dict], out: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(15, 5.4))
     markers = {h: m for h, m in zip(sorted({r["held"] for r in rows}), "osD^v", strict=False)}
-    names = list(dict.fromkeys(r["name"] for r in rows))
+    names = [n for n in dict.fromkeys(r["name"] for r in rows) if n != "qwen"]
+    tab = plt.get_cmap("tab20")
+    colors = {n: tab(2 * i % 20 + (2 * i >= 20)) for i, n in enumerate(names)} | {"qwen": "k"}
+    labels = {n: f"{n} (the default)" if n == default else n for n in [*names, "qwen"]}
     for ax, key, label in ((axes[0], "f1", "boundary F1 (analyzer)"), (axes[1], "pure", "%Pure")):
         for held, marker in markers.items():
             pts = [r for r in rows if r["held"] == held]
@@ -118,12 +122,13 @@ def plot(rows: list[dict], out: Path) -> None:
             front = sorted((xy[i] for i in pareto(xy)), key=lambda p: p[0])
             ax.plot(*zip(*front, strict=True), color="0.6", lw=1, zorder=1)
             for r in pts:
-                ax.scatter(r["fertility"], r[key], marker=marker, s=46, zorder=2,
-                           color=f"C{names.index(r['name']) % 10}")
-        for i, n in enumerate(names):
-            ax.scatter([], [], color=f"C{i % 10}", label=n)
+                big = r["name"] == default
+                ax.scatter(r["fertility"], r[key], marker=marker, s=110 if big else 46, zorder=3 if big else 2,
+                           color=colors[r["name"]], edgecolors="k" if big else "none", linewidths=1.5)
+        for n, text in labels.items():
+            ax.scatter([], [], color=colors[n], label=text)
         for held, marker in markers.items():
-            ax.scatter([], [], marker=marker, color="k", label=f"held out: {held}")
+            ax.scatter([], [], marker=marker, color="0.5", label=f"held out: {held}")
         ax.axvline(1.75, color="r", ls=":", lw=1)
         ax.set_xlabel("tokens per word (lower is better)")
         ax.set_ylabel(f"{label} (higher is better)")
@@ -176,7 +181,7 @@ def main() -> None:
     (work / "frontier.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     print(table(rows))
     print(verdict(rows))
-    plot(rows, Path(args.plot) if args.plot else work / "frontier.png")
+    plot(rows, Path(args.plot) if args.plot else work / "frontier.png", default=choose(rows))
 
 
 def table(rows: list[dict]) -> str:
@@ -189,16 +194,18 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def verdict(rows: list[dict]) -> str:
-    """The default by the rule, and the targets for it on every held-out source."""
+REFERENCES = ("plain", "morph-keep1000", "qwen")
+
+
+def rule(rows: list[dict]) -> tuple[str, list[str], dict[str, float], list[str]]:
+    """(the default, the settings that qualify, each setting's mean tokens/word, those that would qualify
+    under the weaker rule)."""
     helds = sorted({r["held"] for r in rows})
     by = {(r["held"], r["name"]): r for r in rows}
     candidates = sorted({r["name"] for r in rows if r["name"].startswith("default-")})
 
-    refs = ("plain", "morph-keep1000", "qwen")
-
     def beats_all(name: str) -> bool:
-        return all(by[h, name][k] > by[h, ref][k] for h in helds for ref in refs for k in ("pure", "f1"))
+        return all(by[h, name][k] > by[h, ref][k] for h in helds for ref in REFERENCES for k in ("pure", "f1"))
 
     def beats_plain_and_qwen(name: str) -> bool:
         return all(by[h, name]["pure"] >= 1.5 * by[h, "qwen"]["pure"]
@@ -207,7 +214,20 @@ def verdict(rows: list[dict]) -> str:
     ok = [n for n in candidates if beats_all(n)]
     mean = {n: sum(by[h, n]["fertility"] for h in helds) / len(helds) for n in candidates}
     best = min(ok, key=mean.get) if ok else max(candidates, key=lambda n: min(by[h, n]["f1"] for h in helds))
-    weaker = [n for n in candidates if beats_plain_and_qwen(n)]
+    return best, ok, mean, [n for n in candidates if beats_plain_and_qwen(n)]
+
+
+def choose(rows: list[dict]) -> str:
+    return rule(rows)[0]
+
+
+def verdict(rows: list[dict]) -> str:
+    """The default by the rule, and the targets for it on every held-out source."""
+    helds = sorted({r["held"] for r in rows})
+    by = {(r["held"], r["name"]): r for r in rows}
+    best, ok, mean, weaker = rule(rows)
+    candidates = sorted(mean)
+    refs = REFERENCES
     out = [f"\nrule: lowest mean tokens/word among the default's settings whose %Pure and F1 beat "
            f"{', '.join(refs)} on every held-out source -> {best}"
            + ("" if ok else " (none qualifies: the highest F1 shown)"),
