@@ -32,6 +32,8 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from fidan.tokenizer.train import ROOTS, WHOLE_WORDS  # noqa: E402  (the default's shares)
+
 SOURCES = ("tr-speeches", "tr-treebank", "tr-kenet", "tr-manpages", "tr-news")
 
 
@@ -152,7 +154,19 @@ def main() -> None:
     ap.add_argument("--max-test-bytes", type=int, default=500_000)
     ap.add_argument("--repeats", type=int, default=5, help="encode timings per tokenizer, in turn (median)")
     ap.add_argument("--plot", default=None, help="PNG of the frontier (default: WORK/frontier.png)")
+    ap.add_argument("--speed-only", nargs="*", metavar="NAME",
+                    help="only time these tokenizers of an earlier run (default: plain, morph-keep1000 and the "
+                         "default's settings) on each held-out text, --repeats rounds in turn")
     args = ap.parse_args()
+    if args.speed_only is not None:
+        names = args.speed_only or ["plain", "morph-keep1000", f"default-r{ROOTS:g}-w{WHOLE_WORDS:g}"]
+        print(f"load {os.getloadavg()[0]:.2f}")
+        for held in args.held_out:
+            speed = encode_speed({n: Path(args.work) / held / n for n in names},
+                                 Path(args.work) / f"test-{held}.jsonl", args.repeats)
+            print(held, ", ".join(f"{n} {v:.2f} MB/s" for n, v in speed.items()))
+        print(f"load {os.getloadavg()[0]:.2f}")
+        return
 
     from fidan.tokenizer.evaluate import evaluate_tokenizers
     from fidan.tokenizer.train import train_tokenizer
