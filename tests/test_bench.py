@@ -10,7 +10,7 @@ import pytest
 from fidan.bench.speedrun import bench_speedrun, time_to_target
 from fidan.bench.train import bench_train
 from fidan.cli import main
-from fidan.errors import FidanError, MissingExtra
+from fidan.errors import BadInput, FidanError, MissingExtra
 
 
 def test_bench_peak_cli_writes_json(tmp_path):
@@ -63,6 +63,66 @@ def test_time_to_target():
     assert time_to_target(evals, 2.7) == 20.0
     assert time_to_target(evals, 3.0) == 10.0
     assert time_to_target(evals, 2.0) is None
+
+
+FAKE_NANOGPT = """
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        (Path(__file__).parent / "built.json").write_text(json.dumps(asdict(config)))
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+
+    def forward(self, idx, targets=None):
+        logits = self.head(self.wte(idx))
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        print("using fused AdamW: False")
+        return torch.optim.AdamW(self.parameters(), lr=learning_rate, betas=betas, weight_decay=weight_decay)
+"""
+
+
+def test_bench_train_against_a_nanogpt_checkout(tmp_path, data_dir, tokenizer_dir, capsys):
+    """--against nanogpt:DIR runs that checkout's model.py at fidan's size and precision, beside the others;
+    --precision sets fidan's (and its) precision."""
+    checkout = tmp_path / "nanoGPT"
+    checkout.mkdir()
+    (checkout / "model.py").write_text(FAKE_NANOGPT, encoding="utf-8")
+    r = bench_train(data=str(data_dir), tokenizer=str(tokenizer_dir), batch_size=2, block_size=16, rounds=2,
+                    steps=1, warmup=1, precision="fp32", against=f"nanogpt:{checkout}")
+    built = json.loads((checkout / "built.json").read_text())
+    assert built["vocab_size"] == 400 and built["block_size"] == 16 and built["n_layer"] == r["n_layer"]
+    assert r["fidan_precision"] == "fp32" and r["mfu_peak"]["nanogpt"] == "fp32"
+    assert r["tokens_per_s"]["nanogpt"] > 0 and r["ratios"]["fidan/nanogpt"] > 0
+    assert "fidan/nanogpt" in capsys.readouterr().out
+    with pytest.raises(BadInput, match="nanoGPT checkout holding model.py"):
+        bench_train(data=str(data_dir), tokenizer=str(tokenizer_dir), against=f"nanogpt:{tmp_path / 'none'}")
+    # a contestant that dies is reported, not waited for
+    (checkout / "model.py").write_text(FAKE_NANOGPT.replace("super().__init__()", "raise ValueError('broken')"))
+    with pytest.raises(FidanError, match="bench worker nanogpt stopped"):
+        bench_train(data=str(data_dir), tokenizer=str(tokenizer_dir), batch_size=2, block_size=16, rounds=1,
+                    steps=1, warmup=1, against=f"nanogpt:{checkout}")
 
 
 def test_speedrun_reports_bpb_against_time(tmp_path, data_dir, tokenizer_dir, monkeypatch):

@@ -6,6 +6,9 @@ A B C ..., each in its own worker process so that its peak memory is its own:
 - fidan: ``GPT`` with fidan's defaults (bf16 autocast where native, fused AdamW; ``--compile`` optional)
 - hf-fp32: ``GPT2LMHeadModel`` with ``torch.optim.AdamW``, the loop a user writes by default
 - hf-bf16: the same loop under bf16 autocast
+- nanogpt (with ``--against nanogpt:DIR``): the ``GPT`` of nanoGPT's ``model.py`` in a local checkout DIR
+  (not shipped with fidan), its own optimizer (``configure_optimizers``), the same precision as fidan's
+  step and, with ``--compile``, compiled too: the side-by-side comparison with the reference implementation
 
 The figure is the median over rounds of the per-round ratio fidan / yardstick. MFU divides each
 contestant's FLOP/s by the peak of the precision it computes in (fp32 or bf16, measured in the same
@@ -16,32 +19,69 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from fidan.artifacts.tokenizer import load_tokenizer
 from fidan.artifacts.tokens import TokenSplit, encode_splits
-from fidan.errors import FidanError
+from fidan.errors import BadInput, FidanError
 from fidan.model.gpt import config_from_preset
 from fidan.runtime.device import pick_device
 from fidan.runtime.io import atomic_write_json
 from fidan.runtime.perf import bf16_supported, measure_peak_flops, mfu, resolve_precision
 
 CONTESTANTS = ("fidan", "hf-fp32", "hf-bf16")
+NANOGPT = "nanogpt:"
 
 
-def _build(name: str, cfg, device: str, compile: bool, lr: float = 1e-3):
+def nanogpt_dir(spec: str) -> Path:
+    """The checkout of ``--against nanogpt:DIR``, checked: it must hold nanoGPT's model.py."""
+    folder = Path(spec[len(NANOGPT):]).expanduser()
+    if not spec.startswith(NANOGPT) or not (folder / "model.py").is_file():
+        raise BadInput(f"--against {spec}: expected nanogpt:DIR with DIR a nanoGPT checkout holding model.py "
+                       "(git clone https://github.com/karpathy/nanoGPT)")
+    return folder
+
+
+def _nanogpt(folder: str, cfg, device: str, lr: float):
+    """nanoGPT's model and optimizer at fidan's size (its model.py imported from the user's checkout)."""
+    import contextlib
+    import importlib.util
+    import io
+
+    spec = importlib.util.spec_from_file_location("nanogpt_model", Path(folder) / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its @dataclass GPTConfig looks its module up there
+    spec.loader.exec_module(module)
+    conf = module.GPTConfig(block_size=cfg.block_size, vocab_size=cfg.vocab_size, n_layer=cfg.n_layer,
+                            n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its parameter counts
+        model = module.GPT(conf).to(device)
+        opt = model.configure_optimizers(0.1, lr, (0.9, 0.95), device.split(":")[0])
+    return model, opt
+
+
+def _build(name: str, cfg, device: str, compile: bool, lr: float = 1e-3, against: str = "", precision: str = "auto"):
     """Model, optimizer and one training step for a contestant."""
     from fidan.model.gpt import GPT
     from fidan.runtime.perf import autocast
     from fidan.training.optim import make_optimizer
 
     torch.manual_seed(0)
-    if name == "fidan":
+    if name == "nanogpt":
+        model, opt = _nanogpt(against, cfg, device, lr)
+        ctx = autocast(device, resolve_precision(precision, device))  # fidan's precision: a like-for-like step
+        fwd = torch.compile(model) if compile else model
+
+        def loss_fn(x, y):
+            return fwd(x, y)[1]
+    elif name == "fidan":
         model = GPT(cfg).to(device)
         opt = make_optimizer(model, "adamw", lr, 0.1, (0.9, 0.95))
-        ctx = autocast(device, resolve_precision("auto", device))
+        ctx = autocast(device, resolve_precision(precision, device))
         fwd = torch.compile(model) if compile else model
 
         def loss_fn(x, y):
@@ -75,7 +115,7 @@ def _build(name: str, cfg, device: str, compile: bool, lr: float = 1e-3):
 
 
 def _worker(conn, name: str, cfg_dict: dict, token_dir: str, batch_size: int, device: str, compile: bool,
-            threads: int) -> None:
+            threads: int, against: str = "", precision: str = "auto") -> None:
     """Runs in its own process: answers ("steps", n) with the seconds of each of n training steps."""
     from fidan.model.gpt import GPTConfig
     from fidan.runtime.device import peak_rss_mb
@@ -85,23 +125,30 @@ def _worker(conn, name: str, cfg_dict: dict, token_dir: str, batch_size: int, de
     cfg = GPTConfig.from_dict(cfg_dict)
     split = TokenSplit(token_dir, "train")
     gen = torch.Generator().manual_seed(1)  # every contestant sees the same batches in the same order
-    _, step = _build(name, cfg, device, compile)
+    _, step = _build(name, cfg, device, compile, against=against, precision=precision)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     conn.send("ready")
     while True:
-        msg = conn.recv()
+        msg = _receive(conn, name)
         if msg[0] == "stop":
             conn.send({"peak_rss_mb": peak_rss_mb()})
             return
         times = []
         for _ in range(msg[1]):
             x, y = split.random_batch(batch_size, cfg.block_size, gen)
-            x, y = x.to(device), y.to(device)
+            x, y = x.to(device).contiguous(), y.to(device).contiguous()  # as nanoGPT's loss views them
             t0 = time.perf_counter()
             step(x, y)
             sync()
             times.append(time.perf_counter() - t0)
         conn.send(times)
+
+
+def _receive(conn, name: str):
+    try:
+        return conn.recv()
+    except EOFError:
+        raise FidanError(f"bench worker {name} stopped (its error is printed above)") from None
 
 
 def results_table(result: dict) -> str:
@@ -125,8 +172,10 @@ def bench_train(
     steps: int = 4,
     warmup: int = 3,
     compile: bool = False,
+    precision: str = "auto",
     threads: int = 0,
     device: str = "auto",
+    against: str | None = None,
     json: str | None = None,
 ) -> dict:
     """Tokens/s of fidan's training step against transformers' GPT-2 (fp32 and bf16), interleaved in one run.
@@ -141,12 +190,18 @@ def bench_train(
         steps: training steps per contestant per round.
         warmup: unmeasured steps per contestant first.
         compile: run fidan's model under torch.compile.
+        precision: fidan's (and nanoGPT's) precision: auto (bf16 autocast where the device runs it natively),
+            fp32 or bf16. The GPT-2 loops keep theirs (hf-fp32, hf-bf16).
         threads: torch threads per worker (0: torch's default).
         device: auto, cpu or cuda.
+        against: nanogpt:DIR also runs nanoGPT's model.py from a local checkout DIR at the same size, precision
+            and batches (compiled too with --compile); fidan/nanogpt is reported beside the GPT-2 ratios.
         json: also write the results to this JSON file.
     """
     if rounds < 1 or steps < 1:
         raise FidanError("--rounds and --steps must be at least 1")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise BadInput(f"--precision must be auto, fp32 or bf16, got {precision}")
     device = pick_device(device)
     tok = load_tokenizer(tokenizer)
     cfg = config_from_preset(preset, tok.vocab_size, block_size=block_size)
@@ -155,33 +210,37 @@ def bench_train(
     token_dir = encode_splits(data, tok)
     TokenSplit(token_dir, "train").check_block(cfg.block_size, "train")
     names = [n for n in CONTESTANTS if n != "hf-bf16" or bf16_supported(device)]
+    reference = str(nanogpt_dir(against)) if against else ""
+    if reference:
+        names.append("nanogpt")
 
     ctx = mp.get_context("spawn")
     workers = {}
     for name in names:
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker, args=(child, name, cfg.to_dict(), str(token_dir), batch_size, device,
-                                                 compile, threads), daemon=True)
+                                                 compile, threads, reference, precision), daemon=True)
         proc.start()
+        child.close()  # only the worker holds its end: if it dies, recv() raises instead of waiting forever
         workers[name] = (parent, proc)
     try:
         for name, (conn, _) in workers.items():
-            if conn.recv() != "ready":
+            if _receive(conn, name) != "ready":
                 raise FidanError(f"bench worker {name} failed to start")
             conn.send(("steps", warmup))
-            conn.recv()
+            _receive(conn, name)
         tokens = batch_size * cfg.block_size
         per_round: dict[str, list[float]] = {n: [] for n in names}
         for r in range(rounds):
             for name, (conn, _) in workers.items():
                 conn.send(("steps", steps))
-                per_round[name].append(tokens * steps / sum(conn.recv()))
+                per_round[name].append(tokens * steps / sum(_receive(conn, name)))
             line = "  ".join(f"{n} {per_round[n][-1]:,.0f}" for n in names)
             print(f"round {r + 1}/{rounds}: tokens/s  {line}")
         rss = {}
         for name, (conn, proc) in workers.items():
             conn.send(("stop",))
-            rss[name] = round(conn.recv()["peak_rss_mb"], 1)
+            rss[name] = round(_receive(conn, name)["peak_rss_mb"], 1)
             proc.join(timeout=30)
     finally:
         for _, proc in workers.values():
@@ -192,15 +251,16 @@ def bench_train(
 
     flops_per_token = GPT(cfg).flops_per_token()
     peaks = {p: measure_peak_flops(device, p, seconds=1.0) for p in ("fp32", "bf16")}
-    fidan_precision = resolve_precision("auto", device)
+    fidan_precision = resolve_precision(precision, device)
     result = {"preset": preset, "vocab_size": cfg.vocab_size, "batch_size": batch_size, "block_size": cfg.block_size,
+              "n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "against": against,
               "rounds": rounds, "steps": steps, "compile": compile, "device": device, "torch": torch.__version__,
               "threads": threads or torch.get_num_threads(), "fidan_precision": fidan_precision,
               "flops_per_token": flops_per_token, "peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
               "tokens_per_s": {}, "mfu": {}, "mfu_peak": {}, "peak_rss_mb": rss, "ratios": {}}
     for name in names:
         tps = statistics.median(per_round[name])
-        precision = fidan_precision if name == "fidan" else name.split("-")[1]
+        precision = fidan_precision if name in ("fidan", "nanogpt") else name.split("-")[1]
         result["tokens_per_s"][name] = round(tps, 1)
         result["mfu"][name] = round(mfu(flops_per_token, tps, peaks[precision]), 4)
         result["mfu_peak"][name] = precision  # which entry of peak_gflops this MFU is measured against
