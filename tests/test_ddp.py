@@ -63,8 +63,10 @@ def test_fsdp_two_processes_match_one(tmp_path, data_dir, tokenizer_dir):
                      **paths, **args))
     a, b = losses(tmp_path / "single"), losses(sharded)
     assert sorted(a) == sorted(b) == list(range(1, 7))
+    # FSDP sums gradients in another order (reduce-scatter of flat shards) than one process accumulating four
+    # micro-batches: fp32 rounding moves the loss by a few parts in a million per step (2.2e-6 seen at step 5)
     for step in a:
-        assert a[step] == pytest.approx(b[step], abs=1e-5), f"step {step}: {a[step]} vs {b[step]}"
+        assert a[step] == pytest.approx(b[step], rel=1e-5), f"step {step}: {a[step]} vs {b[step]}"
     # Checkpoints hold the full, unsharded weights: the same model a single process saves.
     from fidan.artifacts.loader import load_model
 
