@@ -129,7 +129,7 @@ def store_set(name: str, items: list[dict]) -> dict:
     from fidan.evaluation.suite.floors import model_free
 
     built = {"name": name, "rule": SETS[name].rule, "items": items, "hash": content_hash(items),
-             "packages": _versions(), **model_free(items)}
+             "packages": _versions(), **model_free(items, trigger=bool(SETS[name].plan))}
     atomic_write_json(cache_path(name), built)
     return built
 

@@ -92,16 +92,17 @@ def _figures(items: list[dict], scores: list[list[float]]) -> dict:
     return {"accuracy": r["accuracy"], "accuracy_norm": r["accuracy_norm"]}
 
 
-def model_free(items: list[dict]) -> dict:
-    """Chance, the unigram floor and the n-gram reference of a set (None with a note when the corpus
-    packages are missing)."""
+def model_free(items: list[dict], trigger: bool = True) -> dict:
+    """Chance, the unigram floor and the two references of a set (None with a note when the corpus
+    packages are missing). ``trigger=False`` leaves the trigger reference out (None): for tr-harmony, whose
+    wrong forms are misspellings that zemberek cannot label, and which is built without zemberek."""
     from fidan.evaluation.suite.ngram import reference_scores
 
     out: dict = {"items_count": len(items), "chance": sum(1 / len(it["choices"]) for it in items) / len(items)}
     try:
         out["unigram"] = _figures(items, unigram_scores(items))
         out["reference"] = {**_figures(items, reference_scores(reference_model(), items)), "model": REFERENCE}
-        out["trigger"] = {**_figures(items, trigger_scores(items)), "model": TRIGGER}
+        out["trigger"] = {**_figures(items, trigger_scores(items)), "model": TRIGGER} if trigger else None
     except FidanError as e:  # the bundled corpus is an extra (fidan[tr-data]), zemberek another (fidan[morph])
         out["unigram"] = out["reference"] = out["trigger"] = None
         out["floors_note"] = str(e)
