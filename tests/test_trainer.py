@@ -42,6 +42,19 @@ def test_budget_plans_the_schedule_to_the_time(tmp_path, data_dir, tokenizer_dir
     assert s["wall_seconds"] < 0.04 * 60 * 1.5 + 1
 
 
+@pytest.mark.parametrize("counts", ["wall", "training"])
+def test_budget_counts_wall_time_or_training_time(tmp_path, data_dir, tokenizer_dir, counts):
+    """Slow evaluations every other step: a wall-time budget ends with less training inside it, a
+    training-time budget trains for the whole budget and runs past it on the wall clock."""
+    s = pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(tmp_path / counts), max_steps=100_000,
+                 budget_minutes=0.03, budget_counts=counts, **{**TINY, "eval_every": 2, "eval_windows": 32})
+    budget = 0.03 * 60
+    if counts == "training":
+        assert s["train_seconds"] >= budget * 0.8 and s["wall_seconds"] > s["train_seconds"] * 1.5
+    else:
+        assert s["wall_seconds"] < budget * 2 + 1 and s["train_seconds"] < budget * 0.67
+
+
 def test_warmup_longer_than_the_run_is_capped(tmp_path, data_dir, tokenizer_dir, capsys):
     run = tmp_path / "run"
     pretrain(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=12, lr=2e-3,

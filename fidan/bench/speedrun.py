@@ -1,7 +1,7 @@
 """`fidan bench speedrun`: how fast does a preset reach a held-out bits per byte on this machine?
 
-Trains on the bundled Turkish corpus for a time budget (the learning-rate schedule is sized to it from
-a measured step time), evaluates held-out bits per byte along the way, and reports bpb against
+Trains on the bundled Turkish corpus for a time budget (the learning-rate schedule is re-planned to it from
+the measured step times), evaluates held-out bits per byte along the way, and reports bpb against
 training seconds (evaluation time excluded) and the time to reach ``--target-bpb``, with a plot.
 With ``--held-out SOURCE`` one built-in source is left out of training (tokenizer included) and the
 final model is also measured on it: in-domain and out-of-domain bits per byte side by side.
@@ -115,19 +115,22 @@ def bench_speedrun(
     cfg = config_from_preset(preset, tok.vocab_size, depth=depth, block_size=block_size)
     opt_name = PRESET_OPTIMIZER.get(preset, "adamw") if optimizer == "auto" else optimizer
     step_s = estimate_step_seconds(cfg, batch_size, device=device, precision=precision, optimizer=opt_name)
+    # The estimate only places the evaluations: the run re-plans its length from its measured step times,
+    # so the schedule ends when `minutes` of training (evaluations excluded) are spent.
     max_steps = max(20, int(minutes * 60 / step_s))
-    print(f"speedrun {preset}: {cfg.n_layer} layers x {cfg.n_embd}, ~{step_s:.3f} s/step → {max_steps} steps "
-          f"for {minutes:g} min of training")
+    print(f"speedrun {preset}: {cfg.n_layer} layers x {cfg.n_embd}, ~{step_s:.3f} s/step → about {max_steps} "
+          f"steps for {minutes:g} min of training")
     summary = pretrain(
         data=data, tokenizer=tokenizer, out=str(run), preset=preset, depth=depth, block_size=block_size,
-        max_steps=max_steps, max_minutes=minutes * 4 + 2, batch_size=batch_size, lr=lr, muon_lr=muon_lr,
+        max_steps=max_steps, budget_minutes=minutes, budget_counts="training", max_minutes=minutes * 4 + 2,
+        batch_size=batch_size, lr=lr, muon_lr=muon_lr,
         optimizer=opt_name, precision=precision, compile=compile, warmup_steps=max(1, max_steps // 20),
         eval_every=max(1, max_steps // EVALS_PER_RUN), eval_windows=eval_windows, checkpoint_every=max_steps,
         keep_checkpoints=1, seed=seed, device=device, force=force, quiet=True,
     )
     evals = [r for r in read_metrics(run) if r["kind"] == "eval"]
     train_s = evals[-1]["train_s"]
-    result = {"preset": preset, "minutes": minutes, "steps": summary["step"], "max_steps": max_steps,
+    result = {"preset": preset, "minutes": minutes, "steps": summary["step"], "first_guess_steps": max_steps,
               "train_seconds": train_s, "final_bpb": summary["val_bpb"], "final_loss": summary["val_loss"],
               "target_bpb": target_bpb, "seconds_to_target": None, "peak_rss_mb": summary["peak_rss_mb"],
               "parameters": sum(p.numel() for p in _model_params(cfg)), "optimizer": opt_name,

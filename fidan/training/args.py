@@ -35,6 +35,9 @@ class TrainArgs(Group, key="train", title="training: schedule, batch, optimizer,
     budget_minutes: float | None = option(
         None, "plan the run to fill this many minutes: the schedule's length is re-estimated from the measured "
               "time per step as training goes (--max-steps is then only the first guess).")
+    budget_counts: Literal["wall", "training"] = option(
+        "wall", "what --budget-minutes counts: wall time (evaluations and checkpoints included) or the training "
+                "steps' time only (evaluations excluded, as `fidan bench speedrun` reports it).")
     batch_size: int = option(32, "sequences per micro-batch (per process under torchrun).")
     grad_accum: int = option(1, "micro-batches per optimizer step.")
     lr: float | None = option(None, "peak learning rate.")

@@ -12,9 +12,9 @@ the checkpoint. A run stopped at step N and resumed logs the same loss at every 
 never stopped, also under another number of processes when the global batch stays the same. Records
 logged after the checkpoint (a crash between checkpoints) are cut from metrics.jsonl on resume.
 
-Time: ``max_minutes`` stops a run (with a checkpoint) when the time is up. ``budget_minutes`` plans the
-run to fill that time: the schedule's length is re-estimated from the measured time per step (evaluation
-and checkpoints included) as training goes, so the learning rate reaches its end when the time does.
+Time: ``max_minutes`` stops a run (with a checkpoint) when the time is up. ``budget_minutes`` plans the run to
+fill that time (wall time, or with ``budget_counts="training"`` the steps' time only): the schedule's length is
+re-estimated from the measured time per step as training goes, so the learning rate ends when the time does.
 """
 
 from __future__ import annotations
@@ -106,8 +106,7 @@ def warmup_for(args: TrainArgs, plan: int) -> int:
 def fit(task: Task, run: Path, args: TrainArgs, evals: EvalArgs, ckpts: CheckpointArgs, *, dist, device: str,
         resume_from: Path | None, config: dict, command_args: dict, logger: str | list[str] | None = None,
         quiet: bool = False, title: str = "") -> dict:
-    """Train ``task`` in the run folder ``run`` and return a summary (rank 0's is the full one). The settings
-    come settled and checked (:meth:`TrainArgs.settled`)."""
+    """Train ``task`` in the folder ``run`` with settled settings; return a summary (rank 0's is the full one)."""
     trainer = Trainer(task, run, args, evals, ckpts, dist=dist, device=device, quiet=quiet)
     trainer.start(resume_from, config, command_args, logger)
     try:
@@ -197,6 +196,9 @@ class Trainer:
     def wall(self) -> float:
         return self.wall_at_start + time.time() - self.session_start
 
+    def budget_clock(self) -> float:  # the seconds --budget-minutes counts
+        return self.progress.train_s if self.args.budget_counts == "training" else self.wall()
+
     def log(self, record: dict) -> None:
         if self.main:
             record = {**record, "train_s": round(self.progress.train_s, 3), "elapsed_s": round(self.wall(), 3)}
@@ -264,15 +266,16 @@ class Trainer:
             lines.after(p.step, self.stop_at(), record)
             if budget_s is not None:  # re-plan the schedule's length from the time per step so far
                 if timed_from is None and p.step - first_step >= PLAN_AFTER_STEPS:
-                    timed_from = (self.wall(), p.step)
+                    timed_from = (self.budget_clock(), p.step)
                 elif timed_from is not None:
-                    per_step = (self.wall() - timed_from[0]) / (p.step - timed_from[1])
-                    plan = p.step + int(max(0.0, budget_s - self.wall()) / per_step)
+                    per_step = (self.budget_clock() - timed_from[0]) / (p.step - timed_from[1])
+                    plan = p.step + int(max(0.0, budget_s - self.budget_clock()) / per_step)
                     p.plan = dist_util.broadcast_int(max(p.step, plan), self.dist)
                     bar.total = self.stop_at()
             # One collective for the clocks and signals of every rank.
             over_budget, out_of_time, interrupted = dist_util.any_ranks(
-                [budget_s is not None and self.wall() >= budget_s, deadline is not None and time.time() >= deadline,
+                [budget_s is not None and self.budget_clock() >= budget_s,
+                 deadline is not None and time.time() >= deadline,
                  self.interrupt.is_set()], self.dist)
             if over_budget:
                 p.plan = p.step  # a budgeted run ends when its time does: that is its last step
