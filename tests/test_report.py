@@ -99,7 +99,28 @@ def test_report_explains_the_two_held_out_figures(run):
     assert (f"`fidan eval bpb` scored all {split['tokens']:,} tokens of the {split['documents']} documents of the val "
             f"split, each from a start token, in 32-token windows advancing by {split['stride']}") in line
     assert "`fidan eval bpb` scored another text (metin.txt)" in line
-    assert f"| bits per byte on {split['text'].split('/')[-1]} (val) | {split['bpb']:.3f} |" in md
+    assert f"| bits per byte on {split['text'].split('/')[-1]} (val), in domain | {split['bpb']:.3f} |" in md
+    assert "| bits per byte on metin.txt |" in md  # a plain file: its domain cannot be told
+
+
+def test_a_source_never_trained_on_is_labelled_out_of_domain(tmp_path, data_dir, corpus_file):
+    """The report card puts in-domain and out-of-domain bits per byte side by side, told apart by the sources
+    in the data folders' manifests."""
+    from fidan.corpus.prepare import prepare_data
+    from fidan.reporting.report import domain
+
+    other = tmp_path / "haber.txt"
+    places, days = ["Ankara", "İzmir", "Bursa", "Konya", "Trabzon"], ["pazartesi", "salı", "cuma", "cumartesi"]
+    other.write_text("\n\n".join(
+        f"{p} belediyesi yeni parkın ve bir kütüphanenin açılışını {d} günü yapacak; bu hafta {n} kişi davet edildi."
+        for p in places for d in days for n in (12, 40)), encoding="utf-8")
+    prepare_data(source=[str(other)], out=str(tmp_path / "ood"), val_fraction=0.5, near_dup=0)
+    prepare_data(source=[str(corpus_file), str(other)], out=str(tmp_path / "both"), val_fraction=0.2, near_dup=0)
+    cfg = {"data": str(data_dir)}
+    assert domain(cfg, {"text": str(data_dir)}) == ", in domain"
+    assert domain(cfg, {"text": str(tmp_path / "ood")}) == f", out of domain: {other}, never trained on"
+    assert domain(cfg, {"text": str(tmp_path / "both")}) == ""  # partly seen: neither
+    assert domain(cfg, {"text": str(other)}) == ""
 
 
 def test_report_shows_the_untrained_baseline_beside_chance(run):

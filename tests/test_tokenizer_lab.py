@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -210,6 +211,24 @@ def test_segmenter_cuts_words_and_caches(analyzer_cache):
     seg = Segmenter().segment_many(["evlerimizden", "Ankara'da", "ve", "xqzvw"])
     assert seg == {"evlerimizden": (2, 5, 9), "Ankara'da": (6,), "ve": (), "xqzvw": None}
     assert json.loads(default_cache().read_text())["evlerimizden"] == [2, 5, 9]
+
+
+def test_segmenter_analyzes_in_worker_processes_alike(tmp_path, monkeypatch):
+    """Many new words are analyzed by several processes, chunk by chunk, with the answers one process gives."""
+    pytest.importorskip("zemberek")
+    import fidan.tokenizer.morph as morph
+
+    words = ["evlerimizden", "Ankara'da", "ve", "xqzvw", "kitaplarımız", "gelmeyecekler", "güzelce", "okulda"]
+    monkeypatch.setattr(morph, "CHUNK", 3)
+    monkeypatch.setattr(morph, "PARALLEL_FROM", 5)
+    seen = []
+    real = morph._analyze_all
+    monkeypatch.setattr(morph, "_analyze_all", lambda todo, workers: seen.append(workers) or real(todo, workers))
+    two = morph.Segmenter(tmp_path / "a.json").segment_many(words)  # default: one process per core (2 here)
+    one = morph.Segmenter(tmp_path / "b.json").segment_many(words, workers=1)
+    assert seen == [min(os.cpu_count() or 1, 4), 1]
+    assert two == one and two["evlerimizden"] == (2, 5, 9) and two["xqzvw"] is None
+    assert json.loads((tmp_path / "a.json").read_text()) == json.loads((tmp_path / "b.json").read_text())
 
 
 def test_morph_training_merges_never_cross_morphemes(analyzer_cache, data_dir, tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from fidan.artifacts.datadir import load_manifest
 from fidan.artifacts.results import TIMINGS_FILE, Timings, eval_results
 from fidan.artifacts.run_config import RunConfig
 from fidan.artifacts.runs import planned_steps, read_metrics
@@ -113,7 +114,7 @@ def report(run: str, out: str | None = None) -> Path:
         card.append(("MFU (median)", f"{tput['mfu']:.1%}"))
     for r in results["bpb"]:
         split = f" ({r['split']})" if r.get("split") else ""
-        card.append((f"bits per byte on {Path(r['text']).name}{split}", f"{r['bpb']:.3f}"))
+        card.append((f"bits per byte on {Path(r['text']).name}{split}{domain(cfg, r)}", f"{r['bpb']:.3f}"))
     for r in results["mc"]:
         card.append((f"multiple choice {Path(r['data']).name}", mc_figures(r)))
     L += table(card, ("", ""))
@@ -198,6 +199,24 @@ def mc_figures(r: dict) -> str:
     base = r.get("untrained")
     floor = f"; untrained model {base['accuracy']:.1%} / {base['accuracy_norm']:.1%}" if base else ""
     return f"{r['accuracy']:.1%} (per byte {r['accuracy_norm']:.1%}{floor}; chance {r['chance']:.1%})"
+
+
+def _sources(folder) -> set[str]:
+    try:
+        return {s["spec"] for s in load_manifest(folder).get("sources") or [] if s.get("spec")}
+    except (FidanError, OSError, TypeError, KeyError):
+        return set()
+
+
+def domain(cfg: dict, r: dict) -> str:
+    """", in domain" when a scored data folder holds only sources the run trained on, ", out of domain: never
+    trained on" when it holds none of them; "" when that cannot be told (a plain file, mixed sources)."""
+    trained, scored = _sources(cfg["data"]) if cfg.get("data") else set(), _sources(r["text"])
+    if not trained or not scored:
+        return ""
+    if scored <= trained:
+        return ", in domain"
+    return f", out of domain: {', '.join(sorted(scored))}, never trained on" if not scored & trained else ""
 
 
 def bpb_note(cfg: dict, evals: list[dict], final: dict | None, bpb_results: list[dict]) -> str | None:
