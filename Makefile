@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps sadedegel==0.21.2
 	touch $@
 
-demo: install
+demo: install manpages
 	$(BIN)/fidan demo --force
 
 # Two test processes, one per core (each test keeps torch on one thread); a file's tests stay together.

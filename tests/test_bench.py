@@ -35,6 +35,21 @@ def test_bench_peak_is_one_products_flops_over_its_fastest_time(monkeypatch):
     assert result["fp32_gflops"] == result["bf16_gflops"] == round(2 * 256**3 / 0.001 / 1e9, 1)
 
 
+@pytest.mark.parametrize("preset,kind", [("ders", "GPT2LMHeadModel"), ("hizli", "LlamaForCausalLM"),
+                                         ("qwen3", "LlamaForCausalLM")])
+def test_the_yardstick_has_the_presets_shape_and_size(preset, kind):
+    """The plain loop trains transformers' model of the preset's kind (GPT-2 or Llama) with fidan's weight count."""
+    from fidan.bench.train import yardstick, yardstick_name
+    from fidan.model.gpt import GPT, config_from_preset
+
+    cfg = config_from_preset(preset, 400)
+    model = yardstick(cfg)
+    assert type(model).__name__ == kind == yardstick_name(cfg)
+    ours, theirs = GPT(cfg).num_params(), sum(p.numel() for p in model.parameters())
+    assert abs(theirs - ours) / ours < 0.01, (ours, theirs)
+    assert model.config.num_hidden_layers == cfg.n_layer and model.config.hidden_size == cfg.n_embd
+
+
 def test_bench_train_side_by_side(tmp_path, data_dir, tokenizer_dir, capsys):
     out = tmp_path / "train.json"
     r = bench_train(data=str(data_dir), tokenizer=str(tokenizer_dir), batch_size=2, block_size=16, rounds=2,

@@ -1,10 +1,11 @@
-"""`fidan bench train`: fidan's training step against a plain PyTorch loop over transformers' GPT-2.
+"""`fidan bench train`: fidan's training step against a plain PyTorch loop over transformers' GPT-2 or Llama.
 
 Three contestants train the same architecture (size, batch, sequence length, data) in turn, A B C
 A B C ..., each in its own worker process so that its peak memory is its own:
 
 - fidan: ``GPT`` with fidan's defaults (bf16 autocast where native, fused AdamW; ``--compile`` optional)
-- hf-fp32: ``GPT2LMHeadModel`` with ``torch.optim.AdamW``, the loop a user writes by default
+- hf-fp32: ``GPT2LMHeadModel`` (``LlamaForCausalLM`` for a rotary, RMSNorm preset such as ``hizli``) with
+  ``torch.optim.AdamW``, the loop a user writes by default
 - hf-bf16: the same loop under bf16 autocast
 - nanogpt (with ``--against nanogpt:DIR``): the ``GPT`` of nanoGPT's ``model.py`` in a local checkout DIR
   (not shipped with fidan), its own optimizer (``configure_optimizers``), the same precision as fidan's
@@ -64,6 +65,30 @@ def _nanogpt(folder: str, cfg, device: str, lr: float):
     return model, opt
 
 
+def yardstick_name(cfg) -> str:
+    return "GPT2LMHeadModel" if cfg.pos_emb == "learned" else "LlamaForCausalLM"
+
+
+def yardstick(cfg):
+    """transformers' model of the preset's shape and size: GPT-2 for a GPT-2-shaped preset (learned positions,
+    LayerNorm), else Llama (rotary positions, RMSNorm, SwiGLU sized to the preset's MLP parameter count)."""
+    if cfg.pos_emb == "learned":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        return GPT2LMHeadModel(GPT2Config(
+            vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
+            n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
+            tie_word_embeddings=False, bos_token_id=0, eos_token_id=0))
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    matrices = 3 if cfg.mlp == "swiglu" else 2  # SwiGLU has three; keep the MLP's weight count
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.n_embd, intermediate_size=round(cfg.mlp_hidden * matrices / 3),
+        num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_head,
+        max_position_embeddings=cfg.block_size, rope_theta=cfg.rope_base, tie_word_embeddings=cfg.tie_embeddings,
+        attention_bias=cfg.bias, mlp_bias=cfg.bias, bos_token_id=0, eos_token_id=0))
+
+
 def _build(name: str, cfg, device: str, compile: bool, lr: float = 1e-3, against: str = "", precision: str = "auto"):
     """Model, optimizer and one training step for a contestant."""
     from fidan.model.gpt import GPT
@@ -87,12 +112,7 @@ def _build(name: str, cfg, device: str, compile: bool, lr: float = 1e-3, against
         def loss_fn(x, y):
             return fwd(x, y, return_logits=False)[1]
     else:
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd,
-                            n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout,
-                            attn_pdrop=cfg.dropout, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0)
-        model = GPT2LMHeadModel(hf_cfg).to(device)
+        model = yardstick(cfg).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
         ctx = (torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16) if name == "hf-bf16"
                else torch.autocast(device_type=device.split(":")[0], enabled=False))
@@ -205,8 +225,7 @@ def bench_train(
     device = pick_device(device)
     tok = load_tokenizer(tokenizer)
     cfg = config_from_preset(preset, tok.vocab_size, block_size=block_size)
-    if preset != "ders" and cfg.mlp != "gelu":
-        print(f"note: preset {preset} is not GPT-2 shaped; the yardstick keeps GPT-2's architecture at the same size")
+    print(f"yardstick: transformers' {yardstick_name(cfg)} of {preset}'s size, in a plain loop")
     token_dir = encode_splits(data, tok)
     TokenSplit(token_dir, "train").check_block(cfg.block_size, "train")
     names = [n for n in CONTESTANTS if n != "hf-bf16" or bf16_supported(device)]
@@ -254,6 +273,7 @@ def bench_train(
     fidan_precision = resolve_precision(precision, device)
     result = {"preset": preset, "vocab_size": cfg.vocab_size, "batch_size": batch_size, "block_size": cfg.block_size,
               "n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "against": against,
+              "yardstick": yardstick_name(cfg),
               "rounds": rounds, "steps": steps, "compile": compile, "device": device, "torch": torch.__version__,
               "threads": threads or torch.get_num_threads(), "fidan_precision": fidan_precision,
               "flops_per_token": flops_per_token, "peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},

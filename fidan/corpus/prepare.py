@@ -22,7 +22,7 @@ from fidan.corpus.hub import parse as parse_hub
 from fidan.corpus.neardup import BANDS, DEFAULT_THRESHOLD, NUM_PERM, SHINGLE, NearDuplicates
 from fidan.corpus.passes import SPLIT_RULE, Settings, filter_unit, plan, scan_unit, split_of  # noqa: F401
 from fidan.corpus.quality import QualityFilter, not_run, resolve
-from fidan.corpus.sources import BUILTIN
+from fidan.corpus.sources import BUILTIN, builtin_sample
 from fidan.corpus.units import list_units
 from fidan.errors import BadInput
 from fidan.runtime.console import speaks
@@ -379,8 +379,11 @@ def _empty_message(source: list[str], stats: dict, min_chars: int, filters: Qual
 def _hub_settings(spec: str) -> dict:
     """For an hf: source, its parsed name, config, split, field and caps; for a built-in one, what it is
     and its licence: for the manifest."""
-    if spec in BUILTIN:
-        return {"description": BUILTIN[spec].description, "licence": BUILTIN[spec].licence}
+    sample = builtin_sample(spec)
+    if sample is not None:
+        name, every, max_docs = sample
+        return {"description": BUILTIN[name].description, "licence": BUILTIN[name].licence,
+                **({"every": every} if every > 1 else {}), **({"max_docs": max_docs} if max_docs else {})}
     return {"hf": parse_hub(spec).describe()} if spec.startswith("hf:") else {}
 
 

@@ -12,6 +12,7 @@ are left out.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
 
@@ -45,11 +46,30 @@ BUILTIN: dict[str, Builtin] = {
 }
 
 
+def builtin_sample(spec: str) -> tuple[str, int, int | None] | None:
+    """``NAME[?every=K][&max_docs=N]`` of a built-in source → (NAME, K, N), or None for any other spec.
+    ``every=K`` keeps every K-th document (an even sample of a source stored in order, as KeNet is
+    alphabetically), ``max_docs=N`` stops after N kept documents."""
+    name, _, query = spec.partition("?")
+    if name not in BUILTIN:
+        return None
+    every, max_docs = 1, None
+    for part in filter(None, query.split("&")):
+        key, _, value = part.partition("=")
+        if key not in ("every", "max_docs") or not value.isdigit() or int(value) < 1:
+            raise BadInput(f"source {spec}: a built-in source takes ?every=K and &max_docs=N (positive whole "
+                           f"numbers), got '{part}'; e.g. {name}?every=4")
+        every, max_docs = (int(value), max_docs) if key == "every" else (every, int(value))
+    return name, every, max_docs
+
+
 def iter_source(spec: str, text_field: str = "text") -> Iterator[str]:
-    """Documents of one source: a built-in name, a local file or folder, ``code:PATH`` (source code), or
-    ``hf:NAME[:CONFIG][?key=value&...]`` (fidan/corpus/hub.py)."""
-    if spec in BUILTIN:
-        return BUILTIN[spec].read()
+    """Documents of one source: a built-in name (``?every=K&max_docs=N`` samples it), a local file or folder,
+    ``code:PATH`` (source code), or ``hf:NAME[:CONFIG][?key=value&...]`` (fidan/corpus/hub.py)."""
+    sample = builtin_sample(spec)
+    if sample is not None:
+        name, every, max_docs = sample
+        return islice(islice(BUILTIN[name].read(), 0, None, every), max_docs)
     if spec.startswith("hf:"):
         return read_hub(spec, text_field)
     if spec.startswith(CODE):

@@ -63,13 +63,26 @@ def manpage_files(root: Path = MANPAGES_DIR) -> list[Path]:
 
 def render_manpage(path: Path) -> str:
     """A roff manual page as plain text: groff reads it as UTF-8 (-k), no hyphenation and no line
-    wrapping (one line per paragraph), no overstrike or colour; the page's header and footer lines go."""
+    wrapping (one line per paragraph), no overstrike or colour; the page's header and footer lines and its
+    boilerplate sections go."""
     roff = gzip.decompress(path.read_bytes())
-    done = subprocess.run(["groff", "-k", "-man", "-Tutf8", "-rLL=5000n", "-rHY=0", "-P-cbou"], input=roff,
+    done = subprocess.run(["groff", "-k", "-t", "-man", "-Tutf8", "-rLL=5000n", "-rHY=0", "-P-cbou"], input=roff,
                           capture_output=True, check=False)
     lines = [" ".join(line.split()) for line in done.stdout.decode("utf-8", "replace").splitlines()]
-    lines = [line for line in lines if line]
-    return "\n".join(lines[1:-1])
+    lines = [line for line in lines if line][1:-1]
+    kept, skipping = [], False
+    for line in lines:
+        if line.isupper() and len(line) < 40:  # a section heading
+            skipping = line.split(" VE ")[0] in BOILERPLATE_SECTIONS  # also "TELİF HAKKI VE LİSANS"
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+# The same few lines on most pages (translator, copyright, feedback address, lists of other pages): left out,
+# or a model learns them by heart and writes "© 2022 ..." after any prompt.
+BOILERPLATE_SECTIONS = frozenset({"ÇEVİREN", "TELİF HAKKI", "YAZAN", "YAZAR", "YAZARLAR", "GERİBİLDİRİM",
+                                  "İLGİLİ BELGELER", "AYRICA BAKINIZ"})
 
 
 def manpages() -> Iterator[dict]:
