@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from fidan.errors import FidanError
+from fidan.model.dropout import Dropout, attention
 from fidan.model.loss import LOGIT_CHUNK_ELEMENTS, chunked_cross_entropy, chunked_token_nll
 
 if TYPE_CHECKING:  # the cache belongs to the inference engine; the model only writes and reads it
@@ -43,6 +44,9 @@ class GPTConfig:
     tie_embeddings: bool = False  # share the token embedding with the output head
     zero_init: bool = False  # start residual output projections at zero (each block starts as identity)
     rope_base: float = 10000.0
+    # "lanes": fidan's cheaper CPU dropout masks (model/dropout.py); "torch": torch's own, as in models whose
+    # config.json predates the field, so that their runs resume with the masks they started with.
+    dropout_masks: str = "lanes"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -59,7 +63,7 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise FidanError(f"model config: dropout must be in [0, 1), got {self.dropout}")
-        for name, allowed in (("pos_emb", POS_EMBS), ("norm", NORMS), ("mlp", MLPS)):
+        for name, allowed in (("pos_emb", POS_EMBS), ("norm", NORMS), ("mlp", MLPS), ("dropout_masks", MASKS)):
             if getattr(self, name) not in allowed:
                 raise FidanError(f"model config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.pos_emb == "rope" and (self.n_embd // self.n_head) % 2:
@@ -81,12 +85,13 @@ class GPTConfig:
         unknown = set(d) - known
         if unknown:
             raise FidanError(f"model config has unknown fields {sorted(unknown)}; was it written by a newer fidan?")
-        return cls(**d)
+        return cls(**{"dropout_masks": "torch", **d})
 
 
 POS_EMBS = ("learned", "rope")
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "relu2", "swiglu")
+MASKS = ("lanes", "torch")
 
 # Presets set the architecture; the vocabulary size comes from the tokenizer.
 PRESETS: dict[str, dict] = {
@@ -150,8 +155,8 @@ class CausalSelfAttention(nn.Module):
         self.qk_norm = cfg.qk_norm
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.dropout = cfg.dropout
-        self.resid_drop = nn.Dropout(cfg.dropout)
+        self.dropout, self.masks = cfg.dropout, cfg.dropout_masks
+        self.resid_drop = Dropout(cfg.dropout, cfg.dropout_masks)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None, cache: KVCache | None = None) -> torch.Tensor:
@@ -167,10 +172,8 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:  # attend to the cached keys and values of earlier positions too
             k, v = cache.write(self.layer, k, v)
         # Causal when no mask is given, except for single new tokens over a cache (they see every slot).
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None and (cache is None or T > 1),
-            dropout_p=self.dropout if self.training else 0.0,
-        )
+        y = attention(q, k, v, attn_mask, attn_mask is None and (cache is None or T > 1), self.dropout, self.training,
+                      self.masks)
         y = self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
         return self.resid_drop(y) if self.training else y
 
@@ -186,7 +189,7 @@ class MLP(nn.Module):
         if cfg.mlp == "swiglu":
             self.gate = nn.Linear(cfg.n_embd, hidden, bias=cfg.bias)
         self.proj = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout, cfg.dropout_masks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "relu2":
@@ -226,7 +229,7 @@ class GPT(nn.Module):
             cos, sin = rope_tables(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_base)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout, cfg.dropout_masks)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.ln_f = make_norm(cfg)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)

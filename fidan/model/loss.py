@@ -30,13 +30,17 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         for i in range(0, h.size(0), chunk):
             hc, tc, vc = hd[i:i + chunk], targets[i:i + chunk], valid[i:i + chunk]
             logits = (hc @ w.T).float()
-            lse = logits.logsumexp(dim=-1)
             safe_t = tc.clamp(min=0)[:, None]
-            loss += ((lse - logits.gather(1, safe_t)[:, 0]) * vc).sum()
+            target = logits.gather(1, safe_t)[:, 0]
+            # one exp pass serves the loss (log of the sum) and the gradient (softmax), in place
+            top = logits.amax(dim=-1, keepdim=True)
+            e = logits.sub_(top).exp_()
+            total = e.sum(dim=-1, keepdim=True)
+            loss += ((top[:, 0] + total[:, 0].log() - target) * vc).sum()
             # d loss / d logits = (softmax - one_hot) / n, zero for ignored rows
-            g = logits.sub_(lse[:, None]).exp_()
-            g.scatter_add_(1, safe_t, torch.full_like(safe_t, -1, dtype=g.dtype))
-            g.mul_((vc / n)[:, None])
+            scale = (vc / n)[:, None]
+            g = e.mul_(scale / total)
+            g.scatter_add_(1, safe_t, -scale)
             g = g.to(dtype)
             grad_h[i:i + chunk] = g @ w
             if head_trains:
