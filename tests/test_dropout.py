@@ -77,3 +77,12 @@ def test_models_from_older_config_files_keep_torchs_masks():
     assert not torch.equal(fd.Dropout(0.1).train()(x), ref)
     old = GPTConfig.from_dict(dict(vocab_size=50, block_size=8, n_layer=1, n_head=1, n_embd=8))
     assert old.dropout_masks == "torch" and GPTConfig(vocab_size=50).dropout_masks == "lanes"
+
+
+def test_compiled_dropout_drops_at_the_rate_asked_in_every_lane():
+    pytest.importorskip("torch._inductor")
+    f = torch.compile(lambda x: fd.dropout(x, 0.1, True))
+    torch.manual_seed(0)
+    keep = f(torch.ones(400_000)) != 0
+    for lane in range(fd.LANES):
+        assert abs(1 - keep[lane::fd.LANES].float().mean().item() - 0.1) < 0.005

@@ -5,8 +5,8 @@ on a laptop core, a fifth of a small model's training step (attention probabilit
 tensors it masks). Here one 64-bit random word gives four 16-bit lanes, each compared with a threshold:
 the same keep-or-drop per element with probability ``round(p * 65536) / 65536`` (0.1 → 0.100006), scaled
 by ``1 / (1 - p)`` as usual, at about 2.5x the speed. Masks come from torch's global generator, so the
-training loop's per-step seeding keeps them reproducible. On a GPU, and inside torch.compile (which draws
-its own), the masks are torch's.
+training loop's per-step seeding keeps them reproducible. Under torch.compile inductor draws the random
+words itself (the same rate per lane, other values). On a GPU the masks are torch's.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def dropout(x: torch.Tensor, p: float, training: bool, masks: str = "lanes") -> 
     """``F.dropout(x, p, training)``, with the cheaper masks on the CPU (``masks="torch"``: torch's own)."""
     if not training or p == 0.0:
         return x
-    if masks == "torch" or x.device.type != "cpu" or torch.compiler.is_compiling() or p >= 1.0:
+    if masks == "torch" or x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, True)
     return _Masked.apply(x, keep_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
 
@@ -67,7 +67,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torc
               p: float, training: bool, masks: str = "lanes") -> torch.Tensor:
     """``F.scaled_dot_product_attention``; when it would drop attention weights on the CPU, the same
     computation written out (what torch's CPU kernel does with dropout) with :func:`dropout`'s masks."""
-    if not training or p == 0.0 or masks == "torch" or q.device.type != "cpu" or torch.compiler.is_compiling():
+    if not training or p == 0.0 or masks == "torch" or q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
                                               dropout_p=p if training else 0.0)
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))

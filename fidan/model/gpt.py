@@ -19,7 +19,7 @@ from torch.utils.checkpoint import checkpoint
 
 from fidan.errors import FidanError
 from fidan.model.dropout import Dropout, attention
-from fidan.model.loss import LOGIT_CHUNK_ELEMENTS, chunked_cross_entropy, chunked_token_nll
+from fidan.model.loss import chunked_cross_entropy, chunked_token_nll
 
 if TYPE_CHECKING:  # the cache belongs to the inference engine; the model only writes and reads it
     from fidan.model.cache import KVCache
@@ -292,12 +292,6 @@ class GPT(nn.Module):
         x = self.hidden_states(idx, doc_ids, cache)
         if cache is not None:
             return self.lm_head(x[torch.arange(B, device=x.device), cache.last]), None
-        if (targets is not None and not return_logits and reduction == "mean" and torch.compiler.is_compiling()
-                and B * T * self.config.vocab_size <= LOGIT_CHUNK_ELEMENTS):
-            # Compiled, the head and loss fuse into the graph (the chunked function would break it) while the
-            # logits stay small enough to hold
-            logits = self.lm_head(x).float()
-            return None, F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), ignore_index=-100)
         if targets is not None and not return_logits and reduction in ("mean", "none"):  # never full logits
             loss = (chunked_cross_entropy if reduction == "mean" else chunked_token_nll)(
                 x.view(B * T, -1), self.lm_head.weight, targets.reshape(-1))
