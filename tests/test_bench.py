@@ -60,8 +60,11 @@ def test_bench_train_side_by_side(tmp_path, data_dir, tokenizer_dir, capsys):
     assert {"fidan", "hf-fp32"} <= names
     for name in names:
         assert r["tokens_per_s"][name] > 0 and 0 < r["mfu"][name] < 1 and r["peak_rss_mb"][name] > 50
-    assert set(r["ratios"]) == {f"fidan/{n}" for n in names - {"fidan"}}
+    assert set(r["ratios"]) == {f"fidan/{n}" for n in names - {"fidan"}} == set(r["ratio_range"])
     assert all(v > 0 for v in r["ratios"].values())
+    for key, (low, high) in r["ratio_range"].items():  # the median lies within the per-round range printed
+        assert low <= r["ratios"][key] <= high and f"{key}: {r['ratios'][key]:.2f}x (median of 2 per-round " \
+            f"ratios, {low:.2f}x to {high:.2f}x)" in printed
     assert r["flops_per_token"] > 0 and r["vocab_size"] == 400
     # Each MFU says which peak it is a share of: the fp32 loop's fp32 peak, a bf16 run's bf16 peak.
     assert r["mfu_peak"]["hf-fp32"] == "fp32" and r["mfu_peak"]["fidan"] == r["fidan_precision"]

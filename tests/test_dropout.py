@@ -86,3 +86,15 @@ def test_compiled_dropout_drops_at_the_rate_asked_in_every_lane():
     keep = f(torch.ones(400_000)) != 0
     for lane in range(fd.LANES):
         assert abs(1 - keep[lane::fd.LANES].float().mean().item() - 0.1) < 0.005
+
+
+def test_bf16_training_attention_on_the_cpu_runs_in_fp32():
+    """Under bf16 autocast, training's attention (no dropout) is torch's fp32 kernel's result, cast back."""
+    torch.manual_seed(4)
+    q, k, v = (torch.randn(2, 2, 16, 8).bfloat16().requires_grad_() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = fd.attention(q, k, v, None, True, 0.0, True)
+    ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True).bfloat16()
+    assert y.dtype == torch.bfloat16 and torch.equal(y, ref)
+    y.float().sum().backward()
+    assert q.grad is not None and q.grad.dtype == torch.bfloat16

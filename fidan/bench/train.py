@@ -277,7 +277,7 @@ def bench_train(
               "rounds": rounds, "steps": steps, "compile": compile, "device": device, "torch": torch.__version__,
               "threads": threads or torch.get_num_threads(), "fidan_precision": fidan_precision,
               "flops_per_token": flops_per_token, "peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
-              "tokens_per_s": {}, "mfu": {}, "mfu_peak": {}, "peak_rss_mb": rss, "ratios": {}}
+              "tokens_per_s": {}, "mfu": {}, "mfu_peak": {}, "peak_rss_mb": rss, "ratios": {}, "ratio_range": {}}
     for name in names:
         tps = statistics.median(per_round[name])
         precision = fidan_precision if name in ("fidan", "nanogpt") else name.split("-")[1]
@@ -287,12 +287,14 @@ def bench_train(
     for name in names[1:]:
         ratios = [a / b for a, b in zip(per_round["fidan"], per_round[name], strict=True)]
         result["ratios"][f"fidan/{name}"] = round(statistics.median(ratios), 3)
+        result["ratio_range"][f"fidan/{name}"] = [round(min(ratios), 3), round(max(ratios), 3)]
 
     print(f"\n{preset}: vocab {cfg.vocab_size}, batch {batch_size} x {cfg.block_size}, {device}, "
           f"{result['threads']} threads, torch {torch.__version__}\n")
     print(results_table(result))
     for key, ratio in result["ratios"].items():
-        print(f"  {key}: {ratio:.2f}x (median of {rounds} per-round ratios)")
+        low, high = result["ratio_range"][key]
+        print(f"  {key}: {ratio:.2f}x (median of {rounds} per-round ratios, {low:.2f}x to {high:.2f}x)")
     if json:
         atomic_write_json(json, result)
     return result
