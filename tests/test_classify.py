@@ -104,7 +104,7 @@ def test_losses():
 
 
 def test_gradient_accumulation_gives_the_same_loss(toy_data, tmp_path):
-    args = dict(data=str(toy_data), model="scratch", max_steps=3, dropout=0.0, head_dropout=0.0,
+    args = dict(data=str(toy_data), model="scratch", max_steps=3, dropout=0.0, head_dropout=0.0, precision="fp32",
                 class_weight="balanced", **{**FAST, "batch_size": 8})
     a = classify_train(out=str(tmp_path / "a"), **args)
     b = classify_train(out=str(tmp_path / "b"), **{**args, "batch_size": 4, "grad_accum": 2})
