@@ -1,7 +1,6 @@
-"""`fidan serve`: the OpenAI API through a test client and through the official `openai` client on a real
-port; streamed and whole answers agree with the engine; limits and bad requests get OpenAI-shaped errors;
-50 concurrent greedy streams on loopback all finish, each with the engine's answer to it alone. (Long
-conversations and the chat page in a browser: test_serve_page.py.)"""
+"""`fidan serve`: the OpenAI API through a test client and the `openai` client on a real port; streamed and
+whole answers agree with the engine; limits and bad requests get OpenAI-shaped errors; 50 concurrent greedy
+streams on loopback each finish with the engine's answer (the chat page: test_serve_page.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ import pytest
 import torch
 
 pytest.importorskip("fastapi")
-
 from fastapi.testclient import TestClient  # noqa: E402
 
 from fidan.artifacts.runs import copy_tokenizer, save_weights  # noqa: E402
