@@ -1,4 +1,4 @@
-"""`fidan demo`: the whole path on the bundled Turkish corpus, offline, in a few minutes of CPU."""
+"""`fidan demo`: the whole path on the built-in Turkish sources, offline, in a few minutes of CPU."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def demo(
     force: bool = False,
     sft_minutes: float = 1.5,
 ) -> dict:
-    """Run the whole pipeline offline: bundled corpus → tokenizer → pretraining → samples → chat tuning.
+    """Run the whole pipeline offline: built-in sources → tokenizer → pretraining → samples → chat tuning.
 
     Args:
         out: the folder for everything the demo makes (data/, tokenizer/, the run itself).
