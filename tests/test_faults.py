@@ -80,3 +80,26 @@ def test_permission_denied_is_one_line(tmp_path, corpus_file):
     finally:
         locked.chmod(0o755)
     assert code == 2 and len(err) == 1 and "permission denied" in err[0]
+
+
+def test_replacing_a_folder_never_leaves_it_half_deleted(tmp_path, monkeypatch):
+    """A checkpoint written again over an older one of the same step: the old folder is moved aside in one
+    rename before it is deleted, so a kill during the deletion leaves the new folder whole in its place."""
+    import fidan.runtime.io as io
+
+    target = tmp_path / "step-000008"
+    target.mkdir()
+    for name in ("checksums.json", "model.safetensors", "state.pt"):
+        (target / name).write_text("old")
+
+    def killed_midway(folder, ignore_errors=False):
+        os.remove(min(os.scandir(folder), key=lambda e: e.name).path)  # one file gone, then:
+        raise KeyboardInterrupt  # stands for a SIGKILL while the old files are being deleted
+
+    monkeypatch.setattr(io.shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt), io.atomic_dir(target) as tmp:
+        for name in ("checksums.json", "model.safetensors", "state.pt"):
+            (tmp / name).write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["checksums.json", "model.safetensors", "state.pt"]
+    assert {(target / n).read_text() for n in ("checksums.json", "model.safetensors", "state.pt")} == {"new"}
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".old.tmp")]  # what resume cleans up

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,17 +62,22 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Build a directory under a temporary name and rename it into place when the block succeeds."""
+    """Build a directory under a temporary name and rename it into place when the block succeeds; a folder
+    already there is first renamed aside (``.NAME.*.old.tmp``, deleted after), never deleted in place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, _umask_mode(0o777))
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
+        old = None
+        if path.exists():  # moved aside in one rename: a kill never leaves a half-deleted folder at `path`
+            old = path.parent / f".{path.name}.{uuid.uuid4().hex}.old.tmp"
+            os.rename(path, old)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
