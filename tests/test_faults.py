@@ -103,3 +103,24 @@ def test_replacing_a_folder_never_leaves_it_half_deleted(tmp_path, monkeypatch):
     assert sorted(p.name for p in target.iterdir()) == ["checksums.json", "model.safetensors", "state.pt"]
     assert {(target / n).read_text() for n in ("checksums.json", "model.safetensors", "state.pt")} == {"new"}
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".old.tmp")]  # what resume cleans up
+
+
+def test_pruning_old_checkpoints_never_leaves_one_half_deleted(tmp_path, monkeypatch):
+    """Keeping the newest checkpoints deletes older ones; killed mid-deletion, none is left half there."""
+    import fidan.runtime.io as io
+    from fidan.artifacts.runs import save_checkpoint
+    from fidan.model.gpt import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    save_checkpoint(tmp_path, 2, model, {"step": 2}, keep=2)
+    save_checkpoint(tmp_path, 4, model, {"step": 4}, keep=2)
+
+    def killed_midway(folder, ignore_errors=False):
+        os.remove(min(os.scandir(folder), key=lambda e: e.name).path)  # checksums.json goes first
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io.shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, 6, model, {"step": 6}, keep=2)  # prunes step 2
+    assert [c.name for c in checkpoint_dirs(tmp_path)] == ["step-000004", "step-000006"]
+    assert all(checkpoint_damage(c) is None for c in checkpoint_dirs(tmp_path))

@@ -26,7 +26,7 @@ from fidan.artifacts.tokenizer import TokenizerBundle
 from fidan.errors import BadInput, FidanError
 from fidan.model.gpt import GPTConfig
 from fidan.model.hf import HFCausalLM
-from fidan.runtime.io import as_os_error, atomic_dir, atomic_write_json, read_json, sha256_file
+from fidan.runtime.io import as_os_error, atomic_dir, atomic_write_json, read_json, remove_dir, sha256_file
 
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 ADAPTER_DIR = "adapter"  # a LoRA run's adapters, unmerged, as a peft folder
@@ -147,7 +147,7 @@ def save_checkpoint(run: Path, step: int, model: torch.nn.Module, state: dict, k
         torch.save({**state, "checksummed": True}, tmp / "state.pt")
         atomic_write_json(tmp / CHECKSUMS, _file_sums(tmp))
     for old in checkpoint_dirs(run)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_dir(old)  # renamed aside first: a kill mid-deletion leaves no half-deleted checkpoint
     return target
 
 

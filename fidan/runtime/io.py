@@ -70,10 +70,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, _umask_mode(0o777))
     try:
         yield tmp
-        old = None
-        if path.exists():  # moved aside in one rename: a kill never leaves a half-deleted folder at `path`
-            old = path.parent / f".{path.name}.{uuid.uuid4().hex}.old.tmp"
-            os.rename(path, old)
+        old = _aside(path) if path.exists() else None
         os.replace(tmp, path)
         _fsync_dir(path.parent)
         if old is not None:
@@ -81,6 +78,19 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _aside(path: Path) -> Path:
+    """Rename a folder to a hidden ``.NAME.*.old.tmp`` next to it, in one step: a kill never leaves a half-deleted
+    folder under its real name (what is left is hidden, and cleaned up by whoever owns the parent)."""
+    old = path.parent / f".{path.name}.{uuid.uuid4().hex}.old.tmp"
+    os.rename(path, old)
+    return old
+
+
+def remove_dir(path: str | os.PathLike) -> None:
+    """Delete a folder so that it is either whole under its name or gone (renamed aside, then deleted)."""
+    shutil.rmtree(_aside(Path(path)), ignore_errors=True)
 
 
 def prepare_out_dir(path: str | os.PathLike, force: bool, what: str = "output") -> Path:
