@@ -98,3 +98,34 @@ def test_bf16_training_attention_on_the_cpu_runs_in_fp32():
     assert y.dtype == torch.bfloat16 and torch.equal(y, ref)
     y.float().sum().backward()
     assert q.grad is not None and q.grad.dtype == torch.bfloat16
+
+
+def test_fp32_factors_are_the_same_draw_as_the_bool_mask():
+    torch.manual_seed(11)
+    keep = fd.keep_mask((5, 3000), 0.1)
+    torch.manual_seed(11)
+    factors = fd.scaled_mask((5, 3000), 0.1)
+    assert factors.dtype == torch.float32
+    assert torch.equal(factors != 0, keep)
+    assert torch.equal(factors[keep], torch.full_like(factors[keep], 1 / 0.9))
+
+
+def test_bf16_dropout_scales_by_the_exact_factor():
+    """A bf16 factor would be 1.109 for 1 / 0.9: bf16 activations keep a bool mask and the exact scale."""
+    torch.manual_seed(4)
+    x = torch.randn(64, 300).to(torch.bfloat16)
+    y = fd.dropout(x, 0.1, True)
+    kept = y != 0
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y[kept], (x[kept].float() / 0.9).to(torch.bfloat16), rtol=0, atol=0)
+
+
+def test_written_out_attention_under_bf16_autocast_is_torchs(monkeypatch):
+    """The causal mask added inside the product follows autocast's dtype; the result is torch's kernel's."""
+    torch.manual_seed(6)
+    q, k, v = (torch.randn(2, 3, 16, 8) for _ in range(3))
+    monkeypatch.setattr(fd, "dropout", lambda x, p, training: x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = fd.attention(q, k, v, None, True, 0.1, True)
+        ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(ours.float(), ref.float(), rtol=2e-2, atol=2e-2)

@@ -19,25 +19,39 @@ import torch.nn.functional as F
 LANES = 4  # 16-bit lanes per 64-bit random word
 
 
+def _lanes(n: int, device: torch.device | str) -> torch.Tensor:
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + LANES - 1) // LANES,), dtype=torch.int64, device=device)
+    return words.view(torch.int16)[:n]  # uniform over -32768..32767
+
+
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> torch.Tensor:
     """A bool mask of ``shape``: True (keep) with probability 1 - round(p * 65536) / 65536."""
-    n = math.prod(shape)
-    words = torch.randint(-(2**63), 2**63 - 1, ((n + LANES - 1) // LANES,), dtype=torch.int64, device=device)
-    lanes = words.view(torch.int16)[:n]  # uniform over -32768..32767
-    return (lanes >= -32768 + round(p * 65536)).view(shape)
+    return (_lanes(math.prod(shape), device) >= -32768 + round(p * 65536)).view(shape)
+
+
+def scaled_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """:func:`keep_mask`'s draw as fp32 factors: ``1 / (1 - p)`` where kept, 0 where dropped. Applying it is
+    one multiplication forward and one backward (a bool mask needs a scaling and a select each way)."""
+    lanes = _lanes(math.prod(shape), device)
+    return torch.where(lanes >= -32768 + round(p * 65536), 1.0 / (1.0 - p), 0.0).view(shape)
 
 
 class _Masked(torch.autograd.Function):
+    """x times the mask: fp32 factors (:func:`scaled_mask`) or, for other dtypes, a bool mask and a scale (a
+    factor rounded to bf16 would bias the scale: 1/0.9 becomes 1.109)."""
+
     @staticmethod
-    def forward(ctx, x, keep, scale):
-        ctx.save_for_backward(keep)
+    def forward(ctx, x, mask, scale):
+        ctx.save_for_backward(mask)
         ctx.scale = scale
-        return torch.where(keep, x * scale, 0.0)
+        return torch.where(mask, x * scale, 0.0) if mask.dtype == torch.bool else x * mask
 
     @staticmethod
     def backward(ctx, grad):
-        (keep,) = ctx.saved_tensors
-        return torch.where(keep, grad * ctx.scale, 0.0), None, None
+        (mask,) = ctx.saved_tensors
+        if mask.dtype == torch.bool:
+            return torch.where(mask, grad * ctx.scale, 0.0), None, None
+        return grad * mask, None, None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool, masks: str = "lanes") -> torch.Tensor:
@@ -46,6 +60,8 @@ def dropout(x: torch.Tensor, p: float, training: bool, masks: str = "lanes") -> 
         return x
     if masks == "torch" or x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, True)
+    if x.dtype == torch.float32:
+        return _Masked.apply(x, scaled_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
     return _Masked.apply(x, keep_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
 
 
@@ -77,11 +93,38 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torc
     if not training or p == 0.0 or masks == "torch" or q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
                                               dropout_p=p if training else 0.0)
-    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))
-    if is_causal:
-        T, S = q.size(-2), k.size(-2)
-        attn_mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
-    if attn_mask is not None:
-        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    scale = 1.0 / math.sqrt(q.size(-1))
+    if is_causal and attn_mask is None:
+        # scaling and the causal mask inside the product: torch.baddbmm adds an additive mask (0 / -inf) to
+        # scale * q @ k.T in one pass, where a product, a scaling and a masked_fill take three
+        *lead, T, D = q.shape
+        S = k.size(-2)
+        qs, ks = q.reshape(-1, T, D), k.reshape(-1, S, D)
+        bias = _causal_bias(T, S, qs.dtype if not torch.is_autocast_enabled("cpu") else torch.get_autocast_dtype("cpu"),
+                            q.device)
+        scores = torch.baddbmm(bias.expand(qs.size(0), T, S), qs, ks.transpose(1, 2), alpha=scale).view(*lead, T, S)
+    else:
+        scores = (q @ k.transpose(-2, -1)) * scale
+        if is_causal:
+            T, S = q.size(-2), k.size(-2)
+            attn_mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
     weights = dropout(torch.softmax(scores, dim=-1), p, True)
     return weights.to(v.dtype) @ v
+
+
+_BIASES: dict[tuple, torch.Tensor] = {}
+
+
+def _causal_bias(T: int, S: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(T, S) additive causal mask, 0 where query t may see key s (s <= t + S - T), -inf elsewhere; kept per
+    shape in eager mode (the step builds it once), built in the graph under torch.compile."""
+    key = (T, S, dtype, str(device))
+    bias = None if torch.compiler.is_compiling() else _BIASES.get(key)
+    if bias is None:
+        seen = torch.ones(T, S, dtype=torch.bool, device=device).tril(S - T)
+        bias = torch.zeros(T, S, dtype=dtype, device=device).masked_fill(~seen, float("-inf"))
+        if not torch.compiler.is_compiling():
+            _BIASES[key] = bias
+    return bias
