@@ -97,6 +97,10 @@ def _add_param(parser, name: str, default, tp, help_text: str, positional: bool,
                                 help=f"turn this off (it is on by default): {what}")
             parser.add_argument(on, dest=name, action="store_true", default=argparse.SUPPRESS,
                                 help=f"{what} (the default; overrides a --config file)")
+        elif default is None:  # left to fidan unless one of the two is given
+            parser.add_argument(on, dest=name, action="store_true", default=argparse.SUPPRESS, help=help_text or None)
+            parser.add_argument(off, dest=name, action="store_false", default=argparse.SUPPRESS,
+                                help=f"turn this off (by default fidan decides): {what}")
         else:
             parser.add_argument(on, dest=name, action="store_true", default=argparse.SUPPRESS, help=help_text or None)
             # only a --config file can turn such a flag on, so --help does not list its negation

@@ -22,7 +22,9 @@ def train_records(run) -> list[dict]:
 
 def test_max_minutes_stops_with_a_checkpoint_and_resumes(tmp_path, data_dir, tokenizer_dir):
     run = tmp_path / "run"
-    common = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=100_000, **TINY)
+    # (a 100,000-step plan would be compiled by default: this test is about the clock, so it stays eager)
+    common = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), out=str(run), max_steps=100_000, compile=False,
+                  **TINY)
     s = pretrain(max_minutes=0.01, **common)  # 0.6 s
     assert s["stopped"] == "time limit" and 0 < s["step"] < 100_000
     assert checkpoint_dirs(run)[-1].name == f"step-{s['step']:06d}"
@@ -176,10 +178,11 @@ def test_a_signal_checkpoints_the_current_step_and_resume_is_exact(sig, tmp_path
 
     run = tmp_path / "run"
     common = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), max_steps=100_000, checkpoint_every=10_000,
-                  **{**TINY, "eval_every": 10_000})
+                  compile=False, **{**TINY, "eval_every": 10_000})  # (eager: tests/test_compiling.py resumes compiled)
     argv = [sys.executable, "-m", "fidan", "pretrain", "--out", str(run)]
     for key, value in common.items():
-        argv += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+        flag = key.replace("_", "-")
+        argv += [f"--no-{flag}"] if value is False else [f"--{flag}"] + ([] if value is True else [str(value)])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120

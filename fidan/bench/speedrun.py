@@ -62,7 +62,7 @@ def bench_speedrun(
     muon_lr: float | None = None,
     optimizer: str = "auto",
     precision: str = "auto",
-    compile: bool = False,
+    compile: bool | None = None,
     eval_windows: int = 256,
     compare: list[str] | None = None,
     seed: int = 1337,

@@ -52,7 +52,10 @@ class TrainArgs(Group, key="train", title="training: schedule, batch, optimizer,
     muon_lr: float | None = option(None, "peak learning rate of the Muon matrices.")
     precision: Precision = option("auto", "auto (bf16 autocast where the hardware supports it), fp32, bf16 or fp16 "
                                           "(CUDA only).")
-    compile: bool = option(False, "compile the model with torch.compile (slower start, faster steps).")
+    compile: bool | None = option(
+        None, "compile the model with torch.compile: a slower start (10-30 s on a CPU), faster steps. Default: "
+              "compile when 5 minutes or more of training are left after the first steps and a compiler works here "
+              "(full training of fidan models on one process); --no-compile never does.")
     fsdp: bool = option(False, "under torchrun, shard the model with FSDP instead of replicating it (DDP).")
     grad_checkpointing: bool = option(False, "recompute each block's activations in the backward pass instead of "
                                              "keeping them: less memory for about a third more compute.")

@@ -22,9 +22,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -47,56 +46,17 @@ from fidan.runtime.perf import autocast, mfu, quick_peak_flops
 from fidan.runtime.plots import plot_loss
 from fidan.runtime.signals import stop_requests
 from fidan.training.args import CheckpointArgs, EvalArgs, TrainArgs
+from fidan.training.compiling import CompileChoice, auto_eligible
 from fidan.training.optim import lr_at, make_optimizer, set_lr
 from fidan.training.run_folder import check_resume, truncate_metrics, write_config
 from fidan.training.step_lines import StepLines
+from fidan.training.task import Progress, Task, describe, dropout_seed, monitored
+
+__all__ = ["Progress", "Task", "Trainer", "dropout_seed", "fit", "warmup_for"]
 
 WARMUP_SHARE = 0.25  # warm-up never takes more than this share of the run
 MAX_BAD_STEPS = 5  # non-finite steps in a row before a run stops
 PLAN_AFTER_STEPS = 3  # budgeted runs time steps after this many (allocators and kernels warm up first)
-
-
-class Task(Protocol):
-    """What a training stage supplies to the loop."""
-
-    stage: str
-    model: torch.nn.Module  # the plain model, on its device
-    evaluate_first: bool  # measure the starting weights (tuning: the "before" figure)
-
-    def begin_step(self) -> None: ...  # draw this step's global batch
-    def micro_batch(self, index: int) -> dict: ...  # this rank's rows of micro-batch ``index``, on the device
-    # (loss to backpropagate, its share of the step's logged loss, tokens processed)
-    def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, float, int]: ...
-    def evaluate(self) -> dict: ...  # held-out figures ({} when there is nothing held out)
-    def final_evaluation(self) -> dict | None: ...  # a fuller evaluation at the end, or None
-    def record(self) -> dict: ...  # extra fields for the step's metrics record
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
-    # Optional: ``monitor`` (the held-out figure that picks the best weights and drives early stopping;
-    # default "val_loss"), ``higher_is_better`` (default False) and ``describe(result) -> str`` (the
-    # evaluation line; default: loss and bits per byte).
-
-
-def _monitor(task) -> tuple[str, bool]:
-    return getattr(task, "monitor", "val_loss"), getattr(task, "higher_is_better", False)
-
-
-def describe(task, result: dict) -> str:
-    if hasattr(task, "describe"):
-        return task.describe(result)
-    return f"held-out loss {result['val_loss']:.3f}, {result['val_bpb']:.3f} bits/byte"
-
-
-@dataclass
-class Progress:
-    """Everything about where a run is that a checkpoint must restore."""
-
-    step: int = 0
-    plan: int = 0  # planned length of the schedule, in steps
-    train_s: float = 0.0  # seconds spent in training steps
-    wall_s: float = 0.0  # seconds of wall time, evaluations and checkpoints included
-    # the best held-out value of the task's monitored figure so far (``loss`` for older checkpoints)
-    best: dict = field(default_factory=lambda: {"value": None, "step": -1, "bad_evals": 0})
 
 
 def warmup_for(args: TrainArgs, plan: int) -> int:
@@ -134,7 +94,8 @@ class Trainer:
         self.model = dist_util.wrap_model(self.raw, dist, args.fsdp)  # DDP / FSDP under torchrun, else itself
         self.opt = make_optimizer(self.raw, args.optimizer, args.lr, args.weight_decay, (0.9, 0.95), args.muon_lr,
                                   fused=False if args.fsdp else None)
-        self.train_model = torch.compile(self.model) if args.compile else self.model
+        self.compiling = CompileChoice(args.compile, device, auto_eligible(self.raw, dist.enabled))
+        self.compiled: torch.nn.Module | None = None  # torch.compile's wrapper, from the first compiled step
         self.ctx = autocast(device, args.precision)
         self.scaler = torch.amp.GradScaler(device.split(":")[0]) if args.precision == "fp16" else None
         self.global_batch = args.batch_size * args.grad_accum * dist.world_size
@@ -184,6 +145,7 @@ class Trainer:
         else:
             self.opt.load_state_dict(state["optimizer"])
         self.task.load_state_dict(state.get("task", state))  # (older checkpoints kept it at the top level)
+        self.compiling.resume(state.get("compile"))
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(step=state["step"], plan=state.get("plan", self.args.max_steps),
@@ -216,7 +178,7 @@ class Trainer:
         p.wall_s = self.wall()
         state = {"step": p.step, "plan": p.plan, "train_s": p.train_s, "wall_s": p.wall_s, "best": p.best,
                  "settings": self.settings, "optimizer": full_opt if full_opt is not None else self.opt.state_dict(),
-                 "task": self.task.state_dict(),
+                 "task": self.task.state_dict(), "compile": self.compiling.state(),
                  "scaler": self.scaler.state_dict() if self.scaler is not None else None}
         save_checkpoint(self.run, p.step, dist_util.gathered_copy(self.raw, full_weights), stamp("checkpoint", state),
                         self.ckpts.keep)
@@ -227,7 +189,7 @@ class Trainer:
         if result:
             p = self.progress
             self.log({"kind": "eval", "step": p.step, **result})
-            key, higher = _monitor(self.task)
+            key, higher = monitored(self.task)
             best = p.best.get("value", p.best.get("loss"))
             value = result[key]
             if best is None or (value > best if higher else value < best):
@@ -250,6 +212,10 @@ class Trainer:
             where = f"{self.device} x{self.dist.world_size}" if self.dist.enabled else self.device
             print(f"{self.task.stage}: {self.raw.num_params():,} parameters, {self.global_batch} rows/step on "
                   f"{where}, {args.precision}, {args.optimizer}{', compiled' if args.compile else ''}")
+        # training left in the whole run (not only up to --until-step or --max-minutes: a resumed run must decide
+        # as an uninterrupted one does), for the compile decision
+        left_s = (lambda per_step: budget_s - self.budget_clock() if budget_s is not None  # noqa: E731
+                  else (p.plan - p.step) * per_step)
         budget_s = args.budget_minutes * 60 if args.budget_minutes else None
         deadline = time.time() + args.max_minutes * 60 if args.max_minutes else None
         timed_from: tuple[float, int] | None = None  # (wall, step) where a budgeted run starts timing steps
@@ -259,7 +225,10 @@ class Trainer:
         bar = tqdm(total=self.stop_at(), initial=p.step, desc=self.task.stage, unit="step",
                    disable=self.quiet or lines.on, dynamic_ncols=True)
         while p.step < self.stop_at():
+            train_s = p.train_s
             record = self.step(bar)
+            if note := self.compiling.observe(p.step, first_step, p.train_s - train_s, left_s):
+                bar.write(note)
             bar.update()
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}",
                             mfu=f"{record['mfu']:.1%}", refresh=False)
@@ -285,7 +254,7 @@ class Trainer:
                     sample = f" | {result['sample']!r}" if result.get("sample") else ""
                     bar.write(f"step {p.step}: {describe(self.task, result)}{sample}")
                 if evals.patience and p.best["bad_evals"] >= evals.patience:
-                    what = _monitor(self.task)[0].removeprefix("val_").replace("_", "-")
+                    what = monitored(self.task)[0].removeprefix("val_").replace("_", "-")
                     self.stopped = f"early stop: no better held-out {what} in {evals.patience} evaluations"
             if evals.patience and dist_util.any_rank(bool(self.stopped), self.dist):  # rank 0 decided for all
                 self.stopped = self.stopped or "early stop"
@@ -318,7 +287,7 @@ class Trainer:
         for micro in range(args.grad_accum):
             batch = task.micro_batch(micro)
             with dist_util.sync_gradients(self.model, sync=micro == args.grad_accum - 1), self.ctx:
-                loss, share, tokens = task.loss(self.train_model, batch)
+                loss, share, tokens = task.loss(self.train_model(), batch)
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             loss_sum += share
             n_tokens += tokens
@@ -358,6 +327,11 @@ class Trainer:
                               f"fp32, then --resume from the last checkpoint in {self.run}/checkpoints")
         return record
 
+    def train_model(self) -> torch.nn.Module:
+        if self.compiled is None and self.compiling.compiled_at(self.progress.step):
+            self.compiled = torch.compile(self.model)
+        return self.compiled if self.compiled is not None else self.model
+
     # --- the end ---------------------------------------------------------------------------------
 
     def finish(self, title: str) -> dict:
@@ -393,8 +367,3 @@ class Trainer:
                 "val_loss_before": before and before["val_loss"], "val_bpb_before": before and before["val_bpb"],
                 "best_step": p.best["step"], "train_seconds": round(p.train_s, 1),
                 "wall_seconds": round(self.wall(), 1), "peak_rss_mb": round(peak_rss_mb(), 1), "run": str(self.run)}
-
-
-def dropout_seed(seed: int, step: int, rank: int) -> int:
-    """Dropout masks are a pure function of (seed, step, rank): exact resume needs no RNG state."""
-    return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63)
