@@ -91,7 +91,7 @@ def bench_speedrun(
         muon_lr: peak Muon learning rate with --optimizer muon (default: the preset's).
         optimizer: auto (the preset's), adamw or muon.
         precision: auto, fp32 or bf16.
-        compile: compile the model with torch.compile.
+        compile: compile the model with torch.compile (default: when 5 minutes or more are left; False: never).
         eval_windows: held-out windows per evaluation.
         compare: earlier speedrun folders to draw on the same plot (repeatable).
         seed: random seed.

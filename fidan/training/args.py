@@ -53,8 +53,9 @@ class TrainArgs(Group, key="train", title="training: schedule, batch, optimizer,
     precision: Precision = option("auto", "auto (bf16 autocast where the hardware supports it), fp32, bf16 or fp16 "
                                           "(CUDA only).")
     compile: bool | None = option(
-        None, "compile the model with torch.compile: a slower start (10-30 s on a CPU), faster steps. Default: "
-              "compile when 5 minutes or more of training are left after the first steps and a compiler works here "
+        None, "compile the model with torch.compile: a slower start (under a minute on a CPU), faster steps. Default: "
+              "compile when 5 minutes or more of training (15 in fp32 on a CPU) are left after the first steps and a "
+              "compiler works here "
               "(full training of fidan models on one process); --no-compile never does.")
     fsdp: bool = option(False, "under torchrun, shard the model with FSDP instead of replicating it (DDP).")
     grad_checkpointing: bool = option(False, "recompute each block's activations in the backward pass instead of "

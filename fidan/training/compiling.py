@@ -1,9 +1,10 @@
 """Whether a training run compiles its model with torch.compile.
 
 ``--compile`` and ``--no-compile`` decide. Left to fidan (the default), a run compiles when compiling pays
-for itself within it: compiling takes 10 to 30 s on a laptop CPU and then makes each step of fidan's models
-about 1.2x (``ders``, fp32 or bf16) to 1.5x (``hizli``, bf16) faster, so it pays after one to three minutes
-of training. The run times its first eager steps; if more than :data:`PAYS_AFTER_S` of training is left
+for itself within it: compiling takes 40 to 50 s on a 2-core CPU with an empty cache (less once inductor has cached the
+kernels) and then makes each step of fidan's models
+1.5x to 1.6x faster in bf16 (1.1x to 1.3x in fp32), so it pays after two to three minutes of bf16 training.
+The run times its first eager steps; if 5 minutes or more of training are left (15 in fp32 on a CPU)
 and a compiler toolchain works here (a C++ compiler on the CPU, triton on a CUDA GPU), it compiles from
 the next step on. Only full training of fidan's own models on one process is compiled by default (adapters,
 transformers models and torchrun runs stay eager unless ``--compile`` asks).
@@ -22,7 +23,15 @@ import time
 import torch
 
 AUTO_AFTER_STEPS = 3  # eager steps timed before deciding (the first is discounted: warm-up)
-PAYS_AFTER_S = 300.0  # training left for compiling to be chosen: at least 1.5x what it needs to pay
+# Training left for compiling to be chosen. Measured on a 2-core CPU (benchmarks/compile_payback.py, cold
+# cache): compiling took 40-52 s and repaid itself after 1.8-3.4 minutes in bf16 and for hizli in fp32, but
+# after 14 minutes for ders in fp32 (1.07x faster steps): fp32 on a CPU waits for a longer run.
+PAYS_AFTER_S = 300.0
+PAYS_AFTER_S_CPU_FP32 = 900.0
+
+
+def pays_after_s(device: str, precision: str) -> float:
+    return PAYS_AFTER_S_CPU_FP32 if device.split(":")[0] == "cpu" and precision == "fp32" else PAYS_AFTER_S
 
 
 def toolchain_problem(device: str) -> str | None:
@@ -51,8 +60,9 @@ def _compiles(device: str) -> str | None:
 class CompileChoice:
     """The run's compile decision: asked (True/False) or automatic (None), replayed on resume."""
 
-    def __init__(self, asked: bool | None, device: str, eligible: bool):
+    def __init__(self, asked: bool | None, device: str, eligible: bool, precision: str = "bf16"):
         self.asked, self.device, self.eligible = asked, device, eligible
+        self.threshold_s = pays_after_s(device, precision)
         self.decided: bool = asked is not None
         self.from_step: int | None = 0 if asked else None  # first compiled step (0: from the start)
         self.timed: list[float] = []
@@ -81,7 +91,7 @@ class CompileChoice:
             return None
         per_step = sum(self.timed[1:]) / max(1, len(self.timed) - 1)
         left = left_s(per_step)
-        if left < PAYS_AFTER_S:
+        if left < self.threshold_s:
             return None
         started = time.time()
         problem = toolchain_problem(self.device) or _compiles(self.device)

@@ -94,7 +94,7 @@ class Trainer:
         self.model = dist_util.wrap_model(self.raw, dist, args.fsdp)  # DDP / FSDP under torchrun, else itself
         self.opt = make_optimizer(self.raw, args.optimizer, args.lr, args.weight_decay, (0.9, 0.95), args.muon_lr,
                                   fused=False if args.fsdp else None)
-        self.compiling = CompileChoice(args.compile, device, auto_eligible(self.raw, dist.enabled))
+        self.compiling = CompileChoice(args.compile, device, auto_eligible(self.raw, dist.enabled), args.precision)
         self.compiled: torch.nn.Module | None = None  # torch.compile's wrapper, from the first compiled step
         self.ctx = autocast(device, args.precision)
         self.scaler = torch.amp.GradScaler(device.split(":")[0]) if args.precision == "fp16" else None
