@@ -5,7 +5,7 @@ is the task's checkpointed state); each process reads only its own rows from the
 Held-out figures use the sliding-window rule of fidan.model.scoring: at every evaluation a capped
 number of windows spread evenly over the validation split, and the whole split once at the end, so a
 run's final bits per byte equals `fidan eval bpb` on the same split. Speed: bf16 autocast where the hardware computes bf16 natively,
-fused AdamW, optional torch.compile, Muon for the hidden matrices (``--optimizer muon``).
+fused AdamW, torch.compile when the run is long enough to repay it, Muon for the hidden matrices (``--optimizer muon``).
 """
 
 from __future__ import annotations
