@@ -96,6 +96,7 @@ class Trainer:
                                   fused=False if args.fsdp else None)
         self.compiling = CompileChoice(args.compile, device, auto_eligible(self.raw, dist.enabled), args.precision)
         self.compiled: torch.nn.Module | None = None  # torch.compile's wrapper, from the first compiled step
+        self.compiled_now = False  # the step just taken compiled it
         self.ctx = autocast(device, args.precision)
         self.scaler = torch.amp.GradScaler(device.split(":")[0]) if args.precision == "fp16" else None
         self.global_batch = args.batch_size * args.grad_accum * dist.world_size
@@ -227,8 +228,10 @@ class Trainer:
         while p.step < self.stop_at():
             train_s = p.train_s
             record = self.step(bar)
-            if note := self.compiling.observe(p.step, first_step, p.train_s - train_s, left_s):
+            if (note := self.compiling.observe(p.step, first_step, p.train_s - train_s, left_s)) and not self.quiet:
                 bar.write(note)
+            if self.compiled_now:  # that step compiled the model: time the faster steps afresh for the budget
+                self.compiled_now, timed_from, first_step = False, None, p.step
             bar.update()
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}",
                             mfu=f"{record['mfu']:.1%}", refresh=False)
@@ -329,7 +332,7 @@ class Trainer:
 
     def train_model(self) -> torch.nn.Module:
         if self.compiled is None and self.compiling.compiled_at(self.progress.step):
-            self.compiled = torch.compile(self.model)
+            self.compiled, self.compiled_now = torch.compile(self.model), True
         return self.compiled if self.compiled is not None else self.model
 
     # --- the end ---------------------------------------------------------------------------------
