@@ -129,3 +129,15 @@ def test_written_out_attention_under_bf16_autocast_is_torchs(monkeypatch):
         ours = fd.attention(q, k, v, None, True, 0.1, True)
         ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     torch.testing.assert_close(ours.float(), ref.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_bf16_training_attention_runs_in_fp32_except_for_older_models():
+    """Without dropout, bf16 training attention is torch's fp32 kernel on the CPU (faster backward); a model
+    whose config predates that (dropout_masks "torch") keeps torch's bf16 kernel, so its runs resume exactly."""
+    torch.manual_seed(8)
+    q, k, v = (torch.randn(2, 3, 16, 8).to(torch.bfloat16) for _ in range(3))
+    in_fp32 = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True).to(torch.bfloat16)
+    in_bf16 = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert not torch.equal(in_fp32, in_bf16)  # the two kernels round differently: the test can tell them apart
+    assert torch.equal(fd.attention(q, k, v, None, True, 0.0, True), in_fp32)
+    assert torch.equal(fd.attention(q, k, v, None, True, 0.0, True, masks="torch"), in_bf16)

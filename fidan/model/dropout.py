@@ -83,9 +83,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torc
               p: float, training: bool, masks: str = "lanes") -> torch.Tensor:
     """``F.scaled_dot_product_attention``; when it would drop attention weights on the CPU, the same
     computation written out (what torch's CPU kernel does with dropout) with :func:`dropout`'s masks."""
-    if training and p == 0.0 and q.device.type == "cpu" and q.dtype == torch.bfloat16:
+    if training and p == 0.0 and q.device.type == "cpu" and q.dtype == torch.bfloat16 and masks != "torch":
         # torch's bf16 attention trains at half the speed of its fp32 one on the CPU (the backward; measured at
-        # hizli's size): compute it in fp32, whatever autocast asks (1.24x hizli's whole bf16 step)
+        # hizli's size): compute it in fp32, whatever autocast asks (1.24x hizli's whole bf16 step). Not for
+        # models whose config predates it (masks "torch"): a bf16 run they resume rounds as it began.
         with torch.autocast("cpu", enabled=False):
             y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attn_mask,
                                                is_causal=is_causal)
