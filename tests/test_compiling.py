@@ -94,3 +94,15 @@ def test_a_default_run_compiles_mid_run_and_resumes_exactly(tmp_path, data_dir, 
     assert split == pytest.approx(auto, rel=1e-6, abs=1e-6) and len(split) == 7
     state = load_checkpoint_state(checkpoint_dirs(tmp_path / "split")[-1])
     assert state["compile"] == {"asked": None, "decided": True, "from_step": 3}
+
+
+@pytest.mark.parametrize("command", ["pretrain", "sft", "bench speedrun"])
+def test_the_flags_reach_the_run(command):
+    from fidan.cli import parse_command
+
+    need = {"pretrain": ["--data", "d", "--out", "o"], "sft": ["--model", "m", "--data", "d", "--out", "o"]}
+    base = need.get(command, [])
+    _, given = parse_command(command, [*base, "--compile"])
+    _, refused = parse_command(command, [*base, "--no-compile"])
+    _, left = parse_command(command, base)
+    assert given["compile"] is True and refused["compile"] is False and "compile" not in left
