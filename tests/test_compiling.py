@@ -78,7 +78,7 @@ def test_a_default_run_compiles_mid_run_and_resumes_exactly(tmp_path, data_dir, 
         pytest.skip(toolchain_problem("cpu"))
     monkeypatch.setattr(comp, "PAYS_AFTER_S_CPU_FP32", 0.0)
     common = dict(data=str(data_dir), tokenizer=str(tokenizer_dir), max_steps=7, precision="fp32", batch_size=4,
-                  block_size=16, eval_every=100, eval_windows=1, warmup_steps=2)
+                  block_size=16, n_layer=1, eval_every=100, eval_windows=1, warmup_steps=2)  # one block: a short compile
     pretrain(out=str(tmp_path / "auto"), **common)
     assert "compiling the model from step 4" in capsys.readouterr().out
     pretrain(out=str(tmp_path / "eager"), compile=False, quiet=True, **common)
