@@ -293,6 +293,16 @@ def test_trigger_model_learns_which_words_go_with_which_label():
     assert model.score("o", " gittim.") == pytest.approx(model.score("o", " gittin."))  # never seen: only the prior
 
 
+def test_the_lexicon_analyses_in_worker_processes_alike(monkeypatch):
+    """Many word types are labelled by several processes, chunk by chunk, with the labels one process gives."""
+    import fidan.evaluation.suite.trigger as trigger
+
+    types = ["geldim", "gittin", "evlerimizden", "kitabımla", "okulda", "xqzvw", "güzelce"]
+    monkeypatch.setattr(trigger, "CHUNK", 3)
+    assert trigger._analyse(types, workers=2) == trigger._analyse(types, workers=1)
+    assert trigger._analyse(types, workers=1)["geldim"]["agr=A1sg"] == 1.0
+
+
 @pytest.fixture(scope="module")
 def suite_run(suite, tmp_path_factory, data_dir, tokenizer_dir):
     from fidan.training.pretrain import pretrain

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from fidan.runtime.io import atomic_write_json
+from fidan.text import zemberek
 from fidan.text.turkish import lower_tr
 from fidan.text.zemberek import MORPH_HINT, import_zemberek, morphology  # noqa: F401  (re-exported)
 
@@ -58,8 +59,7 @@ def _analyze(word: str) -> Segmentation | None:
     return first if votes[first] == best else next(c for c, n in votes.items() if n == best)
 
 
-# Each analyzer process loads zemberek first (about 11 s), so a few thousand words are done faster in one.
-PARALLEL_FROM = 20_000
+PARALLEL_FROM = zemberek.PARALLEL_FROM  # new words from which several processes analyse them
 CHUNK = 2_000
 
 
@@ -70,15 +70,7 @@ def _analyze_chunk(chunk: list[str]) -> list[Segmentation | None]:
 def _analyze_all(todo: list[str], workers: int) -> Iterator[tuple[list[str], list[Segmentation | None]]]:
     """(words, their cuts) chunk by chunk, in order, from ``workers`` processes (here when 1)."""
     chunks = [todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK)]
-    if workers <= 1 or len(chunks) == 1:
-        yield from ((c, _analyze_chunk(c)) for c in chunks)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # spawn, not fork: the parent may hold torch's thread pools, which a forked child must not touch
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from zip(chunks, pool.map(_analyze_chunk, chunks), strict=True)
+    yield from zip(chunks, zemberek.map_chunks(_analyze_chunk, chunks, workers), strict=True)
 
 
 class Segmenter:

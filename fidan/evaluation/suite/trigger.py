@@ -61,7 +61,10 @@ def labels_of(analyses: list[str]) -> dict[str, float]:
     return dict(out)
 
 
-def _analyse(types: list[str]) -> dict[str, dict[str, float]]:
+CHUNK = 2_000  # word types per task of an analysing process
+
+
+def _analyse_chunk(types: list[str]) -> dict[str, dict[str, float]]:
     from fidan.text.zemberek import morphology
 
     m = morphology()
@@ -70,6 +73,17 @@ def _analyse(types: list[str]) -> dict[str, dict[str, float]]:
         readings = [r for r in m.analyze(w).analysis_results if not r.is_unknown()]
         common = [r for r in readings if r.item.secondary_pos.name not in ("ProperNoun", "Abbreviation")]
         out[w] = labels_of([r.format_string() for r in (common or readings)])
+    return out
+
+
+def _analyse(types: list[str], workers: int | None = None) -> dict[str, dict[str, float]]:
+    """Labels of each word type, from one process per core when there are many (fidan.text.zemberek)."""
+    from fidan.text.zemberek import map_chunks, workers_for
+
+    chunks = [types[i:i + CHUNK] for i in range(0, len(types), CHUNK)]
+    out: dict[str, dict[str, float]] = {}
+    for part in map_chunks(_analyse_chunk, chunks, workers_for(len(types)) if workers is None else workers):
+        out.update(part)
     return out
 
 
