@@ -45,10 +45,10 @@ def morphology():
 PARALLEL_FROM = 20_000
 
 
-def workers_for(new_words: int) -> int:
+def workers_for(new_words: int, parallel_from: int = PARALLEL_FROM) -> int:
     """Processes to analyse ``new_words`` words with: one per core, up to 4, once there are enough to repay
-    their start; else this one."""
-    return min(os.cpu_count() or 1, 4) if new_words >= PARALLEL_FROM else 1
+    their start (``parallel_from``); else this one."""
+    return min(os.cpu_count() or 1, 4) if new_words >= parallel_from else 1
 
 
 def map_chunks(fn: Callable[[list[str]], object], chunks: list[list[str]], workers: int) -> Iterator:

@@ -96,7 +96,7 @@ class Segmenter:
             from tqdm.auto import tqdm
 
             if workers is None:
-                workers = min(os.cpu_count() or 1, 4) if len(todo) >= PARALLEL_FROM else 1
+                workers = zemberek.workers_for(len(todo), PARALLEL_FROM)
             bar = tqdm(total=len(todo), desc="morphology", unit="word", disable=(not progress) or None)
             for chunk, cuts in _analyze_all(todo, workers):
                 self.known.update(zip(chunk, cuts, strict=True))

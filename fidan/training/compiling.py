@@ -1,9 +1,9 @@
 """Whether a training run compiles its model with torch.compile.
 
 ``--compile`` and ``--no-compile`` decide. Left to fidan (the default), a run compiles when compiling pays
-for itself within it: compiling takes 40 to 50 s on a 2-core CPU with an empty cache (less once inductor has cached the
-kernels) and then makes each step of fidan's models
-1.5x to 1.6x faster in bf16 (1.1x to 1.3x in fp32), so it pays after two to three minutes of bf16 training.
+for itself within it: compiling takes 40 to 50 s on a 2-core CPU with an empty cache (less once inductor
+has cached the kernels) and then makes each step of fidan's models 1.5x to 1.6x faster in bf16 (1.1x to
+1.3x in fp32), so it pays after two to three minutes of bf16 training.
 The run times its first eager steps; if 5 minutes or more of training are left (15 in fp32 on a CPU)
 and a compiler toolchain works here (a C++ compiler on the CPU, triton on a CUDA GPU), it compiles from
 the next step on. Only full training of fidan's own models on one process is compiled by default (adapters,
@@ -19,6 +19,7 @@ import importlib.util
 import os
 import shutil
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -78,7 +79,7 @@ class CompileChoice:
     def compiled_at(self, step: int) -> bool:
         return self.from_step is not None and step >= self.from_step
 
-    def observe(self, step: int, first_step: int, seconds: float, left_s: float) -> str | None:
+    def observe(self, step: int, first_step: int, seconds: float, left_s: Callable[[float], float]) -> str | None:
         """After step ``step`` (which took ``seconds``): decide once enough steps are timed, with ``left_s``
         a function of the time per step: the training seconds left. Returns a line for the user, or None."""
         if self.decided:

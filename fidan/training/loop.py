@@ -213,12 +213,14 @@ class Trainer:
             where = f"{self.device} x{self.dist.world_size}" if self.dist.enabled else self.device
             print(f"{self.task.stage}: {self.raw.num_params():,} parameters, {self.global_batch} rows/step on "
                   f"{where}, {args.precision}, {args.optimizer}{', compiled' if args.compile else ''}")
-        # training left in the whole run (not only up to --until-step or --max-minutes: a resumed run must decide
-        # as an uninterrupted one does), for the compile decision
-        left_s = (lambda per_step: budget_s - self.budget_clock() if budget_s is not None  # noqa: E731
-                  else (p.plan - p.step) * per_step)
         budget_s = args.budget_minutes * 60 if args.budget_minutes else None
         deadline = time.time() + args.max_minutes * 60 if args.max_minutes else None
+
+        def left_s(per_step: float) -> float:
+            """Training left in the whole run, for the compile decision (not only up to --until-step or
+            --max-minutes: a resumed run must decide as an uninterrupted one does)."""
+            return budget_s - self.budget_clock() if budget_s is not None else (p.plan - p.step) * per_step
+
         timed_from: tuple[float, int] | None = None  # (wall, step) where a budgeted run starts timing steps
         first_step = p.step
         self.model.train()
