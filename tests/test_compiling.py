@@ -92,6 +92,9 @@ def test_a_default_run_compiles_mid_run_and_resumes_exactly(tmp_path, data_dir, 
     assert auto[:3] == eager[:3]  # the timed eager steps
     assert auto[3:] != pytest.approx(eager[3:], rel=1e-4)  # compiled steps: inductor's dropout masks
     assert split == pytest.approx(auto, rel=1e-6, abs=1e-6) and len(split) == 7
+    pretrain(out=str(tmp_path / "asked"), max_steps=2, compile=True, quiet=True,
+             **{k: v for k, v in common.items() if k != "max_steps"})
+    assert losses("asked")[0] != pytest.approx(eager[0], rel=1e-4)  # --compile: compiled from the first step
     state = load_checkpoint_state(checkpoint_dirs(tmp_path / "split")[-1])
     assert state["compile"] == {"asked": None, "decided": True, "from_step": 3}
 
