@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from fidan.errors import BadInput
-from fidan.model.loss import LOGIT_CHUNK_ELEMENTS
+from fidan.model.loss import chunk_rows
 
 NF4_BYTES = 0.516  # 4 bits, one 8-bit scale per 64 weights and one fp32 per 256 scales (double quantization)
 # Activations kept per token and layer under bf16 autocast, per unit of width and of MLP width: counted from
@@ -144,7 +144,7 @@ def plan_memory(model: str | Shape, *, seq: int, batch: int, method: str, load_d
         activations = tokens * (s.layers * CKPT_PER_WIDTH * s.width + per_layer)
     else:
         activations = tokens * s.layers * per_layer
-    rows = min(max(64, min(LOSS_CHUNK, LOGIT_CHUNK_ELEMENTS // s.vocab)), tokens)
+    rows = min(chunk_rows(s.vocab, LOSS_CHUNK, device), tokens)
     loss = LOSS_BYTES_PER_LOGIT * rows * s.vocab + OVERHEAD
     parts = {"weights": weights, "gradients": 4 * trained, "optimizer_state": optimizer_bytes, "autocast_copies": casts,
              "activations": activations, "loss_and_overhead": loss}
