@@ -141,3 +141,22 @@ def test_bf16_training_attention_runs_in_fp32_except_for_older_models():
     assert not torch.equal(in_fp32, in_bf16)  # the two kernels round differently: the test can tell them apart
     assert torch.equal(fd.attention(q, k, v, None, True, 0.0, True), in_fp32)
     assert torch.equal(fd.attention(q, k, v, None, True, 0.0, True, masks="torch"), in_bf16)
+
+
+def test_a_large_mask_is_drawn_on_two_threads_alike_whatever_the_thread_count():
+    """Half the words on a second thread, from seeds the global generator gives: the same mask with one torch
+    thread or two, a new one for the next draw, and two halves that are different draws."""
+    n = fd.LANES * fd.SPLIT_FROM * 2
+    threads = torch.get_num_threads()
+    masks = []
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            torch.manual_seed(11)
+            masks.append((fd.keep_mask((n,), 0.1), fd.keep_mask((n,), 0.1)))
+    finally:
+        torch.set_num_threads(threads)
+    (a, a_next), (b, _) = masks
+    assert torch.equal(a, b) and not torch.equal(a, a_next)
+    assert not torch.equal(a[: n // 2], a[n // 2:])
+    assert abs(1 - a.float().mean().item() - 0.1) < 0.005
