@@ -16,8 +16,9 @@ _TINY = torch.finfo(torch.float32).tiny  # below it a probability is subnormal a
 
 
 def chunk_rows(vocab: int, chunk: int, device: str) -> int:
-    """Rows per chunk of the loss through a head of ``vocab`` rows, at most ``chunk``."""
-    if device == "cpu":
+    """Rows per chunk of the loss through a head of ``vocab`` rows, at most ``chunk``. Cache-sized on the CPU in
+    eager mode only: torch.compile unrolls the chunk loop (more chunks, a longer compile) and fuses the passes."""
+    if device == "cpu" and not torch.compiler.is_compiling():
         return min(chunk, max(CPU_MIN_ROWS, CPU_CHUNK_ELEMENTS // vocab))
     return max(64, min(chunk, LOGIT_CHUNK_ELEMENTS // vocab))
 
