@@ -8,7 +8,7 @@ import torch
 from fidan.artifacts.loader import load_model
 from fidan.artifacts.runs import read_metrics, save_weights
 from fidan.errors import FidanError
-from fidan.model.gpt import GPT, GPTConfig, config_from_preset
+from fidan.model.gpt import GPT, GPTConfig, config_from_preset, relu_squared
 from fidan.model.loss import chunked_cross_entropy
 from fidan.training.optim import MuonAdamW, OwnMuon, make_optimizer
 from fidan.training.pretrain import pretrain
@@ -175,3 +175,16 @@ def test_hizli_with_muon_trains_and_resumes_exactly(tmp_path, data_dir, tokenize
     assert all(0 <= r["mfu"] < 1 for r in read_metrics(tmp_path / "a") if r["kind"] == "train")
     with pytest.raises(FidanError, match="--optimizer muon"):
         pretrain(out=str(tmp_path / "b"), resume=True, **{**common, "optimizer": "adamw", "max_steps": 12})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_relu_squared_and_its_gradient_are_autograds_bit_for_bit(dtype):
+    """The ReLU² MLP's own backward (2·relu(x)·g from the saved relu(x)) gives what autograd through
+    relu and square gives, at zero and below it too."""
+    torch.manual_seed(4)
+    x = torch.cat([torch.randn(997), torch.zeros(3)]).to(dtype).requires_grad_()
+    g = torch.randn(1000).to(dtype)
+    ref = torch.nn.functional.relu(x).square()
+    got = relu_squared(x)
+    assert torch.equal(got, ref)
+    assert torch.equal(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(ref, x, g)[0])
