@@ -29,7 +29,7 @@ def test_loss_and_gradients_equal_full_cross_entropy(chunk):
     h, w, t = torch.randn(300, 16), torch.randn(500, 16), torch.randint(0, 500, (300,))
     t[::7] = -100  # ignored targets count neither in the mean nor in the gradients
     ref, got = _reference(h, w, t), _chunked(h, w, t, chunk)
-    for a, b in zip(ref, got):
+    for a, b in zip(ref, got, strict=True):
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
 
 
@@ -48,23 +48,28 @@ def test_a_target_far_below_the_rest_keeps_its_exact_loss():
     t = torch.tensor([3, 3, 1, 2])
     ref, got = _reference(h, w, t), _chunked(h, w, t)
     assert torch.isfinite(got[0]) and got[0] > 100
-    for a, b in zip(ref, got):
+    for a, b in zip(ref, got, strict=True):
         torch.testing.assert_close(b, a)
 
 
-def test_the_cpu_softmax_in_place_equals_the_generic_one():
-    """What the CPU runs eagerly (a reused buffer, torch's softmax kernel) and what GPUs and torch.compile run
-    (one exp pass) give the same probabilities and nats, in fp32 and from bf16 products."""
+def test_the_cpu_chunks_compute_what_the_generic_ones_do():
+    """What the CPU runs eagerly (cache-sized chunks, torch's softmax in place) and what GPUs and torch.compile run
+    (one exp pass, the scale folded into the gradient) give the same nats and gradients, in fp32 and in bf16."""
     torch.manual_seed(2)
     h, w = torch.randn(50, 16), torch.randn(70, 16)
-    safe_t = torch.randint(0, 70, (50, 1))
+    t = torch.randint(0, 70, (50,))
+    t[3] = -100
+    valid = t != -100
+    n = valid.sum().float()
     for dtype in (torch.float32, torch.bfloat16):
         hc, wc = h.to(dtype), w.to(dtype)
-        low = None if dtype == torch.float32 else torch.empty(50, 70, dtype=dtype)
-        p, nll = L._softmax_in_place(hc, wc, safe_t, torch.empty(50, 70), low)
-        pg, nllg = L._softmax_generic(hc, wc, safe_t)
-        torch.testing.assert_close(p, pg)
-        torch.testing.assert_close(nll, nllg)
+        gh_cpu, gh_gen = torch.empty_like(hc), torch.empty_like(hc)
+        gw_cpu = torch.zeros(70, 16)
+        loss_cpu = L._cpu_chunks(hc, wc, t, valid, n, 16, True, gh_cpu, gw_cpu)
+        loss_gen, gw_gen = L._generic_chunks(hc, wc, t, valid, n, 16, True, gh_gen, None)
+        torch.testing.assert_close(loss_cpu, loss_gen)
+        torch.testing.assert_close(gh_cpu, gh_gen)
+        torch.testing.assert_close(gw_cpu, gw_gen)
 
 
 def test_bf16_autocast_loss_is_close_to_the_fp32_one():

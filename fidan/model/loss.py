@@ -23,33 +23,67 @@ def chunk_rows(vocab: int, chunk: int, device: str) -> int:
     return max(64, min(chunk, LOGIT_CHUNK_ELEMENTS // vocab))
 
 
-def _softmax_in_place(hc, w, safe_t, probs, low):
-    """CPU, eager: the softmax of ``hc @ w.T`` over a reused fp32 buffer (torch's row-wise kernel takes a row's
-    max, exps and sum while the row is in cache; no page of a fresh tensor to fault in) and each row's nats,
-    -log p[target]. A target whose probability underflows (more than 87 nats) gets its exact nats from its row's
-    logits made again."""
-    if low is None:  # fp32: the product writes straight into the buffer
-        logits = torch.mm(hc, w.T, out=probs)
-    else:  # bf16: the product in bf16, widened into the fp32 buffer
-        logits = probs.copy_(torch.mm(hc, w.T, out=low))
-    p = torch.ops.aten._softmax.out(logits, -1, False, out=logits)
-    pt = p.gather(1, safe_t)[:, 0]
-    nll = pt.log().neg_()
-    under = (pt < _TINY).nonzero()[:, 0]
-    if under.numel():
-        again = (hc[under] @ w.T).float()
-        nll[under] = again.logsumexp(-1) - again.gather(1, safe_t[under])[:, 0]
-    return p, nll
+def _cpu_chunks(h, w, targets, valid, n, chunk, head_trains, grad_h, grad_w):
+    """CPU, eager: each chunk's softmax over one reused fp32 buffer (torch's row-wise kernel takes a row's max,
+    exps and sum while the row is in cache; no fresh pages to fault in), the fp32 per-row scale on the narrow side
+    of the two products. A target whose probability underflows (more than 87 nats) gets its exact nats from its
+    row's logits made again. Returns the summed nats."""
+    rows, fp32 = min(chunk, h.size(0)), w.dtype == torch.float32
+    probs = torch.empty(rows, w.size(0), dtype=torch.float32)
+    low = None if fp32 else torch.empty(rows, w.size(0), dtype=w.dtype)
+    scale = valid.to(torch.float32) / n
+    nll = torch.empty(h.size(0), dtype=torch.float32)
+    for i in range(0, h.size(0), chunk):
+        hc, safe_t = h[i:i + chunk], targets[i:i + chunk].clamp(min=0)[:, None]
+        r = hc.size(0)
+        if fp32:  # the product writes straight into the buffer
+            logits = torch.mm(hc, w.T, out=probs[:r])
+        else:  # bf16: the product in bf16, widened into the fp32 buffer
+            logits = probs[:r].copy_(torch.mm(hc, w.T, out=low[:r]))
+        p = torch.ops.aten._softmax.out(logits, -1, False, out=logits)
+        pt = p.gather(1, safe_t)[:, 0]
+        nll[i:i + r] = pt.log().neg_()
+        under = (pt < _TINY).nonzero()[:, 0]
+        if under.numel():
+            again = (hc[under] @ w.T).float()
+            nll[i + under] = again.logsumexp(-1) - again.gather(1, safe_t[under])[:, 0]
+        g = p.scatter_add_(1, safe_t, torch.full(safe_t.shape, -1.0))  # softmax - one-hot
+        s = scale[i:i + r, None]
+        if fp32:
+            torch.mm(g, w, out=grad_h[i:i + r]).mul_(s)
+            if head_trains:
+                grad_w.addmm_(g.T, hc * s)
+        else:  # scaled in fp32, then rounded once to bf16 (as autograd through full logits does)
+            g = torch.mul(g, s, out=low[:r])
+            torch.mm(g, w, out=grad_h[i:i + r])
+            if head_trains:
+                grad_w.add_(g.T @ hc)
+    return torch.where(valid, nll, 0.0).sum()
 
 
-def _softmax_generic(hc, w, safe_t):
-    """GPU or under torch.compile: softmax and nats from one exp pass (inductor fuses these on its own)."""
-    logits = (hc @ w.T).float()
-    target = logits.gather(1, safe_t)[:, 0]
-    top = logits.amax(dim=-1, keepdim=True)
-    e = logits.sub_(top).exp_()
-    total = e.sum(dim=-1, keepdim=True)
-    return e.div_(total), top[:, 0] + total[:, 0].log() - target
+def _generic_chunks(h, w, targets, valid, n, chunk, head_trains, grad_h, grad_w):
+    """GPU or torch.compile (inductor fuses these passes itself): softmax and nats from one exp pass, the scale
+    folded into the (rows, vocab) gradient. Returns the summed nats."""
+    loss = torch.zeros((), dtype=torch.float32, device=h.device)
+    for i in range(0, h.size(0), chunk):
+        hc, tc, vc = h[i:i + chunk], targets[i:i + chunk], valid[i:i + chunk]
+        logits = (hc @ w.T).float()
+        safe_t = tc.clamp(min=0)[:, None]
+        target = logits.gather(1, safe_t)[:, 0]
+        top = logits.amax(dim=-1, keepdim=True)
+        e = logits.sub_(top).exp_()
+        total = e.sum(dim=-1, keepdim=True)
+        loss += ((top[:, 0] + total[:, 0].log() - target) * vc).sum()
+        # d loss / d logits = (softmax - one_hot) / n, zero for ignored rows
+        scale = (vc / n)[:, None]
+        g = e.mul_(scale / total)
+        g.scatter_add_(1, safe_t, -scale)
+        g = g.to(w.dtype)
+        grad_h[i:i + chunk] = g @ w
+        if head_trains:
+            part = g.T @ hc
+            grad_w = part.float() if grad_w is None else grad_w.add_(part)
+    return loss, grad_w
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
@@ -58,9 +92,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     The (rows, vocab) logits are the largest tensor of a small model's step: materialized in full,
     cast to fp32 and kept for the backward pass, they cost more memory traffic than the matmuls that
     make them. Here each chunk's logits are made, turned into loss and gradient (softmax - one-hot),
-    and dropped at once; the backward pass only scales the saved gradients. The per-row scale (1 / the
-    number of counted targets, 0 for ignored ones) goes on the narrow side of the two products in fp32, not
-    over the (rows, vocab) gradient.
+    and dropped at once; the backward pass only scales the saved gradients.
     """
 
     @staticmethod
@@ -69,39 +101,19 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         hd = h.to(dtype)
         valid = targets != -100
         n = valid.sum().clamp(min=1).to(torch.float32)
-        scale = valid.to(torch.float32) / n
-        nll = torch.empty(h.size(0), dtype=torch.float32, device=h.device)
         grad_h = torch.empty_like(hd)
         # a frozen head (LoRA, QLoRA) needs no (vocab, width) fp32 gradient: 2.5 GB for an 8B model's head
         head_trains = ctx.needs_input_grad[1]
-        grad_w = torch.zeros(weight.shape if head_trains else (0,), dtype=torch.float32, device=weight.device)
-        in_place = h.device.type == "cpu" and not torch.compiler.is_compiling()
-        if in_place:
-            rows = min(chunk, h.size(0))
-            probs = torch.empty(rows, w.size(0), dtype=torch.float32)
-            low = None if dtype == torch.float32 else torch.empty(rows, w.size(0), dtype=dtype)
-        for i in range(0, h.size(0), chunk):
-            hc, tc = hd[i:i + chunk], targets[i:i + chunk]
-            safe_t = tc.clamp(min=0)[:, None]
-            if in_place:
-                r = hc.size(0)
-                p, nll[i:i + r] = _softmax_in_place(hc, w, safe_t, probs[:r], None if low is None else low[:r])
-            else:
-                p, nll[i:i + chunk] = _softmax_generic(hc, w, safe_t)
-            g = p.scatter_add_(1, safe_t, torch.full(safe_t.shape, -1.0, device=p.device))  # softmax - one-hot
-            s = scale[i:i + chunk, None]
-            if dtype == torch.float32:
-                grad_h[i:i + chunk] = (g @ w) * s
-                if head_trains:
-                    grad_w.addmm_(g.T, hc * s)
-            else:  # scaled in fp32, then rounded once to the products' dtype (as autograd through full logits does)
-                g = torch.mul(g, s, out=low[:r]) if in_place else (g * s).to(dtype)
-                grad_h[i:i + chunk] = g @ w
-                if head_trains:
-                    grad_w.add_(g.T @ hc)
+        if h.device.type == "cpu" and not torch.compiler.is_compiling():
+            grad_w = torch.zeros(weight.shape if head_trains else (0,), dtype=torch.float32)
+            loss = _cpu_chunks(hd, w, targets, valid, n, chunk, head_trains, grad_h, grad_w)
+        else:
+            loss, grad_w = _generic_chunks(hd, w, targets, valid, n, chunk, head_trains, grad_h, None)
+            if grad_w is None:
+                grad_w = torch.zeros(weight.shape if head_trains else (0,), dtype=torch.float32, device=weight.device)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.h_dtype, ctx.w_dtype = h.dtype, weight.dtype
-        return torch.where(valid, nll, 0.0).sum() / n
+        return loss / n
 
     @staticmethod
     def backward(ctx, grad_out):
