@@ -2,8 +2,8 @@
 
 ``--compile`` and ``--no-compile`` decide. Left to fidan (the default), a run compiles when compiling pays
 for itself within it: compiling takes 40 to 50 s on a 2-core CPU with an empty cache (less once inductor
-has cached the kernels) and then makes each step of fidan's models 1.5x to 1.6x faster in bf16 (1.1x to
-1.3x in fp32), so it pays after two to three minutes of bf16 training.
+has cached the kernels) and then makes each step of fidan's models 1.1x to 1.6x faster in bf16 (0.8x to
+1.3x in fp32; the speed-up moves with the machine's load), so it pays after two to ten minutes of bf16 training.
 The run times its first eager steps; if 5 minutes or more of training are left (15 in fp32 on a CPU)
 and a compiler toolchain works here (a C++ compiler on the CPU, triton on a CUDA GPU), it compiles from
 the next step on. Only full training of fidan's own models on one process is compiled by default (adapters,
