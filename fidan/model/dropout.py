@@ -31,7 +31,7 @@ def _draw_half(seed: int, out: torch.Tensor) -> None:
 
 def _lanes(n: int, device: torch.device | str) -> torch.Tensor:
     m = (n + LANES - 1) // LANES
-    if m < SPLIT_FROM or torch.compiler.is_compiling():
+    if m < SPLIT_FROM or torch.compiler.is_compiling() or torch.device(device).type != "cpu":
         words = torch.randint(*_WORD, (m,), dtype=torch.int64, device=device)
     else:
         global _POOL

@@ -180,7 +180,8 @@ class CausalSelfAttention(nn.Module):
 
 class _ReluSquared(torch.autograd.Function):
     """relu(x)², keeping relu(x) for the gradient 2·relu(x)·g: two passes backward where autograd's pow and
-    relu take four (a copy, two products and a threshold; 1.1x `hizli`'s fp32 step on a CPU), same values."""
+    relu take four (a copy, two products and a threshold): 2.2x on that part, about 4% of `hizli`'s fp32 step on
+    a CPU; the same values."""
 
     @staticmethod
     def forward(ctx, x):
