@@ -15,12 +15,22 @@ CPU_CHUNK_ELEMENTS, CPU_MIN_ROWS = 1 << 21, 128
 _TINY = torch.finfo(torch.float32).tiny  # below it a probability is subnormal and its log loses precision
 
 
-def chunk_rows(vocab: int, chunk: int, device: str) -> int:
-    """Rows per chunk of the loss through a head of ``vocab`` rows, at most ``chunk``. Cache-sized on the CPU in
-    eager mode only: torch.compile unrolls the chunk loop (more chunks, a longer compile) and fuses the passes."""
-    if device == "cpu" and not torch.compiler.is_compiling():
-        return min(chunk, max(CPU_MIN_ROWS, CPU_CHUNK_ELEMENTS // vocab))
+def _cpu_eager(device: str) -> bool:
+    """Whether the loss runs its CPU loop (cache-sized chunks, softmax in place): not under torch.compile, which
+    unrolls the chunk loop (more chunks, a longer compile) and fuses the passes itself."""
+    return device == "cpu" and not torch.compiler.is_compiling()
+
+
+def _memory_rows(vocab: int, chunk: int) -> int:
     return max(64, min(chunk, LOGIT_CHUNK_ELEMENTS // vocab))
+
+
+def chunk_rows(vocab: int, chunk: int, device: str) -> int:
+    """Rows per chunk of the loss through a head of ``vocab`` rows, at most ``chunk``: cache-sized on the CPU in
+    eager mode, within 256 MiB of logits elsewhere."""
+    if _cpu_eager(device):
+        return min(chunk, max(CPU_MIN_ROWS, CPU_CHUNK_ELEMENTS // vocab))
+    return _memory_rows(vocab, chunk)
 
 
 def _cpu_chunks(h, w, targets, valid, n, chunk, head_trains, grad_h, grad_w):
@@ -104,13 +114,13 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         grad_h = torch.empty_like(hd)
         # a frozen head (LoRA, QLoRA) needs no (vocab, width) fp32 gradient: 2.5 GB for an 8B model's head
         head_trains = ctx.needs_input_grad[1]
-        if h.device.type == "cpu" and not torch.compiler.is_compiling():
-            grad_w = torch.zeros(weight.shape if head_trains else (0,), dtype=torch.float32)
+        if _cpu_eager(h.device.type):
+            grad_w = torch.zeros(weight.shape, dtype=torch.float32) if head_trains else None
             loss = _cpu_chunks(hd, w, targets, valid, n, chunk, head_trains, grad_h, grad_w)
         else:
             loss, grad_w = _generic_chunks(hd, w, targets, valid, n, chunk, head_trains, grad_h, None)
-            if grad_w is None:
-                grad_w = torch.zeros(weight.shape if head_trains else (0,), dtype=torch.float32, device=weight.device)
+        if grad_w is None:
+            grad_w = torch.zeros(weight.shape if head_trains else (0,), dtype=torch.float32, device=weight.device)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.h_dtype, ctx.w_dtype = h.dtype, weight.dtype
         return loss / n
@@ -135,7 +145,7 @@ def chunked_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.
 def chunked_token_nll(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """Nats of each target (N,) (0 where it is -100) through the output head, a chunk of rows at a time: what
     scoring needs, without the (N, vocab) logits of a large vocabulary (autocast applies to the product)."""
-    chunk = max(64, min(chunk, LOGIT_CHUNK_ELEMENTS // weight.size(0)))
+    chunk = _memory_rows(weight.size(0), chunk)
     out = torch.empty(h.size(0), dtype=torch.float32, device=h.device)
     for i in range(0, h.size(0), chunk):
         logits = F.linear(h[i:i + chunk], weight).float()
